@@ -1,0 +1,233 @@
+#pragma once
+
+/// @file
+/// `broadcaster::broadcast`: publish/subscribe over the broker a URL names.
+
+#include <broadcaster/backend.hpp>
+#include <broadcaster/channel_list.hpp>
+#include <broadcaster/event.hpp>
+#include <broadcaster/options.hpp>
+#include <broadcaster/subscriber.hpp>
+#include <broadcaster/subscription.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace broadcaster {
+
+/// Counters of one broadcast since it was constructed. Read with `broadcast::stats()`.
+struct broadcast_stats {
+    /// Messages the backend accepted from `async_publish`.
+    std::uint64_t published = 0;
+    /// Events received from the backend.
+    std::uint64_t received = 0;
+    /// Events queued to local subscribers (one event to n subscribers counts n).
+    std::uint64_t delivered = 0;
+    /// Events dropped because a subscriber's queue was full.
+    std::uint64_t dropped = 0;
+    /// Channels with at least one local subscriber (one broker subscription each).
+    std::uint64_t active_channels = 0;
+    /// Local subscribers.
+    std::uint64_t active_subscribers = 0;
+    /// Times the backend re-established a lost connection.
+    std::uint64_t reconnects = 0;
+};
+
+/// Called on every connection state change, with the error that caused it, if any.
+using state_observer = std::function<void(connection_state, boost::system::error_code)>;
+
+/// Called for each event of a callback subscription.
+using event_callback = std::function<void(const event&)>;
+
+namespace detail {
+class broadcast_core;
+using error_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+using subscribe_handler =
+    boost::asio::any_completion_handler<void(boost::system::error_code, subscriber)>;
+using subscription_handler =
+    boost::asio::any_completion_handler<void(boost::system::error_code, subscription)>;
+void async_connect(const std::shared_ptr<broadcast_core>& core, error_handler handler);
+void async_disconnect(const std::shared_ptr<broadcast_core>& core, error_handler handler);
+void async_publish(const std::shared_ptr<broadcast_core>& core, std::string channel,
+                   std::string message, error_handler handler);
+void async_subscribe(const std::shared_ptr<broadcast_core>& core, std::vector<std::string> channels,
+                     subscribe_options options, subscribe_handler handler);
+void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
+                              std::vector<std::string> channels, event_callback on_event,
+                              subscribe_options options, subscription_handler handler);
+}  // namespace detail
+
+/// Publish/subscribe over one broker, chosen by URL.
+///
+/// ```
+/// broadcaster::broadcast bc(io.get_executor(), "redis://localhost:6379");
+/// co_await bc.async_connect(asio::use_awaitable);
+/// auto sub = co_await bc.async_subscribe("chatroom", asio::use_awaitable);
+/// co_await bc.async_publish("chatroom", "hello", asio::use_awaitable);
+/// broadcaster::event ev = co_await sub.async_receive(asio::use_awaitable);
+/// ```
+///
+/// The broadcast keeps one broker subscription per channel however many local
+/// subscribers it has, and fans each incoming event out to their queues; the message
+/// is stored once and shared by all of them.
+///
+/// Asynchronous operations take any Asio completion token (`use_awaitable`, a
+/// callback, `use_future`, `deferred`, ...). Handlers run on their associated
+/// executor, by default the broadcast's executor.
+///
+/// Thread safety: every member function may be called from any thread, concurrently.
+/// The broadcast's state lives on an internal strand of its executor.
+///
+/// Lifetime: destroying the broadcast disconnects it in the background (on its
+/// executor); its subscribers then end with `error::end_of_stream`. Pending
+/// operations still complete. Subscribers may outlive the broadcast.
+class broadcast {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    /// Makes a broadcast for `url`, whose scheme picks the backend (see README).
+    /// Does not connect: call `async_connect`.
+    /// @throws boost::system::system_error with `error::invalid_url`,
+    ///   `error::unknown_scheme` or `error::backend_not_built`, whose message names the
+    ///   URL with its password masked, or a backend's own error for a URL it rejects.
+    broadcast(executor_type executor, std::string_view url, broadcast_options options = {});
+
+    /// As above, on the executor of `context` (e.g. an `io_context`).
+    template <typename ExecutionContext>
+        requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
+    broadcast(ExecutionContext& context, std::string_view url, broadcast_options options = {})
+        : broadcast(executor_type(context.get_executor()), url, std::move(options)) {}
+
+    /// Makes a broadcast over a backend object, e.g. one of the app's own.
+    broadcast(executor_type executor, std::unique_ptr<backend> backend,
+              broadcast_options options = {});
+
+    broadcast(broadcast&&) noexcept;
+    broadcast& operator=(broadcast&&) noexcept;
+    broadcast(const broadcast&) = delete;
+    broadcast& operator=(const broadcast&) = delete;
+    ~broadcast();
+
+    /// The executor completion handlers run on by default.
+    executor_type get_executor() const noexcept;
+
+    /// The URL with its password masked; `"custom"` for a broadcast over a backend object.
+    const std::string& url() const noexcept;
+
+    /// Connects to the broker. Signature: `void(boost::system::error_code)`.
+    /// Completes at once if already connected. Errors are the backend's (e.g.
+    /// `error::not_connected` after the connect timeout, `error::authentication_failed`).
+    template <typename CompletionToken>
+    auto async_connect(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+            [](auto handler, std::shared_ptr<detail::broadcast_core> core) {
+                detail::async_connect(core, detail::error_handler(std::move(handler)));
+            },
+            token, core_);
+    }
+
+    /// Disconnects: every subscriber ends with `error::end_of_stream` once it has
+    /// received what was queued, and every broker subscription is dropped.
+    /// Signature: `void(boost::system::error_code)`. The broadcast can connect again.
+    template <typename CompletionToken>
+    auto async_disconnect(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+            [](auto handler, std::shared_ptr<detail::broadcast_core> core) {
+                detail::async_disconnect(core, detail::error_handler(std::move(handler)));
+            },
+            token, core_);
+    }
+
+    /// Publishes `message` on `channel`. Signature: `void(boost::system::error_code)`.
+    /// Completes once the backend accepted the message. Messages published from one
+    /// thread (or one coroutine) reach every subscriber in publish order.
+    /// Errors: `error::not_connected`, `error::invalid_channel`,
+    /// `error::payload_too_large`, `error::timeout`, or the backend's own.
+    template <typename CompletionToken>
+    auto async_publish(std::string channel, std::string message, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+            [](auto handler, std::shared_ptr<detail::broadcast_core> core, std::string channel,
+               std::string message) {
+                detail::async_publish(core, std::move(channel), std::move(message),
+                                      detail::error_handler(std::move(handler)));
+            },
+            token, core_, std::move(channel), std::move(message));
+    }
+
+    /// Subscribes to one or several channels. Signature:
+    /// `void(boost::system::error_code, subscriber)`.
+    /// Completes once the broker has confirmed every channel: anything published
+    /// afterwards is received. Errors: `error::not_connected`,
+    /// `error::invalid_channel`, or the backend's own; on error nothing stays subscribed.
+    template <typename CompletionToken>
+    auto async_subscribe(channel_list channels, subscribe_options options,
+                         CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken,
+                                           void(boost::system::error_code, subscriber)>(
+            [](auto handler, std::shared_ptr<detail::broadcast_core> core,
+               std::vector<std::string> channels, subscribe_options options) {
+                detail::async_subscribe(core, std::move(channels), options,
+                                        detail::subscribe_handler(std::move(handler)));
+            },
+            token, core_, std::move(channels).names(), options);
+    }
+
+    /// As above, with the default `subscribe_options` (1024 events, drop oldest).
+    template <typename CompletionToken>
+    auto async_subscribe(channel_list channels, CompletionToken&& token) {
+        return async_subscribe(std::move(channels), subscribe_options{},
+                               std::forward<CompletionToken>(token));
+    }
+
+    /// Subscribes and calls `on_event` for every event, in order, until the returned
+    /// `subscription` is destroyed. Signature:
+    /// `void(boost::system::error_code, subscription)`.
+    /// `on_event` runs on the broadcast's executor, never concurrently with itself; it
+    /// should be quick (events queue up behind it, bounded by `options`).
+    template <typename CompletionToken>
+    auto async_subscribe_callback(channel_list channels, event_callback on_event,
+                                  subscribe_options options, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken,
+                                           void(boost::system::error_code, subscription)>(
+            [](auto handler, std::shared_ptr<detail::broadcast_core> core,
+               std::vector<std::string> channels, event_callback on_event,
+               subscribe_options options) {
+                detail::async_subscribe_callback(
+                    core, std::move(channels), std::move(on_event), options,
+                    detail::subscription_handler(std::move(handler)));
+            },
+            token, core_, std::move(channels).names(), std::move(on_event), options);
+    }
+
+    /// As above, with the default `subscribe_options`.
+    template <typename CompletionToken>
+    auto async_subscribe_callback(channel_list channels, event_callback on_event,
+                                  CompletionToken&& token) {
+        return async_subscribe_callback(std::move(channels), std::move(on_event),
+                                        subscribe_options{}, std::forward<CompletionToken>(token));
+    }
+
+    /// Sets the function called on every connection state change (replacing any
+    /// previous one; an empty function removes it). It runs on the broadcast's executor.
+    void on_state_change(state_observer observer);
+
+    /// The current connection state.
+    connection_state state() const noexcept;
+
+    /// A snapshot of the counters. Cheap; any thread.
+    broadcast_stats stats() const noexcept;
+
+private:
+    std::shared_ptr<detail::broadcast_core> core_;
+};
+
+}  // namespace broadcaster

@@ -1,0 +1,49 @@
+#pragma once
+
+/// @file
+/// `broadcaster::event`: one message received on one channel.
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace broadcaster {
+
+/// One message received on one channel.
+///
+/// An event is a cheap handle to immutable data: copying it shares the channel name
+/// and message body instead of copying them, so the body of one incoming event is
+/// stored once however many subscribers it is fanned out to. Messages are arbitrary
+/// bytes (NUL bytes included) unless a backend documents otherwise.
+///
+/// Thread safety: events are immutable; copies may be used from any thread.
+class event {
+public:
+    /// An empty event (no channel, no message).
+    event() = default;
+
+    /// Stores `channel` and `message` once, to be shared by every copy of the event.
+    event(std::string channel, std::string message);
+
+    /// The channel the message was published on.
+    std::string_view channel() const noexcept {
+        return data_ ? std::string_view(data_->channel) : std::string_view();
+    }
+
+    /// The message body.
+    std::string_view message() const noexcept {
+        return data_ ? std::string_view(data_->message) : std::string_view();
+    }
+
+    /// True unless default-constructed.
+    explicit operator bool() const noexcept { return data_ != nullptr; }
+
+private:
+    struct data {
+        std::string channel;
+        std::string message;
+    };
+    std::shared_ptr<const data> data_;
+};
+
+}  // namespace broadcaster

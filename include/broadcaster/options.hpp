@@ -1,0 +1,62 @@
+#pragma once
+
+/// @file
+/// Options of broadcasts and subscribers, with their defaults.
+
+#include <chrono>
+#include <cstddef>
+#include <string_view>
+
+namespace broadcaster {
+
+/// What a subscriber does with a new event when its queue is full.
+/// Every dropped event is counted (`subscriber::dropped()`, `broadcast_stats::dropped`).
+enum class overflow_policy {
+    /// Discard the oldest queued event to make room: the subscriber always sees the
+    /// most recent events. The default.
+    drop_oldest,
+    /// Discard the new event: the subscriber keeps what it has queued.
+    drop_newest,
+    /// Close the subscriber: it receives what is queued, then `error::subscriber_overflow`.
+    close,
+};
+
+/// Per-subscriber settings, chosen at subscribe time.
+struct subscribe_options {
+    /// Maximum number of queued events. Default 1024; values below 1 count as 1.
+    std::size_t capacity = 1024;
+    /// What happens to a new event when the queue is full. Default `drop_oldest`.
+    overflow_policy policy = overflow_policy::drop_oldest;
+};
+
+/// Per-broadcast settings. Backends read them as defaults; a URL query option of the
+/// same meaning (documented per backend) overrides them.
+struct broadcast_options {
+    /// How long connecting to the broker may take. Default 10 s.
+    std::chrono::milliseconds connect_timeout{10'000};
+    /// How long a publish may wait for a connection (while reconnecting) and for the
+    /// broker's acknowledgement before it fails. Default 5 s.
+    std::chrono::milliseconds publish_timeout{5'000};
+    /// First delay before reconnecting after a lost connection. Default 100 ms.
+    std::chrono::milliseconds reconnect_backoff_min{100};
+    /// Largest delay between reconnect attempts (exponential backoff with jitter). Default 5 s.
+    std::chrono::milliseconds reconnect_backoff_max{5'000};
+};
+
+/// Connection state of a broadcast, as reported to `broadcast::on_state_change`.
+enum class connection_state {
+    /// Not connected: before `async_connect` or after `async_disconnect`.
+    disconnected,
+    /// The first connection attempt is in progress.
+    connecting,
+    /// Connected; every active subscription is in place at the broker.
+    connected,
+    /// The connection was lost; the backend is reconnecting and will restore every
+    /// subscription. Events published meanwhile may be lost (backend-specific).
+    reconnecting,
+};
+
+/// The name of a state (`"connected"`, ...), for logs.
+std::string_view to_string(connection_state state) noexcept;
+
+}  // namespace broadcaster

@@ -1,0 +1,127 @@
+#pragma once
+
+/// @file
+/// `broadcaster::subscriber`: the receiving end of a subscription.
+
+#include <broadcaster/event.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace broadcaster {
+
+namespace detail {
+class subscriber_state;
+class broadcast_core;
+using receive_handler =
+    boost::asio::any_completion_handler<void(boost::system::error_code, event)>;
+void async_receive(const std::shared_ptr<subscriber_state>& state, receive_handler handler);
+}  // namespace detail
+
+/// A subscription to one or more channels, with its own bounded queue of events.
+///
+/// Obtained from `broadcast::async_subscribe`, which completes only once the broker
+/// has confirmed every channel: anything published afterwards reaches this subscriber.
+/// Move-only. Destroying it (or calling `unsubscribe`) ends the subscription; the
+/// broadcast drops the broker subscription of a channel when its last local
+/// subscriber is gone.
+///
+/// Events of one channel arrive in the order the backend delivered them. When the
+/// queue is full, the `overflow_policy` chosen at subscribe time applies, and every
+/// dropped event is counted in `dropped()`.
+///
+/// The subscriber ends when the broadcast disconnects (`error::end_of_stream`) or its
+/// queue overflows under `overflow_policy::close` (`error::subscriber_overflow`):
+/// receiving then returns what was still queued, then that error.
+///
+/// Thread safety: every member function may be called from any thread, including
+/// the destructor while a receive is pending (which then completes with
+/// `boost::asio::error::operation_aborted`). One `async_receive` at a time.
+class subscriber {
+public:
+    /// An empty handle, subscribed to nothing.
+    subscriber() noexcept = default;
+    subscriber(subscriber&& other) noexcept = default;
+    /// Unsubscribes this handle first, then takes over `other`'s subscription.
+    subscriber& operator=(subscriber&& other) noexcept;
+    subscriber(const subscriber&) = delete;
+    subscriber& operator=(const subscriber&) = delete;
+    /// Unsubscribes.
+    ~subscriber();
+
+    /// Receives the next event. Signature: `void(boost::system::error_code, event)`.
+    ///
+    /// Completes at once if an event is queued, otherwise when one arrives.
+    /// Errors: `error::end_of_stream` after the broadcast disconnected,
+    /// `error::subscriber_overflow` after an overflow under `overflow_policy::close`,
+    /// `boost::asio::error::operation_aborted` if the subscriber is destroyed or the
+    /// operation cancelled (per-operation cancellation, all types), and
+    /// `error::receive_in_progress` if another receive is pending.
+    /// The handler runs on its associated executor (default: the broadcast's).
+    /// While pending, the operation counts as outstanding work on that executor.
+    template <typename CompletionToken>
+    auto async_receive(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken,
+                                           void(boost::system::error_code, event)>(
+            [](auto handler, std::shared_ptr<detail::subscriber_state> state) {
+                detail::async_receive(state, detail::receive_handler(std::move(handler)));
+            },
+            token, state_);
+    }
+
+    /// Takes the next queued event without waiting; `std::nullopt` if none is queued.
+    /// Use it after `async_receive` to drain a burst without suspending each time.
+    std::optional<event> try_receive();
+
+    /// Moves up to `max` queued events to the end of `out` under one lock; returns how
+    /// many. The cheapest way to drain a busy subscriber.
+    std::size_t try_receive_some(std::vector<event>& out, std::size_t max = SIZE_MAX);
+
+    /// Blocks the calling thread until an event is queued or `timeout` passed.
+    /// Returns `std::nullopt` on timeout or once the subscriber has ended (see `error()`).
+    /// Never call it from a thread that runs the broadcast's executor.
+    std::optional<event> receive_for(std::chrono::milliseconds timeout);
+
+    /// Ends the subscription now. Idempotent.
+    void unsubscribe() noexcept;
+
+    /// False once the subscriber has ended (see `error()`) or was moved from.
+    bool is_open() const noexcept;
+
+    /// Why the subscriber ended (`error::end_of_stream`, `error::subscriber_overflow`,
+    /// `operation_aborted` after `unsubscribe`), or an empty code while it is open.
+    boost::system::error_code error() const;
+
+    /// The channels this subscriber listens to.
+    const std::vector<std::string>& channels() const noexcept;
+
+    /// Number of events dropped because the queue was full.
+    std::uint64_t dropped() const noexcept;
+
+    /// Number of events queued right now.
+    std::size_t queued() const noexcept;
+
+    /// True unless empty or moved from.
+    explicit operator bool() const noexcept { return state_ != nullptr; }
+
+private:
+    friend class detail::broadcast_core;
+    subscriber(std::shared_ptr<detail::subscriber_state> state,
+               std::weak_ptr<detail::broadcast_core> core) noexcept
+        : state_(std::move(state)), core_(std::move(core)) {}
+
+    std::shared_ptr<detail::subscriber_state> state_;
+    std::weak_ptr<detail::broadcast_core> core_;
+};
+
+}  // namespace broadcaster

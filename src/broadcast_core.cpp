@@ -1,0 +1,396 @@
+#include "broadcast_core.hpp"
+
+#include "callback_pump.hpp"
+#include "completion.hpp"
+
+#include <broadcaster/error.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+
+namespace broadcaster::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+constexpr auto relaxed = std::memory_order_relaxed;
+
+// Adds to a counter that only the strand writes: a plain load and store is enough.
+void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
+    counter.store(counter.load(relaxed) + n, relaxed);
+}
+}  // namespace
+
+// A subscribe operation waiting for the broker to confirm each of its channels.
+struct broadcast_core::pending_subscribe {
+    std::shared_ptr<subscriber_state> state;
+    subscribe_handler handler;
+    std::size_t remaining = 0;
+    error_code first_error;
+};
+
+broadcast_core::broadcast_core(asio::any_io_executor executor, std::unique_ptr<backend> backend,
+                               std::string redacted_url, broadcast_options options)
+    : executor_(std::move(executor)),
+      strand_(asio::make_strand(executor_)),
+      backend_(std::move(backend)),
+      url_(std::move(redacted_url)),
+      options_(std::move(options)) {}
+
+broadcast_core::~broadcast_core() = default;
+
+void broadcast_core::attach() {
+    backend_->attach(strand_, std::weak_ptr<backend_sink>(shared_from_this()));
+}
+
+// ---- connect / disconnect ----------------------------------------------------------
+
+void broadcast_core::connect(error_handler handler) {
+    asio::dispatch(strand_, [self = shared_from_this(), handler = std::move(handler)]() mutable {
+        self->do_connect(std::move(handler));
+    });
+}
+
+void broadcast_core::do_connect(error_handler handler) {
+    if (connected_) {
+        post_completion(std::move(handler), executor_, error_code());
+        return;
+    }
+    connect_waiters_.push_back(std::move(handler));
+    if (connecting_) {
+        return;
+    }
+    connecting_ = true;
+    set_state(connection_state::connecting, {});
+    backend_->async_connect(asio::bind_executor(
+        strand_, [self = shared_from_this(), session = session_](error_code ec) {
+            if (session != self->session_) {
+                return;  // a disconnect overtook this connect and answered its waiters
+            }
+            self->connecting_ = false;
+            self->connected_ = !ec;
+            self->set_state(ec ? connection_state::disconnected : connection_state::connected, ec);
+            for (auto& waiter : std::exchange(self->connect_waiters_, {})) {
+                post_completion(std::move(waiter), self->executor_, ec);
+            }
+        }));
+}
+
+void broadcast_core::disconnect(error_handler handler) {
+    asio::dispatch(strand_, [self = shared_from_this(), handler = std::move(handler)]() mutable {
+        self->do_disconnect(std::move(handler));
+    });
+}
+
+void broadcast_core::do_disconnect(error_handler handler) {
+    if (!connected_ && !connecting_) {
+        if (handler) {
+            post_completion(std::move(handler), executor_, error_code());
+        }
+        return;
+    }
+    ++session_;
+    connected_ = connecting_ = false;
+    for (auto& waiter : std::exchange(connect_waiters_, {})) {
+        post_completion(std::move(waiter), executor_, error_code(asio::error::operation_aborted));
+    }
+    // End every subscriber and fail every subscribe still waiting for the broker.
+    auto channels = std::exchange(channels_, {});
+    for (auto& [name, entry] : channels) {
+        for (auto& waiter : entry.waiters) {
+            waiter(error::not_connected);
+        }
+        for (auto& state : entry.subscribers) {
+            state->close(error::end_of_stream);
+        }
+    }
+    subscriber_count_ = 0;
+    update_gauges();
+    backend_->async_disconnect(asio::bind_executor(
+        strand_, [self = shared_from_this(), handler = std::move(handler)](error_code ec) mutable {
+            self->set_state(connection_state::disconnected, {});
+            if (handler) {
+                post_completion(std::move(handler), self->executor_, ec);
+            }
+        }));
+}
+
+void broadcast_core::shutdown() {
+    asio::dispatch(strand_, [self = shared_from_this()] { self->do_disconnect({}); });
+}
+
+// ---- publish -----------------------------------------------------------------------
+
+void broadcast_core::publish(std::string channel, std::string message, error_handler handler) {
+    asio::dispatch(strand_, [self = shared_from_this(), channel = std::move(channel),
+                             message = std::move(message),
+                             handler = std::move(handler)]() mutable {
+        if (!self->connected_) {
+            post_completion(std::move(handler), self->executor_,
+                            error_code(error::not_connected));
+            return;
+        }
+        // Complete straight on the app's executor: one hop instead of two via the strand.
+        auto executor = asio::get_associated_executor(handler, self->executor_);
+        self->backend_->async_publish(
+            std::move(channel), std::move(message),
+            asio::bind_executor(executor, [self, handler = std::move(handler)](
+                                              error_code ec) mutable {
+                if (!ec) {
+                    self->published_.fetch_add(1, relaxed);
+                }
+                std::move(handler)(ec);
+            }));
+    });
+}
+
+// ---- subscribe ---------------------------------------------------------------------
+
+void broadcast_core::subscribe(std::vector<std::string> channels, subscribe_options options,
+                               subscribe_handler handler) {
+    asio::dispatch(strand_, [self = shared_from_this(), channels = std::move(channels), options,
+                             handler = std::move(handler)]() mutable {
+        self->do_subscribe(std::move(channels), options, std::move(handler));
+    });
+}
+
+void broadcast_core::subscribe_callback(std::vector<std::string> channels,
+                                        event_callback on_event, subscribe_options options,
+                                        subscription_handler handler) {
+    auto executor = executor_;
+    subscribe(std::move(channels), options,
+              subscribe_handler(asio::bind_executor(
+                  asio::get_associated_executor(handler, executor_),
+                  [executor, on_event = std::move(on_event),
+                   handler = std::move(handler)](error_code ec, subscriber sub) mutable {
+                      if (!ec) {
+                          std::make_shared<callback_pump>(sub.state_, std::move(on_event),
+                                                          executor)
+                              ->start();
+                      }
+                      std::move(handler)(ec, subscription(std::move(sub)));
+                  })));
+}
+
+void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_options options,
+                                  subscribe_handler handler) {
+    if (!connected_) {
+        post_completion(std::move(handler), executor_, error_code(error::not_connected),
+                        subscriber());
+        return;
+    }
+    if (channels.empty()) {
+        post_completion(std::move(handler), executor_, error_code(error::invalid_channel),
+                        subscriber());
+        return;
+    }
+    auto op = std::make_shared<pending_subscribe>();
+    op->state = std::make_shared<subscriber_state>(std::move(channels), options, executor_);
+    op->handler = std::move(handler);
+    op->remaining = op->state->channels().size();
+    ++subscriber_count_;
+
+    for (const auto& name : op->state->channels()) {
+        auto [it, created] = channels_.try_emplace(name);
+        auto& entry = it->second;
+        if (created) {
+            entry.generation = ++next_generation_;
+        }
+        // Events may flow before the confirmation: they are for this subscriber too.
+        entry.subscribers.push_back(op->state);
+        if (entry.confirmed) {
+            channel_confirmed(op, {});
+        } else {
+            entry.waiters.push_back(
+                [self = shared_from_this(), op](error_code ec) { self->channel_confirmed(op, ec); });
+            reconcile(name);
+        }
+    }
+    update_gauges();
+}
+
+void broadcast_core::channel_confirmed(const std::shared_ptr<pending_subscribe>& op,
+                                       error_code ec) {
+    if (ec && !op->first_error) {
+        op->first_error = ec;
+    }
+    if (--op->remaining > 0) {
+        return;
+    }
+    if (op->first_error) {
+        detach(op->state);
+        post_completion(std::move(op->handler), executor_, op->first_error, subscriber());
+        return;
+    }
+    post_completion(std::move(op->handler), executor_, error_code(),
+                    subscriber(op->state, weak_from_this()));
+}
+
+void broadcast_core::reconcile(const std::string& name) {
+    const auto it = channels_.find(name);
+    if (it == channels_.end() || it->second.busy) {
+        return;
+    }
+    auto& entry = it->second;
+    const bool wanted = !entry.subscribers.empty();
+    if (wanted && !entry.confirmed) {
+        entry.busy = true;
+        backend_->async_subscribe(
+            name, asio::bind_executor(strand_, [self = shared_from_this(), name,
+                                                generation = entry.generation](error_code ec) {
+                self->backend_subscribed(name, generation, ec);
+            }));
+    } else if (!wanted && entry.confirmed) {
+        entry.busy = true;
+        backend_->async_unsubscribe(
+            name, asio::bind_executor(strand_, [self = shared_from_this(), name,
+                                                generation = entry.generation](error_code) {
+                // A failed unsubscribe leaves at worst a broker subscription whose
+                // events no local subscriber wants; they are ignored.
+                self->backend_unsubscribed(name, generation);
+            }));
+    } else if (!wanted) {
+        channels_.erase(it);
+        update_gauges();
+    }
+}
+
+void broadcast_core::backend_subscribed(const std::string& name, std::uint64_t generation,
+                                        error_code ec) {
+    const auto it = channels_.find(name);
+    if (it == channels_.end() || it->second.generation != generation) {
+        return;  // dropped by a disconnect meanwhile
+    }
+    it->second.busy = false;
+    it->second.confirmed = !ec;
+    // Waiters may detach subscribers and so erase the entry: look it up again after.
+    for (auto& waiter : std::exchange(it->second.waiters, {})) {
+        waiter(ec);
+    }
+    reconcile(name);
+}
+
+void broadcast_core::backend_unsubscribed(const std::string& name, std::uint64_t generation) {
+    const auto it = channels_.find(name);
+    if (it == channels_.end() || it->second.generation != generation) {
+        return;
+    }
+    it->second.busy = false;
+    it->second.confirmed = false;
+    reconcile(name);
+}
+
+// ---- unsubscribe -------------------------------------------------------------------
+
+void broadcast_core::release(const std::shared_ptr<subscriber_state>& state) {
+    state->abort();
+    asio::dispatch(strand_, [self = shared_from_this(), state] { self->detach(state); });
+}
+
+void broadcast_core::detach(const std::shared_ptr<subscriber_state>& state) {
+    bool found = false;
+    for (const auto& name : state->channels()) {
+        const auto it = channels_.find(name);
+        if (it == channels_.end()) {
+            continue;
+        }
+        auto& subscribers = it->second.subscribers;
+        const auto pos = std::find(subscribers.begin(), subscribers.end(), state);
+        if (pos == subscribers.end()) {
+            continue;
+        }
+        // Order among subscribers does not matter: swap-and-pop.
+        *pos = std::move(subscribers.back());
+        subscribers.pop_back();
+        found = true;
+        if (subscribers.empty()) {
+            reconcile(name);
+        }
+    }
+    if (found) {
+        --subscriber_count_;
+        update_gauges();
+    }
+}
+
+// ---- fan-out -----------------------------------------------------------------------
+
+void broadcast_core::deliver(event ev) {
+    bump(received_);
+    const auto it = channels_.find(ev.channel());
+    if (it == channels_.end()) {
+        return;
+    }
+    std::uint64_t delivered = 0;
+    std::uint64_t dropped = 0;
+    std::vector<std::shared_ptr<subscriber_state>> overflowed;
+    for (const auto& state : it->second.subscribers) {
+        switch (state->push(ev)) {
+        case subscriber_state::push_result::queued: ++delivered; break;
+        case subscriber_state::push_result::dropped:
+            ++delivered;
+            ++dropped;
+            break;
+        case subscriber_state::push_result::overflowed:
+            ++dropped;
+            overflowed.push_back(state);
+            break;
+        case subscriber_state::push_result::closed: break;
+        }
+    }
+    bump(delivered_, delivered);
+    if (dropped > 0) {
+        bump(dropped_, dropped);
+    }
+    for (const auto& state : overflowed) {
+        detach(state);
+    }
+}
+
+// ---- state and stats ---------------------------------------------------------------
+
+void broadcast_core::state_changed(connection_state state, error_code ec) {
+    if (state == connection_state::connected &&
+        last_backend_state_ == connection_state::reconnecting) {
+        bump(reconnects_);
+    }
+    last_backend_state_ = state;
+    set_state(state, ec);
+}
+
+void broadcast_core::set_state(connection_state state, error_code ec) {
+    state_.store(state, relaxed);
+    if (observer_) {
+        asio::post(executor_, [observer = observer_, state, ec] { observer(state, ec); });
+    }
+}
+
+void broadcast_core::set_observer(state_observer observer) {
+    asio::dispatch(strand_, [self = shared_from_this(), observer = std::move(observer)]() mutable {
+        self->observer_ = std::move(observer);
+    });
+}
+
+void broadcast_core::update_gauges() noexcept {
+    active_channels_.store(channels_.size(), relaxed);
+    active_subscribers_.store(subscriber_count_, relaxed);
+}
+
+broadcast_stats broadcast_core::stats() const noexcept {
+    broadcast_stats s;
+    s.published = published_.load(relaxed);
+    s.received = received_.load(relaxed);
+    s.delivered = delivered_.load(relaxed);
+    s.dropped = dropped_.load(relaxed);
+    s.active_channels = active_channels_.load(relaxed);
+    s.active_subscribers = active_subscribers_.load(relaxed);
+    s.reconnects = reconnects_.load(relaxed);
+    return s;
+}
+
+}  // namespace broadcaster::detail

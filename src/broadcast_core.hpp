@@ -1,0 +1,112 @@
+#pragma once
+
+#include "subscriber_state.hpp"
+
+#include <broadcaster/broadcast.hpp>
+
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <unordered_map>
+
+namespace broadcaster::detail {
+
+// The state behind a `broadcast`: the backend, the channel table and the fan-out.
+// Everything but the atomics is touched only on `strand_`. Callbacks capture a
+// shared_ptr to the core, so it lives until its last operation completes.
+class broadcast_core final : public backend_sink,
+                             public std::enable_shared_from_this<broadcast_core> {
+public:
+    broadcast_core(boost::asio::any_io_executor executor, std::unique_ptr<backend> backend,
+                   std::string redacted_url, broadcast_options options);
+    ~broadcast_core();
+
+    // Hands the backend its strand and sink; call once, right after make_shared.
+    void attach();
+
+    const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
+    const std::string& url() const noexcept { return url_; }
+
+    void connect(error_handler handler);
+    void disconnect(error_handler handler);
+    void publish(std::string channel, std::string message, error_handler handler);
+    void subscribe(std::vector<std::string> channels, subscribe_options options,
+                   subscribe_handler handler);
+    void subscribe_callback(std::vector<std::string> channels, event_callback on_event,
+                            subscribe_options options, subscription_handler handler);
+    // Ends a subscriber whose handle is going away; any thread.
+    void release(const std::shared_ptr<subscriber_state>& state);
+    // Disconnects in the background; the broadcast handle is going away.
+    void shutdown();
+
+    void set_observer(state_observer observer);
+    connection_state state() const noexcept { return state_.load(std::memory_order_relaxed); }
+    broadcast_stats stats() const noexcept;
+
+    // backend_sink, called by the backend on the strand.
+    void deliver(event ev) override;
+    void state_changed(connection_state state, boost::system::error_code ec) override;
+
+private:
+    struct channel_entry {
+        std::vector<std::shared_ptr<subscriber_state>> subscribers;
+        // Subscribe operations waiting for the broker to confirm this channel.
+        std::vector<std::function<void(boost::system::error_code)>> waiters;
+        // Distinguishes this entry from a later one of the same name (after a
+        // disconnect), so a stale backend completion is ignored.
+        std::uint64_t generation = 0;
+        bool confirmed = false;  // the broker subscription is in place
+        bool busy = false;       // a backend subscribe/unsubscribe is in flight
+    };
+    struct string_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    struct pending_subscribe;
+
+    void do_connect(error_handler handler);
+    void do_disconnect(error_handler handler);
+    void do_subscribe(std::vector<std::string> channels, subscribe_options options,
+                      subscribe_handler handler);
+    void channel_confirmed(const std::shared_ptr<pending_subscribe>& op,
+                           boost::system::error_code ec);
+    // Brings the broker subscription of `name` in line with its local subscribers.
+    void reconcile(const std::string& name);
+    void backend_subscribed(const std::string& name, std::uint64_t generation,
+                            boost::system::error_code ec);
+    void backend_unsubscribed(const std::string& name, std::uint64_t generation);
+    void detach(const std::shared_ptr<subscriber_state>& state);
+    void set_state(connection_state state, boost::system::error_code ec);
+    void update_gauges() noexcept;
+
+    const boost::asio::any_io_executor executor_;
+    const boost::asio::strand<boost::asio::any_io_executor> strand_;
+    const std::unique_ptr<backend> backend_;
+    const std::string url_;
+    const broadcast_options options_;
+
+    std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>> channels_;
+    std::uint64_t next_generation_ = 0;
+    std::uint64_t subscriber_count_ = 0;
+    bool connected_ = false;
+    bool connecting_ = false;
+    // Bumped by every disconnect, so a connect that was overtaken by it knows.
+    std::uint64_t session_ = 0;
+    std::vector<error_handler> connect_waiters_;
+    state_observer observer_;
+    connection_state last_backend_state_ = connection_state::disconnected;
+
+    std::atomic<connection_state> state_{connection_state::disconnected};
+    std::atomic<std::uint64_t> published_{0};
+    // Written only on the strand; atomics so that stats() can read them anywhere.
+    std::atomic<std::uint64_t> received_{0};
+    std::atomic<std::uint64_t> delivered_{0};
+    std::atomic<std::uint64_t> dropped_{0};
+    std::atomic<std::uint64_t> active_channels_{0};
+    std::atomic<std::uint64_t> active_subscribers_{0};
+    std::atomic<std::uint64_t> reconnects_{0};
+};
+
+}  // namespace broadcaster::detail

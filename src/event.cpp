@@ -1,0 +1,8 @@
+#include <broadcaster/event.hpp>
+
+namespace broadcaster {
+
+event::event(std::string channel, std::string message)
+    : data_(std::make_shared<const data>(data{std::move(channel), std::move(message)})) {}
+
+}  // namespace broadcaster

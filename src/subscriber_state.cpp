@@ -1,0 +1,212 @@
+#include "subscriber_state.hpp"
+
+#include "completion.hpp"
+
+#include <broadcaster/error.hpp>
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+
+#include <algorithm>
+
+namespace broadcaster::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+subscriber_state::subscriber_state(std::vector<std::string> channels, subscribe_options options,
+                                   asio::any_io_executor default_executor)
+    : channels_(std::move(channels)),
+      capacity_(std::max<std::size_t>(options.capacity, 1)),
+      policy_(options.policy),
+      default_executor_(std::move(default_executor)) {}
+
+subscriber_state::push_result subscriber_state::push(const event& ev) {
+    std::unique_lock lock(mutex_);
+    if (closed_) {
+        return push_result::closed;
+    }
+    if (pending_) {
+        // A receive is waiting, so the queue is empty: hand the event over directly.
+        auto receive = take_pending();
+        lock.unlock();
+        complete(std::move(receive), {}, ev);
+        return push_result::queued;
+    }
+    auto result = push_result::queued;
+    if (queue_.size() >= capacity_) {
+        switch (policy_) {
+        case overflow_policy::drop_oldest:
+            queue_.pop_front();
+            ++dropped_;
+            result = push_result::dropped;
+            break;
+        case overflow_policy::drop_newest:
+            ++dropped_;
+            return push_result::dropped;
+        case overflow_policy::close:
+            ++dropped_;
+            closed_ = true;
+            close_reason_ = error::subscriber_overflow;
+            if (blocking_waiters_ > 0) {
+                blocking_ready_.notify_all();
+            }
+            return push_result::overflowed;
+        }
+    }
+    queue_.push_back(ev);
+    if (blocking_waiters_ > 0) {
+        blocking_ready_.notify_one();
+    }
+    return result;
+}
+
+void subscriber_state::close(error_code reason) {
+    std::unique_lock lock(mutex_);
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    close_reason_ = reason;
+    blocking_ready_.notify_all();
+    if (pending_) {
+        auto receive = take_pending();
+        lock.unlock();
+        complete(std::move(receive), reason, {});
+    }
+}
+
+void subscriber_state::abort() {
+    std::unique_lock lock(mutex_);
+    if (!closed_) {
+        closed_ = true;
+        close_reason_ = asio::error::operation_aborted;
+    }
+    queue_.clear();
+    blocking_ready_.notify_all();
+    if (pending_) {
+        auto receive = take_pending();
+        lock.unlock();
+        complete(std::move(receive), asio::error::operation_aborted, {});
+    }
+}
+
+void subscriber_state::async_receive(receive_handler handler) {
+    std::unique_lock lock(mutex_);
+    if (pending_) {
+        lock.unlock();
+        complete({std::move(handler), {}, {}}, error::receive_in_progress, {});
+        return;
+    }
+    if (!queue_.empty()) {
+        auto ev = queue_.pop_front();
+        queue_.shrink_if_idle();
+        lock.unlock();
+        complete({std::move(handler), {}, {}}, {}, std::move(ev));
+        return;
+    }
+    if (closed_) {
+        const auto reason = close_reason_;
+        lock.unlock();
+        complete({std::move(handler), {}, {}}, reason, {});
+        return;
+    }
+    // Keep the handler's executor busy while we wait, as Asio's own operations do.
+    pending_work_ = asio::prefer(asio::get_associated_executor(handler, default_executor_),
+                                 asio::execution::outstanding_work.tracked);
+    pending_slot_ = asio::get_associated_cancellation_slot(handler);
+    pending_ = std::move(handler);
+    const auto id = ++pending_id_;
+    if (pending_slot_.is_connected()) {
+        pending_slot_.assign([weak = weak_from_this(), id](asio::cancellation_type) {
+            if (auto self = weak.lock()) {
+                self->cancel_receive(id);
+            }
+        });
+    }
+}
+
+void subscriber_state::cancel_receive(std::uint64_t receive_id) {
+    std::unique_lock lock(mutex_);
+    if (!pending_ || pending_id_ != receive_id) {
+        return;
+    }
+    auto receive = take_pending();
+    lock.unlock();
+    complete(std::move(receive), asio::error::operation_aborted, {});
+}
+
+subscriber_state::taken_receive subscriber_state::take_pending() {
+    return {std::move(pending_), std::exchange(pending_slot_, {}), std::move(pending_work_)};
+}
+
+void subscriber_state::complete(taken_receive receive, error_code ec, event ev) {
+    const auto executor = asio::get_associated_executor(receive.handler, default_executor_);
+    // The slot is cleared on the handler's executor, where the app emits cancellation.
+    post_via(executor, default_executor_,
+             [receive = std::move(receive), ec, ev = std::move(ev)]() mutable {
+                 if (receive.slot.is_connected()) {
+                     receive.slot.clear();
+                 }
+                 std::move(receive.handler)(ec, std::move(ev));
+             });
+}
+
+std::optional<event> subscriber_state::try_receive() {
+    std::lock_guard lock(mutex_);
+    if (queue_.empty()) {
+        return std::nullopt;
+    }
+    auto ev = queue_.pop_front();
+    queue_.shrink_if_idle();
+    return ev;
+}
+
+std::size_t subscriber_state::try_receive_some(std::vector<event>& out, std::size_t max) {
+    std::lock_guard lock(mutex_);
+    const auto n = std::min(max, queue_.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        out.push_back(queue_.pop_front());
+    }
+    queue_.shrink_if_idle();
+    return n;
+}
+
+std::optional<event> subscriber_state::receive_for(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    ++blocking_waiters_;
+    blocking_ready_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
+    --blocking_waiters_;
+    if (queue_.empty()) {
+        return std::nullopt;
+    }
+    auto ev = queue_.pop_front();
+    queue_.shrink_if_idle();
+    return ev;
+}
+
+bool subscriber_state::is_open() const {
+    std::lock_guard lock(mutex_);
+    return !closed_ || !queue_.empty();
+}
+
+error_code subscriber_state::error() const {
+    std::lock_guard lock(mutex_);
+    return closed_ && queue_.empty() ? close_reason_ : error_code();
+}
+
+std::uint64_t subscriber_state::dropped() const {
+    std::lock_guard lock(mutex_);
+    return dropped_;
+}
+
+std::size_t subscriber_state::queued() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+}
+
+}  // namespace broadcaster::detail

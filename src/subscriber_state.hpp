@@ -1,0 +1,78 @@
+#pragma once
+
+#include "event_ring.hpp"
+
+#include <broadcaster/options.hpp>
+#include <broadcaster/subscriber.hpp>
+
+#include <boost/asio/any_completion_executor.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+
+#include <condition_variable>
+#include <mutex>
+
+namespace broadcaster::detail {
+
+// The shared state behind a subscriber handle: its bounded queue, a pending receive,
+// and why it ended. The core pushes from the broadcast's strand; the app receives
+// from any thread. A small mutex guards it so that receiving never has to hop onto
+// the strand; it is never held while user code runs.
+class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
+public:
+    enum class push_result { queued, dropped, overflowed, closed };
+
+    subscriber_state(std::vector<std::string> channels, subscribe_options options,
+                     boost::asio::any_io_executor default_executor);
+
+    // Called by the core for every event of one of the subscriber's channels.
+    push_result push(const event& ev);
+
+    // Ends the subscriber: queued events can still be received, then `reason`.
+    void close(boost::system::error_code reason);
+
+    // Ends the subscriber at once (handle destroyed): the queue is discarded and a
+    // pending receive completes with operation_aborted.
+    void abort();
+
+    void async_receive(receive_handler handler);
+    std::optional<event> try_receive();
+    std::size_t try_receive_some(std::vector<event>& out, std::size_t max);
+    std::optional<event> receive_for(std::chrono::milliseconds timeout);
+
+    bool is_open() const;
+    boost::system::error_code error() const;
+    std::uint64_t dropped() const;
+    std::size_t queued() const;
+    const std::vector<std::string>& channels() const noexcept { return channels_; }
+
+private:
+    void cancel_receive(std::uint64_t receive_id);
+    // Takes the pending receive out of the state; complete it after unlocking.
+    struct taken_receive {
+        receive_handler handler;
+        boost::asio::cancellation_slot slot;
+        boost::asio::any_completion_executor work;
+    };
+    taken_receive take_pending();
+    void complete(taken_receive receive, boost::system::error_code ec, event ev);
+
+    const std::vector<std::string> channels_;
+    const std::size_t capacity_;
+    const overflow_policy policy_;
+    const boost::asio::any_io_executor default_executor_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable blocking_ready_;
+    int blocking_waiters_ = 0;
+    event_ring queue_;
+    std::uint64_t dropped_ = 0;
+    bool closed_ = false;
+    boost::system::error_code close_reason_;
+    receive_handler pending_;
+    boost::asio::cancellation_slot pending_slot_;
+    boost::asio::any_completion_executor pending_work_;
+    std::uint64_t pending_id_ = 0;
+};
+
+}  // namespace broadcaster::detail

@@ -26,7 +26,7 @@ constexpr optional_backend optional_backends[] = {
 };
 
 class registry {
-public:
+  public:
     static registry& instance() {
         static registry r;
         return r;
@@ -43,7 +43,7 @@ public:
         return it == factories_.end() ? backend_factory() : it->second;
     }
 
-private:
+  private:
     // Built-in backends are registered here, explicitly: static self-registration
     // would be dropped by the linker from a static library.
     registry() { factories_["memory"] = detail::make_memory_backend; }
@@ -72,16 +72,17 @@ std::unique_ptr<backend> make_backend(std::string_view url, const broadcast_opti
     if (!scheme) {
         throw boost::system::system_error(
             error::invalid_url,
-            "'" + redacted + "' is not a valid URL (expected scheme://..., e.g. redis://host:6379)");
+            "'" + redacted +
+                "' is not a valid URL (expected scheme://..., e.g. redis://host:6379)");
     }
     auto factory = registry::instance().find(*scheme);
     if (!factory) {
         for (const auto& known : optional_backends) {
             if (known.scheme == *scheme) {
-                throw boost::system::system_error(
-                    error::backend_not_built, "'" + redacted + "': the " + *scheme +
-                                                  " backend is not part of this build (" +
-                                                  std::string(known.option) + ")");
+                throw boost::system::system_error(error::backend_not_built,
+                                                  "'" + redacted + "': the " + *scheme +
+                                                      " backend is not part of this build (" +
+                                                      std::string(known.option) + ")");
             }
         }
         throw boost::system::system_error(

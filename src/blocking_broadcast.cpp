@@ -22,9 +22,13 @@ blocking_broadcast::~blocking_broadcast() {
     thread_.join();
 }
 
-void blocking_broadcast::connect() { broadcast_.async_connect(asio::use_future).get(); }
+void blocking_broadcast::connect() {
+    broadcast_.async_connect(asio::use_future).get();
+}
 
-void blocking_broadcast::disconnect() { broadcast_.async_disconnect(asio::use_future).get(); }
+void blocking_broadcast::disconnect() {
+    broadcast_.async_disconnect(asio::use_future).get();
+}
 
 void blocking_broadcast::publish(std::string channel, std::string message) {
     broadcast_.async_publish(std::move(channel), std::move(message), asio::use_future).get();

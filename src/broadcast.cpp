@@ -29,8 +29,7 @@ void async_subscribe(const std::shared_ptr<broadcast_core>& core, std::vector<st
 void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
                               std::vector<std::string> channels, event_callback on_event,
                               subscribe_options options, subscription_handler handler) {
-    core->subscribe_callback(std::move(channels), std::move(on_event), options,
-                             std::move(handler));
+    core->subscribe_callback(std::move(channels), std::move(on_event), options, std::move(handler));
 }
 
 namespace {
@@ -73,16 +72,24 @@ broadcast::~broadcast() {
     }
 }
 
-broadcast::executor_type broadcast::get_executor() const noexcept { return core_->executor(); }
+broadcast::executor_type broadcast::get_executor() const noexcept {
+    return core_->executor();
+}
 
-const std::string& broadcast::url() const noexcept { return core_->url(); }
+const std::string& broadcast::url() const noexcept {
+    return core_->url();
+}
 
 void broadcast::on_state_change(state_observer observer) {
     core_->set_observer(std::move(observer));
 }
 
-connection_state broadcast::state() const noexcept { return core_->state(); }
+connection_state broadcast::state() const noexcept {
+    return core_->state();
+}
 
-broadcast_stats broadcast::stats() const noexcept { return core_->stats(); }
+broadcast_stats broadcast::stats() const noexcept {
+    return core_->stats();
+}
 
 }  // namespace broadcaster

@@ -51,7 +51,8 @@ void broadcast_core::attach() {
 // ---- connect / disconnect ----------------------------------------------------------
 
 void broadcast_core::connect(error_handler handler) {
-    asio::dispatch(strand_, [self = shared_from_this(), handler = std::move(handler)]() mutable {
+    asio::dispatch(strand_, [once = move_only{}, self = shared_from_this(),
+                             handler = std::move(handler)]() mutable {
         self->do_connect(std::move(handler));
     });
 }
@@ -82,7 +83,8 @@ void broadcast_core::do_connect(error_handler handler) {
 }
 
 void broadcast_core::disconnect(error_handler handler) {
-    asio::dispatch(strand_, [self = shared_from_this(), handler = std::move(handler)]() mutable {
+    asio::dispatch(strand_, [once = move_only{}, self = shared_from_this(),
+                             handler = std::move(handler)]() mutable {
         self->do_disconnect(std::move(handler));
     });
 }
@@ -111,8 +113,9 @@ void broadcast_core::do_disconnect(error_handler handler) {
     }
     subscriber_count_ = 0;
     update_gauges();
-    backend_->async_disconnect(asio::bind_executor(
-        strand_, [self = shared_from_this(), handler = std::move(handler)](error_code ec) mutable {
+    backend_->async_disconnect(
+        asio::bind_executor(strand_, [once = move_only{}, self = shared_from_this(),
+                                      handler = std::move(handler)](error_code ec) mutable {
             self->set_state(connection_state::disconnected, {});
             if (handler) {
                 post_completion(std::move(handler), self->executor_, ec);
@@ -127,20 +130,19 @@ void broadcast_core::shutdown() {
 // ---- publish -----------------------------------------------------------------------
 
 void broadcast_core::publish(std::string channel, std::string message, error_handler handler) {
-    asio::dispatch(strand_, [self = shared_from_this(), channel = std::move(channel),
-                             message = std::move(message),
+    asio::dispatch(strand_, [once = move_only{}, self = shared_from_this(),
+                             channel = std::move(channel), message = std::move(message),
                              handler = std::move(handler)]() mutable {
         if (!self->connected_) {
-            post_completion(std::move(handler), self->executor_,
-                            error_code(error::not_connected));
+            post_completion(std::move(handler), self->executor_, error_code(error::not_connected));
             return;
         }
         // Complete straight on the app's executor: one hop instead of two via the strand.
         auto executor = asio::get_associated_executor(handler, self->executor_);
         self->backend_->async_publish(
             std::move(channel), std::move(message),
-            asio::bind_executor(executor, [self, handler = std::move(handler)](
-                                              error_code ec) mutable {
+            asio::bind_executor(executor, [once = move_only{}, self,
+                                           handler = std::move(handler)](error_code ec) mutable {
                 if (!ec) {
                     self->published_.fetch_add(1, relaxed);
                 }
@@ -153,24 +155,24 @@ void broadcast_core::publish(std::string channel, std::string message, error_han
 
 void broadcast_core::subscribe(std::vector<std::string> channels, subscribe_options options,
                                subscribe_handler handler) {
-    asio::dispatch(strand_, [self = shared_from_this(), channels = std::move(channels), options,
-                             handler = std::move(handler)]() mutable {
-        self->do_subscribe(std::move(channels), options, std::move(handler));
-    });
+    asio::dispatch(strand_,
+                   [once = move_only{}, self = shared_from_this(), channels = std::move(channels),
+                    options, handler = std::move(handler)]() mutable {
+                       self->do_subscribe(std::move(channels), options, std::move(handler));
+                   });
 }
 
-void broadcast_core::subscribe_callback(std::vector<std::string> channels,
-                                        event_callback on_event, subscribe_options options,
-                                        subscription_handler handler) {
+void broadcast_core::subscribe_callback(std::vector<std::string> channels, event_callback on_event,
+                                        subscribe_options options, subscription_handler handler) {
     auto executor = executor_;
+    const auto handler_executor = asio::get_associated_executor(handler, executor_);
     subscribe(std::move(channels), options,
               subscribe_handler(asio::bind_executor(
-                  asio::get_associated_executor(handler, executor_),
-                  [executor, on_event = std::move(on_event),
+                  handler_executor,
+                  [once = move_only{}, executor, on_event = std::move(on_event),
                    handler = std::move(handler)](error_code ec, subscriber sub) mutable {
                       if (!ec) {
-                          std::make_shared<callback_pump>(sub.state_, std::move(on_event),
-                                                          executor)
+                          std::make_shared<callback_pump>(sub.state_, std::move(on_event), executor)
                               ->start();
                       }
                       std::move(handler)(ec, subscription(std::move(sub)));
@@ -191,7 +193,7 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
     }
     auto op = std::make_shared<pending_subscribe>();
     op->state = std::make_shared<subscriber_state>(std::move(channels), options, executor_);
-    op->handler = std::move(handler);
+    op->handler.swap(handler);  // not operator=: see move_only in completion.hpp
     op->remaining = op->state->channels().size();
     ++subscriber_count_;
 
@@ -206,8 +208,9 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
         if (entry.confirmed) {
             channel_confirmed(op, {});
         } else {
-            entry.waiters.push_back(
-                [self = shared_from_this(), op](error_code ec) { self->channel_confirmed(op, ec); });
+            entry.waiters.push_back([self = shared_from_this(), op](error_code ec) {
+                self->channel_confirmed(op, ec);
+            });
             reconcile(name);
         }
     }
@@ -331,16 +334,22 @@ void broadcast_core::deliver(event ev) {
     std::vector<std::shared_ptr<subscriber_state>> overflowed;
     for (const auto& state : it->second.subscribers) {
         switch (state->push(ev)) {
-        case subscriber_state::push_result::queued: ++delivered; break;
-        case subscriber_state::push_result::dropped:
-            ++delivered;
-            ++dropped;
-            break;
-        case subscriber_state::push_result::overflowed:
-            ++dropped;
-            overflowed.push_back(state);
-            break;
-        case subscriber_state::push_result::closed: break;
+            case subscriber_state::push_result::queued:
+                ++delivered;
+                break;
+            case subscriber_state::push_result::queued_dropping_oldest:
+                ++delivered;
+                ++dropped;
+                break;
+            case subscriber_state::push_result::dropped:
+                ++dropped;
+                break;
+            case subscriber_state::push_result::overflowed:
+                ++dropped;
+                overflowed.push_back(state);
+                break;
+            case subscriber_state::push_result::closed:
+                break;
         }
     }
     bump(delivered_, delivered);

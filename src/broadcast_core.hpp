@@ -16,7 +16,7 @@ namespace broadcaster::detail {
 // shared_ptr to the core, so it lives until its last operation completes.
 class broadcast_core final : public backend_sink,
                              public std::enable_shared_from_this<broadcast_core> {
-public:
+  public:
     broadcast_core(boost::asio::any_io_executor executor, std::unique_ptr<backend> backend,
                    std::string redacted_url, broadcast_options options);
     ~broadcast_core();
@@ -47,7 +47,7 @@ public:
     void deliver(event ev) override;
     void state_changed(connection_state state, boost::system::error_code ec) override;
 
-private:
+  private:
     struct channel_entry {
         std::vector<std::shared_ptr<subscriber_state>> subscribers;
         // Subscribe operations waiting for the broker to confirm this channel.

@@ -10,14 +10,14 @@ namespace broadcaster::detail {
 // app's function for each event, one at a time, on the broadcast's executor. Queued
 // events are drained in batches so a burst costs one wake-up, not one per event.
 class callback_pump : public std::enable_shared_from_this<callback_pump> {
-public:
+  public:
     callback_pump(std::shared_ptr<subscriber_state> state, event_callback on_event,
                   boost::asio::any_io_executor executor);
 
     // Starts receiving; the pump keeps itself alive until the subscriber ends.
     void start();
 
-private:
+  private:
     void on_receive(boost::system::error_code ec, event ev);
     bool stopped() const;
 

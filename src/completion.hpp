@@ -9,6 +9,19 @@
 
 namespace broadcaster::detail {
 
+// Asio 1.26's any_completion_handler takes an lvalue of itself in its converting
+// constructor, so anything holding one looks copyable to Asio, and a copy (as well as
+// its move assignment, which copies) recurses until the stack overflows. So: never
+// assign one (use swap), and capture one of these (`once = move_only{}`) in every
+// lambda that holds one, which makes the lambda move-only, as it must be.
+struct move_only {
+    move_only() = default;
+    move_only(move_only&&) = default;
+    move_only& operator=(move_only&&) = default;
+    move_only(const move_only&) = delete;
+    move_only& operator=(const move_only&) = delete;
+};
+
 // Runs `function`, which completes an operation whose handler's associated executor
 // is `executor`: queued on `fallback` first (never inline, as Asio requires of an
 // operation completing from its initiation), then run on `executor`, which tracks the
@@ -22,13 +35,11 @@ void post_via(const Executor& executor, const boost::asio::any_io_executor& fall
 
 // Invokes `handler(args...)` as `post_via` describes.
 template <typename Handler, typename... Args>
-void post_completion(Handler handler, const boost::asio::any_io_executor& fallback,
-                     Args... args) {
+void post_completion(Handler handler, const boost::asio::any_io_executor& fallback, Args... args) {
     const auto executor = boost::asio::get_associated_executor(handler, fallback);
     post_via(executor, fallback,
-             [handler = std::move(handler), ... args = std::move(args)]() mutable {
-                 std::move(handler)(std::move(args)...);
-             });
+             [once = move_only{}, handler = std::move(handler),
+              ... args = std::move(args)]() mutable { std::move(handler)(std::move(args)...); });
 }
 
 }  // namespace broadcaster::detail

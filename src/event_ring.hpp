@@ -11,7 +11,7 @@ namespace broadcaster::detail {
 // A FIFO of events in a power-of-two circular buffer. It starts with no storage and
 // grows on demand, so an idle subscriber costs nothing here; the owner bounds it.
 class event_ring {
-public:
+  public:
     bool empty() const noexcept { return size_ == 0; }
     std::size_t size() const noexcept { return size_; }
 
@@ -43,7 +43,7 @@ public:
         capacity_ = head_ = size_ = 0;
     }
 
-private:
+  private:
     static constexpr std::size_t initial_capacity = 4;
     static constexpr std::size_t shrink_threshold = 64;
 

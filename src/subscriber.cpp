@@ -30,7 +30,9 @@ subscriber& subscriber::operator=(subscriber&& other) noexcept {
     return *this;
 }
 
-subscriber::~subscriber() { unsubscribe(); }
+subscriber::~subscriber() {
+    unsubscribe();
+}
 
 void subscriber::unsubscribe() noexcept {
     if (!state_) {
@@ -57,7 +59,9 @@ std::optional<event> subscriber::receive_for(std::chrono::milliseconds timeout) 
     return state_ ? state_->receive_for(timeout) : std::nullopt;
 }
 
-bool subscriber::is_open() const noexcept { return state_ && state_->is_open(); }
+bool subscriber::is_open() const noexcept {
+    return state_ && state_->is_open();
+}
 
 boost::system::error_code subscriber::error() const {
     return state_ ? state_->error() : boost::system::error_code(broadcaster::error::end_of_stream);
@@ -68,8 +72,12 @@ const std::vector<std::string>& subscriber::channels() const noexcept {
     return state_ ? state_->channels() : none;
 }
 
-std::uint64_t subscriber::dropped() const noexcept { return state_ ? state_->dropped() : 0; }
+std::uint64_t subscriber::dropped() const noexcept {
+    return state_ ? state_->dropped() : 0;
+}
 
-std::size_t subscriber::queued() const noexcept { return state_ ? state_->queued() : 0; }
+std::size_t subscriber::queued() const noexcept {
+    return state_ ? state_->queued() : 0;
+}
 
 }  // namespace broadcaster

@@ -40,22 +40,22 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
     auto result = push_result::queued;
     if (queue_.size() >= capacity_) {
         switch (policy_) {
-        case overflow_policy::drop_oldest:
-            queue_.pop_front();
-            ++dropped_;
-            result = push_result::dropped;
-            break;
-        case overflow_policy::drop_newest:
-            ++dropped_;
-            return push_result::dropped;
-        case overflow_policy::close:
-            ++dropped_;
-            closed_ = true;
-            close_reason_ = error::subscriber_overflow;
-            if (blocking_waiters_ > 0) {
-                blocking_ready_.notify_all();
-            }
-            return push_result::overflowed;
+            case overflow_policy::drop_oldest:
+                queue_.pop_front();
+                ++dropped_;
+                result = push_result::queued_dropping_oldest;
+                break;
+            case overflow_policy::drop_newest:
+                ++dropped_;
+                return push_result::dropped;
+            case overflow_policy::close:
+                ++dropped_;
+                closed_ = true;
+                close_reason_ = error::subscriber_overflow;
+                if (blocking_waiters_ > 0) {
+                    blocking_ready_.notify_all();
+                }
+                return push_result::overflowed;
         }
     }
     queue_.push_back(ev);
@@ -119,7 +119,7 @@ void subscriber_state::async_receive(receive_handler handler) {
     pending_work_ = asio::prefer(asio::get_associated_executor(handler, default_executor_),
                                  asio::execution::outstanding_work.tracked);
     pending_slot_ = asio::get_associated_cancellation_slot(handler);
-    pending_ = std::move(handler);
+    pending_.swap(handler);  // not operator=: see move_only in completion.hpp
     const auto id = ++pending_id_;
     if (pending_slot_.is_connected()) {
         pending_slot_.assign([weak = weak_from_this(), id](asio::cancellation_type) {
@@ -148,7 +148,7 @@ void subscriber_state::complete(taken_receive receive, error_code ec, event ev) 
     const auto executor = asio::get_associated_executor(receive.handler, default_executor_);
     // The slot is cleared on the handler's executor, where the app emits cancellation.
     post_via(executor, default_executor_,
-             [receive = std::move(receive), ec, ev = std::move(ev)]() mutable {
+             [once = move_only{}, receive = std::move(receive), ec, ev = std::move(ev)]() mutable {
                  if (receive.slot.is_connected()) {
                      receive.slot.clear();
                  }

@@ -19,8 +19,8 @@ namespace broadcaster::detail {
 // from any thread. A small mutex guards it so that receiving never has to hop onto
 // the strand; it is never held while user code runs.
 class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
-public:
-    enum class push_result { queued, dropped, overflowed, closed };
+  public:
+    enum class push_result { queued, queued_dropping_oldest, dropped, overflowed, closed };
 
     subscriber_state(std::vector<std::string> channels, subscribe_options options,
                      boost::asio::any_io_executor default_executor);
@@ -46,7 +46,7 @@ public:
     std::size_t queued() const;
     const std::vector<std::string>& channels() const noexcept { return channels_; }
 
-private:
+  private:
     void cancel_receive(std::uint64_t receive_id);
     // Takes the pending receive out of the state; complete it after unlocking.
     struct taken_receive {

@@ -21,7 +21,7 @@ namespace broadcaster {
 /// Where a backend sends what it receives. Implemented by the broadcast core.
 /// Every call must be made on the backend's executor (`backend::executor()`).
 class backend_sink {
-public:
+  public:
     /// Hands over one incoming event. The core fans it out to the local subscribers
     /// of `ev.channel()` without copying the message.
     virtual void deliver(event ev) = 0;
@@ -31,7 +31,7 @@ public:
     /// `connected` once every subscription is in place again.
     virtual void state_changed(connection_state state, boost::system::error_code ec) = 0;
 
-protected:
+  protected:
     ~backend_sink() = default;
 };
 
@@ -60,7 +60,7 @@ struct backend_config {
 /// Network backends supervise their connection: they reconnect after a loss, restore
 /// every subscription and report it through `sink().state_changed`.
 class backend {
-public:
+  public:
     /// The completion handler type of every backend operation.
     using completion_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
 
@@ -87,7 +87,7 @@ public:
         sink_ref_ = sink_.lock().get();
     }
 
-protected:
+  protected:
     /// The strand all calls are made on; run the backend's own work on it.
     const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
 
@@ -98,7 +98,7 @@ protected:
     /// delivery posted from another thread): lock it on `executor()` before use.
     const std::weak_ptr<backend_sink>& weak_sink() const noexcept { return sink_; }
 
-private:
+  private:
     boost::asio::any_io_executor executor_;
     std::weak_ptr<backend_sink> sink_;
     backend_sink* sink_ref_ = nullptr;

@@ -27,7 +27,7 @@ namespace broadcaster {
 /// matching `broadcast` operation. Thread safety: every member function may be called
 /// from any thread except the I/O thread (i.e. not from inside a callback).
 class blocking_broadcast {
-public:
+  public:
     /// Starts the I/O thread; does not connect.
     /// @throws boost::system::system_error as `broadcast`'s constructor.
     explicit blocking_broadcast(std::string_view url, broadcast_options options = {});
@@ -53,7 +53,7 @@ public:
     /// The underlying asynchronous broadcast, running on the I/O thread.
     broadcast& async() noexcept { return broadcast_; }
 
-private:
+  private:
     boost::asio::io_context io_;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
     broadcast broadcast_;

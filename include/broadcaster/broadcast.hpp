@@ -91,7 +91,7 @@ void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
 /// executor); its subscribers then end with `error::end_of_stream`. Pending
 /// operations still complete. Subscribers may outlive the broadcast.
 class broadcast {
-public:
+  public:
     using executor_type = boost::asio::any_io_executor;
 
     /// Makes a broadcast for `url`, whose scheme picks the backend (see README).
@@ -103,8 +103,8 @@ public:
 
     /// As above, on the executor of `context` (e.g. an `io_context`).
     template <typename ExecutionContext>
-        requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
-    broadcast(ExecutionContext& context, std::string_view url, broadcast_options options = {})
+    requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&> broadcast(
+        ExecutionContext& context, std::string_view url, broadcast_options options = {})
         : broadcast(executor_type(context.get_executor()), url, std::move(options)) {}
 
     /// Makes a broadcast over a backend object, e.g. one of the app's own.
@@ -201,9 +201,9 @@ public:
             [](auto handler, std::shared_ptr<detail::broadcast_core> core,
                std::vector<std::string> channels, event_callback on_event,
                subscribe_options options) {
-                detail::async_subscribe_callback(
-                    core, std::move(channels), std::move(on_event), options,
-                    detail::subscription_handler(std::move(handler)));
+                detail::async_subscribe_callback(core, std::move(channels), std::move(on_event),
+                                                 options,
+                                                 detail::subscription_handler(std::move(handler)));
             },
             token, core_, std::move(channels).names(), std::move(on_event), options);
     }
@@ -226,7 +226,7 @@ public:
     /// A snapshot of the counters. Cheap; any thread.
     broadcast_stats stats() const noexcept;
 
-private:
+  private:
     std::shared_ptr<detail::broadcast_core> core_;
 };
 

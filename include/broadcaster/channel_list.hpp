@@ -15,7 +15,7 @@ namespace broadcaster {
 /// `std::vector<std::string>`, so `async_subscribe` takes any of them.
 /// Duplicate names are kept once.
 class channel_list {
-public:
+  public:
     channel_list(const char* channel) : names_{std::string(channel)} {}
     channel_list(std::string channel) : names_{std::move(channel)} {}
     channel_list(std::string_view channel) : names_{std::string(channel)} {}
@@ -26,7 +26,7 @@ public:
     const std::vector<std::string>& names() const& noexcept { return names_; }
     std::vector<std::string> names() && noexcept { return std::move(names_); }
 
-private:
+  private:
     void remove_duplicates();
     std::vector<std::string> names_;
 };

@@ -18,7 +18,7 @@ namespace broadcaster {
 ///
 /// Thread safety: events are immutable; copies may be used from any thread.
 class event {
-public:
+  public:
     /// An empty event (no channel, no message).
     event() = default;
 
@@ -38,7 +38,7 @@ public:
     /// True unless default-constructed.
     explicit operator bool() const noexcept { return data_ != nullptr; }
 
-private:
+  private:
     struct data {
         std::string channel;
         std::string message;

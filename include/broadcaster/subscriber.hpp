@@ -23,8 +23,7 @@ namespace broadcaster {
 namespace detail {
 class subscriber_state;
 class broadcast_core;
-using receive_handler =
-    boost::asio::any_completion_handler<void(boost::system::error_code, event)>;
+using receive_handler = boost::asio::any_completion_handler<void(boost::system::error_code, event)>;
 void async_receive(const std::shared_ptr<subscriber_state>& state, receive_handler handler);
 }  // namespace detail
 
@@ -48,7 +47,7 @@ void async_receive(const std::shared_ptr<subscriber_state>& state, receive_handl
 /// the destructor while a receive is pending (which then completes with
 /// `boost::asio::error::operation_aborted`). One `async_receive` at a time.
 class subscriber {
-public:
+  public:
     /// An empty handle, subscribed to nothing.
     subscriber() noexcept = default;
     subscriber(subscriber&& other) noexcept = default;
@@ -71,8 +70,7 @@ public:
     /// While pending, the operation counts as outstanding work on that executor.
     template <typename CompletionToken>
     auto async_receive(CompletionToken&& token) {
-        return boost::asio::async_initiate<CompletionToken,
-                                           void(boost::system::error_code, event)>(
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, event)>(
             [](auto handler, std::shared_ptr<detail::subscriber_state> state) {
                 detail::async_receive(state, detail::receive_handler(std::move(handler)));
             },
@@ -114,7 +112,7 @@ public:
     /// True unless empty or moved from.
     explicit operator bool() const noexcept { return state_ != nullptr; }
 
-private:
+  private:
     friend class detail::broadcast_core;
     subscriber(std::shared_ptr<detail::subscriber_state> state,
                std::weak_ptr<detail::broadcast_core> core) noexcept

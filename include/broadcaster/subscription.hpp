@@ -13,7 +13,7 @@ namespace broadcaster {
 /// callback starts afterwards, though one already running on another thread finishes.
 /// Thread safety: as `subscriber`.
 class subscription {
-public:
+  public:
     /// An empty handle.
     subscription() noexcept = default;
     subscription(subscription&&) noexcept = default;
@@ -34,7 +34,7 @@ public:
     /// True unless empty or moved from.
     explicit operator bool() const noexcept { return static_cast<bool>(subscriber_); }
 
-private:
+  private:
     friend class detail::broadcast_core;
     explicit subscription(subscriber sub) noexcept : subscriber_(std::move(sub)) {}
     subscriber subscriber_;

@@ -13,7 +13,7 @@ namespace {
 using boost::system::error_code;
 
 class memory_backend final : public backend {
-public:
+  public:
     explicit memory_backend(std::shared_ptr<memory_hub> hub) : hub_(std::move(hub)) {}
 
     ~memory_backend() override {
@@ -67,7 +67,7 @@ public:
         post_completion(std::move(handler), executor(), error_code());
     }
 
-private:
+  private:
     const std::shared_ptr<memory_hub> hub_;
     std::shared_ptr<memory_hub::endpoint> endpoint_;  // set while connected
 };

@@ -20,7 +20,8 @@ std::shared_ptr<memory_hub> memory_hub::named(const std::string& name) {
     return hub;
 }
 
-void memory_hub::subscribe(const std::string& channel, const std::shared_ptr<endpoint>& subscriber) {
+void memory_hub::subscribe(const std::string& channel,
+                           const std::shared_ptr<endpoint>& subscriber) {
     std::lock_guard lock(mutex_);
     auto& endpoints = channels_[channel];
     if (std::find(endpoints.begin(), endpoints.end(), subscriber) == endpoints.end()) {

@@ -16,7 +16,7 @@ namespace broadcaster::detail {
 // `memory://` gives each broadcast a hub of its own; `memory://NAME` shares one hub
 // among every broadcast of the process naming it. Thread-safe.
 class memory_hub {
-public:
+  public:
     // One subscribing backend: where to deliver its events.
     struct endpoint {
         boost::asio::any_io_executor executor;
@@ -35,7 +35,7 @@ public:
     // already on its own strand).
     bool publish(const event& ev, const endpoint* publisher);
 
-private:
+  private:
     struct string_hash {
         using is_transparent = void;
         std::size_t operator()(std::string_view s) const noexcept {

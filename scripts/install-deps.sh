@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libboost-system1.81-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcli11-dev
+  libhiredis-dev libssl-dev redis-server openssl
   clang-format
 )
 

@@ -1,6 +1,9 @@
 #include "backend_registry.hpp"
 
 #include "backends/memory/memory_backend.hpp"
+#ifdef BROADCASTER_WITH_REDIS
+#include "backends/redis/redis_backend.hpp"
+#endif
 
 #include <broadcaster/error.hpp>
 #include <broadcaster/url.hpp>
@@ -46,7 +49,13 @@ class registry {
   private:
     // Built-in backends are registered here, explicitly: static self-registration
     // would be dropped by the linker from a static library.
-    registry() { factories_["memory"] = detail::make_memory_backend; }
+    registry() {
+        factories_["memory"] = detail::make_memory_backend;
+#ifdef BROADCASTER_WITH_REDIS
+        factories_["redis"] = detail::make_redis_backend;
+        factories_["rediss"] = detail::make_redis_backend;
+#endif
+    }
 
     mutable std::mutex mutex_;
     std::map<std::string, backend_factory, std::less<>> factories_;

@@ -124,6 +124,9 @@ void broadcast_core::do_disconnect(error_handler handler) {
 }
 
 void broadcast_core::shutdown() {
+    // The app may destroy what the observer uses right after the broadcast: calls
+    // still queued must not run.
+    observing_.store(false, std::memory_order_release);
     asio::dispatch(strand_, [self = shared_from_this()] { self->do_disconnect({}); });
 }
 
@@ -375,7 +378,11 @@ void broadcast_core::state_changed(connection_state state, error_code ec) {
 void broadcast_core::set_state(connection_state state, error_code ec) {
     state_.store(state, relaxed);
     if (observer_) {
-        asio::post(executor_, [observer = observer_, state, ec] { observer(state, ec); });
+        asio::post(executor_, [self = shared_from_this(), observer = observer_, state, ec] {
+            if (self->observing_.load(std::memory_order_acquire)) {
+                observer(state, ec);
+            }
+        });
     }
 }
 

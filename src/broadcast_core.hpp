@@ -99,6 +99,7 @@ class broadcast_core final : public backend_sink,
     connection_state last_backend_state_ = connection_state::disconnected;
 
     std::atomic<connection_state> state_{connection_state::disconnected};
+    std::atomic<bool> observing_{true};  // false once the broadcast handle is gone
     std::atomic<std::uint64_t> published_{0};
     // Written only on the strand; atomics so that stats() can read them anywhere.
     std::atomic<std::uint64_t> received_{0};

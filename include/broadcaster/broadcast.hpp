@@ -218,6 +218,9 @@ class broadcast {
 
     /// Sets the function called on every connection state change (replacing any
     /// previous one; an empty function removes it). It runs on the broadcast's executor.
+    /// Set it before `async_connect` to see every change. Calls still queued when the
+    /// broadcast is destroyed are dropped (one already running on another thread
+    /// finishes).
     void on_state_change(state_observer observer);
 
     /// The current connection state.

@@ -1,11 +1,13 @@
 #pragma once
 
 // The backends the conformance suite runs against. A backend adds itself here with
-// one entry; network backends read their server's URL from the environment variable
-// the test scripts set, and are skipped when it is absent.
+// one entry; a network backend's URL starts its test server (test_servers.hpp).
+
+#include "test_servers.hpp"
 
 #include <cstddef>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -15,7 +17,8 @@ namespace broadcaster::test {
 
 struct backend_case {
     std::string name;  // test-name suffix
-    std::string url;
+    // The URL to test; may start the backend's test server on first use.
+    std::function<std::string()> url;
     // Whether two broadcasts on `url` share their channels (two app instances).
     bool shared = true;
     // Whether any bytes (NUL, invalid UTF-8) may be published.
@@ -24,13 +27,16 @@ struct backend_case {
     std::size_t max_payload = 64 * 1024;
 
     // How GoogleTest names the case in its output.
-    friend void PrintTo(const backend_case& c, std::ostream* os) { *os << c.url; }
+    friend void PrintTo(const backend_case& c, std::ostream* os) { *os << c.name; }
 };
 
 inline std::vector<backend_case> backend_cases() {
     std::vector<backend_case> cases;
-    cases.push_back({"memory_private", "memory://", false});
-    cases.push_back({"memory_named", "memory://conformance-hub", true});
+    cases.push_back({"memory_private", [] { return "memory://"; }, false});
+    cases.push_back({"memory_named", [] { return "memory://conformance-hub"; }, true});
+#ifdef BROADCASTER_WITH_REDIS
+    cases.push_back({"redis", redis_test_url, true, true, 1024 * 1024});
+#endif
     return cases;
 }
 

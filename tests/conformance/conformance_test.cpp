@@ -20,7 +20,7 @@ using boost::system::error_code;
 
 class conformance : public ::testing::TestWithParam<backend_case> {
   protected:
-    const std::string& url() const { return GetParam().url; }
+    std::string url() const { return GetParam().url(); }
 };
 
 // Receives one event, failing the test after `timeout`.

@@ -41,8 +41,8 @@ TEST(registry, rejects_malformed_memory_urls) {
 }
 
 TEST(registry, tells_a_backend_left_out_of_the_build_apart_from_an_unknown_one) {
-    register_backend("redis", nullptr);  // make sure nothing is registered for it
-    const auto e = construction_error("redis://:hunter2@localhost:6379");
+    register_backend("kafka", nullptr);  // make sure nothing is registered for it
+    const auto e = construction_error("kafka://:hunter2@localhost:9092");
     EXPECT_EQ(e.code(), error::backend_not_built);
     EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
 }

@@ -1,0 +1,12 @@
+#pragma once
+
+#include <broadcaster/backend.hpp>
+
+#include <memory>
+
+namespace broadcaster::detail {
+
+// `redis://` and `rediss://` (TLS): Redis PUB/SUB. See the README for URL options.
+std::unique_ptr<backend> make_redis_backend(const backend_config& config);
+
+}  // namespace broadcaster::detail

@@ -1,0 +1,451 @@
+#include "redis_client.hpp"
+
+#include "../../completion.hpp"
+
+#include <broadcaster/error.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace broadcaster::detail {
+
+namespace asio = boost::asio;
+using asio::use_awaitable;
+using boost::system::error_code;
+using boost::system::system_error;
+
+namespace {
+
+// Runs a coroutine of the client without letting an exception escape into the
+// io_context: they are all handled inside, this is the last resort.
+template <typename Awaitable>
+void spawn(const asio::any_io_executor& strand, Awaitable&& work) {
+    asio::co_spawn(strand, std::forward<Awaitable>(work), [](std::exception_ptr) {});
+}
+
+bool is(const redisReply& reply, std::string_view text) {
+    return reply.type == REDIS_REPLY_STRING && reply_text(reply) == text;
+}
+
+}  // namespace
+
+redis_client::redis_client(asio::any_io_executor strand, const redis_config& config,
+                           std::shared_ptr<asio::ssl::context> tls,
+                           std::weak_ptr<backend_sink> sink)
+    : strand_(std::move(strand)),
+      config_(config),
+      tls_(std::move(tls)),
+      sink_(std::move(sink)),
+      lost_signal_(strand_),
+      backoff_timer_(strand_),
+      backoff_(config_.reconnect_min),
+      random_(std::random_device{}()),
+      publish_deadline_(strand_) {}
+
+// ---- supervision -------------------------------------------------------------------
+
+void redis_client::connect(completion_handler handler) {
+    connect_handler_.swap(handler);
+    spawn(strand_, supervise());
+}
+
+asio::awaitable<void> redis_client::supervise() {
+    const auto self = shared_from_this();  // alive while this loop runs
+    bool first = true;
+    while (!stopping_) {
+        error_code ec;
+        try {
+            co_await open_connections();
+        } catch (const system_error& e) {
+            ec = e.code();
+        }
+        if (stopping_) {
+            break;
+        }
+        if (first) {
+            first = false;
+            // The first attempt decides the connect: a wrong password or an unreachable
+            // host is the app's to know now, not a reason to retry forever.
+            if (ec) {
+                stopping_ = true;
+                close_connections();
+                post_completion(std::move(connect_handler_), strand_, ec);
+                co_return;
+            }
+            post_completion(std::move(connect_handler_), strand_, error_code());
+        }
+        if (!ec) {
+            backoff_ = config_.reconnect_min;
+            on_connected();
+            lost_signal_.expires_at(asio::steady_timer::time_point::max());
+            co_await lost_signal_.async_wait(asio::as_tuple(use_awaitable));
+            if (stopping_) {
+                break;
+            }
+            ec = lost_reason_;
+        }
+        ready_ = false;
+        close_connections();
+        fail_publishes(publishes_in_flight_, error::not_connected);
+        if (!reconnecting_) {
+            reconnecting_ = true;
+            report(connection_state::reconnecting, ec);
+        }
+        backoff_timer_.expires_after(next_backoff());
+        co_await backoff_timer_.async_wait(asio::as_tuple(use_awaitable));
+    }
+}
+
+asio::awaitable<void> redis_client::open_connections() {
+    ++generation_;
+    publisher_ = std::make_shared<redis_connection>(strand_, config_, tls_.get());
+    subscriber_ = std::make_shared<redis_connection>(strand_, config_, tls_.get());
+    const auto publisher = publisher_;
+    const auto subscriber = subscriber_;
+    co_await publisher->open("pub");
+    co_await subscriber->open("sub");
+}
+
+void redis_client::on_connected() {
+    ready_ = true;
+    const auto generation = generation_;
+    spawn(strand_, read_publish_replies(generation, publisher_));
+    spawn(strand_, read_subscriber_events(generation, subscriber_));
+    flush_publishes();
+
+    // Restore every subscription; "connected" is reported once Redis confirmed them.
+    subscriber_sent_.clear();
+    subscriber_outbox_.clear();
+    subscriber_write_active_ = false;
+    resubscriptions_pending_ = channels_.size();
+    for (const auto& channel : channels_) {
+        send_subscriber_command(command_kind::subscribe, channel, true);
+    }
+    if (reconnecting_ && resubscriptions_pending_ == 0) {
+        reconnecting_ = false;
+        report(connection_state::connected, {});
+    }
+}
+
+void redis_client::connection_lost(std::uint64_t generation, error_code ec) {
+    if (generation != generation_ || !ready_) {
+        return;  // an older connection, or the loss is already being handled
+    }
+    ready_ = false;
+    lost_reason_ = ec;
+    // A subscribe still waiting for its confirmation fails now rather than waiting an
+    // unknown time for the reconnect; the app sees not_connected and can retry.
+    for (auto& [channel, waiters] : subscribe_waiters_) {
+        if (!waiters.empty()) {
+            channels_.erase(channel);
+        }
+        for (auto& waiter : waiters) {
+            post_completion(std::move(waiter), strand_, error_code(error::not_connected));
+        }
+        waiters.clear();
+    }
+    // An unsubscribe is done: the new connection will not restore the channel.
+    for (auto& [channel, waiters] : unsubscribe_waiters_) {
+        for (auto& waiter : waiters) {
+            post_completion(std::move(waiter), strand_, error_code());
+        }
+        waiters.clear();
+    }
+    lost_signal_.cancel();
+}
+
+void redis_client::close_connections() {
+    if (publisher_) {
+        publisher_->close();
+    }
+    if (subscriber_) {
+        subscriber_->close();
+    }
+    publish_write_active_ = false;
+    publish_writing_.clear();
+    subscriber_write_active_ = false;
+}
+
+std::chrono::milliseconds redis_client::next_backoff() {
+    const auto ceiling = backoff_;
+    backoff_ = std::min(backoff_ * 2, config_.reconnect_max);
+    // "Equal jitter": half fixed, half random, so that many instances restarting
+    // together do not reconnect in lockstep.
+    std::uniform_int_distribution<long> pick(ceiling.count() / 2, ceiling.count());
+    return std::chrono::milliseconds(pick(random_));
+}
+
+void redis_client::report(connection_state state, error_code ec) {
+    if (auto sink = sink_.lock()) {
+        sink->state_changed(state, ec);
+    }
+}
+
+void redis_client::disconnect(completion_handler handler) {
+    stop();
+    post_completion(std::move(handler), strand_, error_code());
+}
+
+void redis_client::stop() {
+    if (stopping_ && !ready_ && !publisher_) {
+        return;
+    }
+    stopping_ = true;
+    ready_ = false;
+    ++generation_;
+    close_connections();
+    publisher_.reset();
+    subscriber_.reset();
+    lost_signal_.cancel();
+    backoff_timer_.cancel();
+    publish_deadline_.cancel();
+    if (connect_handler_) {
+        post_completion(std::move(connect_handler_), strand_,
+                        error_code(asio::error::operation_aborted));
+    }
+    fail_everything(error::not_connected);
+}
+
+void redis_client::fail_everything(error_code ec) {
+    fail_publishes(publishes_.size(), ec);
+    publish_outbox_.clear();
+    for (auto* waiters : {&subscribe_waiters_, &unsubscribe_waiters_}) {
+        const bool is_subscribe = waiters == &subscribe_waiters_;
+        for (auto& [channel, list] : *waiters) {
+            for (auto& waiter : list) {
+                post_completion(std::move(waiter), strand_, is_subscribe ? ec : error_code());
+            }
+        }
+        waiters->clear();
+    }
+    channels_.clear();
+    subscriber_sent_.clear();
+    subscriber_outbox_.clear();
+}
+
+// ---- publish -----------------------------------------------------------------------
+
+void redis_client::publish(std::string channel, std::string message, completion_handler handler) {
+    if (stopping_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        return;
+    }
+    const auto before = publish_outbox_.size();
+    append_command(publish_outbox_, {"PUBLISH", channel, message});
+    publishes_.push_back({std::move(handler), clock::now() + config_.publish_timeout,
+                          publish_outbox_.size() - before});
+    flush_publishes();
+    arm_publish_deadline();
+}
+
+void redis_client::flush_publishes() {
+    if (!ready_ || publish_write_active_ || publish_outbox_.empty()) {
+        return;
+    }
+    // Everything queued goes out in one write: that is the pipelining.
+    publish_writing_.swap(publish_outbox_);
+    publish_outbox_.clear();
+    publishes_in_flight_ = publishes_.size();
+    publish_write_active_ = true;
+    const auto connection = publisher_;
+    connection->async_write(
+        asio::buffer(publish_writing_),
+        asio::bind_executor(strand_, [self = shared_from_this(), connection,
+                                      generation = generation_](error_code ec, std::size_t) {
+            if (generation != self->generation_) {
+                return;
+            }
+            self->publish_write_active_ = false;
+            if (ec) {
+                self->connection_lost(generation, ec);
+                return;
+            }
+            self->flush_publishes();
+        }));
+}
+
+asio::awaitable<void> redis_client::read_publish_replies(
+    std::uint64_t generation, std::shared_ptr<redis_connection> connection) {
+    const auto self = shared_from_this();
+    try {
+        for (;;) {
+            const auto reply = co_await connection->read_reply();
+            if (generation != generation_) {
+                co_return;
+            }
+            if (publishes_in_flight_ == 0) {
+                throw system_error(error::protocol_error, "redis: unexpected reply");
+            }
+            auto pending = std::move(publishes_.front());
+            publishes_.pop_front();
+            --publishes_in_flight_;
+            const error_code ec =
+                reply->type == REDIS_REPLY_ERROR ? error::broker_error : error_code();
+            post_completion(std::move(pending.handler), strand_, ec);
+        }
+    } catch (const system_error& e) {
+        connection_lost(generation, e.code());
+    } catch (const std::exception&) {
+        connection_lost(generation, error::protocol_error);
+    }
+}
+
+void redis_client::fail_publishes(std::size_t count, error_code ec) {
+    for (std::size_t i = 0; i < count && !publishes_.empty(); ++i) {
+        post_completion(std::move(publishes_.front().handler), strand_, ec);
+        publishes_.pop_front();
+    }
+    publishes_in_flight_ = 0;
+}
+
+void redis_client::arm_publish_deadline() {
+    if (publish_deadline_armed_ || publishes_.empty()) {
+        return;
+    }
+    publish_deadline_armed_ = true;
+    publish_deadline_.expires_at(publishes_.front().deadline);
+    publish_deadline_.async_wait(
+        asio::bind_executor(strand_, [self = shared_from_this()](error_code ec) {
+            self->publish_deadline_armed_ = false;
+            if (!ec && !self->stopping_) {
+                self->on_publish_deadline();
+            }
+        }));
+}
+
+void redis_client::on_publish_deadline() {
+    const auto now = clock::now();
+    if (ready_) {
+        // Redis has not answered the oldest publish in time: treat the connection as
+        // dead; the supervisor reconnects and the publishes in flight fail.
+        if (publishes_in_flight_ > 0 && publishes_.front().deadline <= now) {
+            connection_lost(generation_, error::timeout);
+        }
+    } else {
+        // Waiting for a connection that did not come back in time.
+        while (!publishes_.empty() && publishes_.front().deadline <= now) {
+            publish_outbox_.erase(0, publishes_.front().bytes);
+            post_completion(std::move(publishes_.front().handler), strand_,
+                            error_code(error::not_connected));
+            publishes_.pop_front();
+        }
+    }
+    arm_publish_deadline();
+}
+
+// ---- subscribe ---------------------------------------------------------------------
+
+void redis_client::subscribe(std::string channel, completion_handler handler) {
+    if (!ready_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        return;
+    }
+    channels_.insert(channel);
+    subscribe_waiters_[channel].push_back(std::move(handler));
+    send_subscriber_command(command_kind::subscribe, channel, false);
+}
+
+void redis_client::unsubscribe(std::string channel, completion_handler handler) {
+    channels_.erase(channel);
+    if (!ready_) {
+        post_completion(std::move(handler), strand_, error_code());
+        return;
+    }
+    unsubscribe_waiters_[channel].push_back(std::move(handler));
+    send_subscriber_command(command_kind::unsubscribe, channel, false);
+}
+
+void redis_client::send_subscriber_command(command_kind kind, const std::string& channel,
+                                           bool restore) {
+    append_command(subscriber_outbox_,
+                   {kind == command_kind::subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE", channel});
+    subscriber_sent_.push_back({kind, channel, restore});
+    flush_subscriber();
+}
+
+void redis_client::flush_subscriber() {
+    if (!ready_ || subscriber_write_active_ || subscriber_outbox_.empty()) {
+        return;
+    }
+    subscriber_writing_.swap(subscriber_outbox_);
+    subscriber_outbox_.clear();
+    subscriber_write_active_ = true;
+    const auto connection = subscriber_;
+    connection->async_write(
+        asio::buffer(subscriber_writing_),
+        asio::bind_executor(strand_, [self = shared_from_this(), connection,
+                                      generation = generation_](error_code ec, std::size_t) {
+            if (generation != self->generation_) {
+                return;
+            }
+            self->subscriber_write_active_ = false;
+            if (ec) {
+                self->connection_lost(generation, ec);
+                return;
+            }
+            self->flush_subscriber();
+        }));
+}
+
+asio::awaitable<void> redis_client::read_subscriber_events(
+    std::uint64_t generation, std::shared_ptr<redis_connection> connection) {
+    const auto self = shared_from_this();
+    try {
+        for (;;) {
+            const auto reply = co_await connection->read_reply();
+            if (generation != generation_) {
+                co_return;
+            }
+            handle_subscriber_reply(*reply);
+        }
+    } catch (const system_error& e) {
+        connection_lost(generation, e.code());
+    } catch (const std::exception&) {
+        connection_lost(generation, error::protocol_error);
+    }
+}
+
+void redis_client::handle_subscriber_reply(const redisReply& reply) {
+    if (reply.type == REDIS_REPLY_ARRAY && reply.elements == 3 &&
+        is(*reply.element[0], "message")) {
+        if (auto sink = sink_.lock()) {
+            sink->deliver(event(std::string(reply_text(*reply.element[1])),
+                                std::string(reply_text(*reply.element[2]))));
+        }
+        return;
+    }
+    const bool confirmation =
+        reply.type == REDIS_REPLY_ARRAY && reply.elements >= 2 &&
+        (is(*reply.element[0], "subscribe") || is(*reply.element[0], "unsubscribe"));
+    if (!confirmation && reply.type != REDIS_REPLY_ERROR) {
+        return;  // e.g. a pong
+    }
+    if (subscriber_sent_.empty()) {
+        throw system_error(error::protocol_error, "redis: unexpected subscription reply");
+    }
+    const auto command = std::move(subscriber_sent_.front());
+    subscriber_sent_.pop_front();
+    confirm(command, reply.type == REDIS_REPLY_ERROR ? error::broker_error : error_code());
+}
+
+void redis_client::confirm(const sent_command& command, error_code ec) {
+    auto& waiters = command.kind == command_kind::subscribe ? subscribe_waiters_[command.channel]
+                                                            : unsubscribe_waiters_[command.channel];
+    if (ec && command.kind == command_kind::subscribe) {
+        channels_.erase(command.channel);
+    }
+    if (!waiters.empty()) {
+        post_completion(std::move(waiters.front()), strand_, ec);
+        waiters.pop_front();
+    }
+    if (command.restore && resubscriptions_pending_ > 0 && --resubscriptions_pending_ == 0 &&
+        reconnecting_) {
+        reconnecting_ = false;
+        report(connection_state::connected, {});
+    }
+}
+
+}  // namespace broadcaster::detail

@@ -1,0 +1,117 @@
+#pragma once
+
+#include "redis_config.hpp"
+#include "redis_connection.hpp"
+
+#include <broadcaster/backend.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <chrono>
+#include <deque>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace broadcaster::detail {
+
+// The Redis backend's state and its connections, shared with every pending
+// operation so that it outlives the backend object until they finish. Two
+// connections: one in subscribe mode for SUBSCRIBE/UNSUBSCRIBE and incoming
+// messages, one for pipelined PUBLISH. A supervisor coroutine reconnects both after
+// a loss, with exponential backoff and jitter, and restores every subscription.
+// Everything runs on the backend's strand.
+class redis_client : public std::enable_shared_from_this<redis_client> {
+  public:
+    using completion_handler = backend::completion_handler;
+
+    redis_client(boost::asio::any_io_executor strand, const redis_config& config,
+                 std::shared_ptr<boost::asio::ssl::context> tls, std::weak_ptr<backend_sink> sink);
+
+    void connect(completion_handler handler);
+    void disconnect(completion_handler handler);
+    void subscribe(std::string channel, completion_handler handler);
+    void unsubscribe(std::string channel, completion_handler handler);
+    void publish(std::string channel, std::string message, completion_handler handler);
+    // Closes everything; pending operations fail with error::not_connected.
+    void stop();
+
+  private:
+    using clock = std::chrono::steady_clock;
+    struct pending_publish {
+        completion_handler handler;
+        clock::time_point deadline;
+        std::size_t bytes;  // of its command, while it waits in `publish_outbox_`
+    };
+    enum class command_kind { subscribe, unsubscribe };
+    struct sent_command {
+        command_kind kind;
+        std::string channel;
+        bool restore;  // re-issued after a reconnect
+    };
+
+    boost::asio::awaitable<void> supervise();
+    boost::asio::awaitable<void> open_connections();
+    boost::asio::awaitable<void> read_publish_replies(std::uint64_t generation,
+                                                      std::shared_ptr<redis_connection> connection);
+    boost::asio::awaitable<void> read_subscriber_events(
+        std::uint64_t generation, std::shared_ptr<redis_connection> connection);
+    void on_connected();
+    void connection_lost(std::uint64_t generation, boost::system::error_code ec);
+    void close_connections();
+
+    void flush_publishes();
+    void flush_subscriber();
+    void send_subscriber_command(command_kind kind, const std::string& channel, bool restore);
+    void handle_subscriber_reply(const redisReply& reply);
+    void confirm(const sent_command& command, boost::system::error_code ec);
+
+    void arm_publish_deadline();
+    void on_publish_deadline();
+    void fail_publishes(std::size_t count, boost::system::error_code ec);
+    void fail_everything(boost::system::error_code ec);
+    std::chrono::milliseconds next_backoff();
+    void report(connection_state state, boost::system::error_code ec);
+
+    const boost::asio::any_io_executor strand_;
+    const redis_config config_;
+    const std::shared_ptr<boost::asio::ssl::context> tls_;
+    const std::weak_ptr<backend_sink> sink_;
+
+    std::shared_ptr<redis_connection> publisher_;
+    std::shared_ptr<redis_connection> subscriber_;
+    std::uint64_t generation_ = 0;  // bumped per connection attempt: stale callbacks see it
+    bool ready_ = false;            // both connections are up
+    bool stopping_ = false;
+    completion_handler connect_handler_;
+    boost::system::error_code lost_reason_;
+    boost::asio::steady_timer lost_signal_;  // cancelled when a connection is lost
+    boost::asio::steady_timer backoff_timer_;
+    std::chrono::milliseconds backoff_;
+    std::minstd_rand random_;
+
+    // Publishes in order: the first `publishes_in_flight_` were handed to the socket
+    // and await their reply; the others wait, encoded, in `publish_outbox_`.
+    std::deque<pending_publish> publishes_;
+    std::size_t publishes_in_flight_ = 0;
+    std::string publish_outbox_;
+    std::string publish_writing_;
+    bool publish_write_active_ = false;
+    boost::asio::steady_timer publish_deadline_;
+    bool publish_deadline_armed_ = false;
+
+    // Channels wanted at the broker (confirmed or not); restored after a reconnect.
+    std::unordered_set<std::string> channels_;
+    std::unordered_map<std::string, std::deque<completion_handler>> subscribe_waiters_;
+    std::unordered_map<std::string, std::deque<completion_handler>> unsubscribe_waiters_;
+    // Every SUBSCRIBE/UNSUBSCRIBE gets exactly one reply, in order.
+    std::deque<sent_command> subscriber_sent_;
+    std::string subscriber_outbox_;
+    std::string subscriber_writing_;
+    bool subscriber_write_active_ = false;
+    std::size_t resubscriptions_pending_ = 0;
+    bool reconnecting_ = false;
+};
+
+}  // namespace broadcaster::detail

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <broadcaster/backend.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace broadcaster::detail {
+
+// Everything a `redis://` or `rediss://` URL says; see the README's option table.
+struct redis_config {
+    bool tls = false;
+    std::string host = "localhost";
+    std::string port = "6379";
+    std::string user;      // ACL user; empty: "default"
+    std::string password;  // empty: no AUTH
+    int db = 0;
+    std::string client_name = "broadcaster";
+    std::chrono::milliseconds connect_timeout;
+    std::chrono::milliseconds publish_timeout;
+    std::chrono::milliseconds reconnect_min;
+    std::chrono::milliseconds reconnect_max;
+    bool tls_verify = true;
+    std::string tls_ca_file;      // empty: the system's trusted CAs
+    std::string tls_server_name;  // empty: `host`
+    std::string redacted_url;
+};
+
+// Parses `config.url`. Throws system_error(error::invalid_url) naming what is wrong,
+// with the password masked.
+redis_config parse_redis_url(const backend_config& config);
+
+}  // namespace broadcaster::detail

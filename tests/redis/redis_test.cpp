@@ -1,0 +1,223 @@
+// The Redis backend against real redis-servers: restarts, killed connections,
+// authentication, TLS, and URL errors. The conformance suite covers the rest.
+
+#include "test_servers.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+namespace broadcaster::test {
+namespace {
+
+using asio::use_awaitable;
+using boost::system::error_code;
+
+asio::awaitable<event> receive(subscriber& sub, std::chrono::milliseconds timeout = 5s) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+    auto result = co_await (sub.async_receive(use_awaitable) || timer.async_wait(use_awaitable));
+    if (result.index() != 0) {
+        throw std::runtime_error("no event within the timeout");
+    }
+    co_return std::get<0>(std::move(result));
+}
+
+// A redis-server of the test's own, so the test may kill it.
+struct own_redis {
+    scratch_dir dir{"broadcaster-redis-own"};
+    unsigned short port = free_port();
+    std::unique_ptr<server_process> server;
+
+    explicit own_redis(std::vector<std::string> extra = {})
+        : server(start_redis(dir, port, std::move(extra))) {}
+
+    std::string url(const std::string& userinfo = "", const std::string& query = "") const {
+        return "redis://" + userinfo + "127.0.0.1:" + std::to_string(port) + query;
+    }
+
+    // Runs redis-cli against this server; returns its exit status.
+    int cli(const std::string& args, const std::string& auth = "") const {
+        const auto command = "redis-cli -p " + std::to_string(port) +
+                             (auth.empty() ? "" : " -a " + auth + " --no-auth-warning") + " " +
+                             args + " > /dev/null 2>&1";
+        return std::system(command.c_str());
+    }
+};
+
+// Collects state changes so a test can wait for one.
+struct state_log {
+    std::vector<connection_state> states;
+    void attach(broadcast& bc) {
+        bc.on_state_change([this](connection_state s, error_code) { states.push_back(s); });
+    }
+    bool saw(connection_state s) const {
+        return std::find(states.begin(), states.end(), s) != states.end();
+    }
+};
+
+constexpr const char* fast_reconnect = "?reconnect_min_ms=20&reconnect_max_ms=200";
+
+TEST(redis, subscriptions_survive_a_server_restart) {
+    own_redis redis;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, redis.url("", fast_reconnect));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        auto a = co_await bc.async_subscribe("restart-a", use_awaitable);
+        const channel_list both{"restart-a", "restart-b"};
+        auto b = co_await bc.async_subscribe(both, use_awaitable);
+        co_await bc.async_publish("restart-a", "before", use_awaitable);
+        EXPECT_EQ((co_await receive(a)).message(), "before");
+        EXPECT_EQ((co_await receive(b)).message(), "before");
+
+        redis.server->crash_and_restart();  // kill -9, then start on the same port
+        const auto accepted_at = std::chrono::steady_clock::now();
+
+        // Wait on the observer only: reconnecting, then connected with every
+        // subscription restored.
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        co_await eventually([&] { return log.states.back() == connection_state::connected; });
+        co_await bc.async_publish("restart-b", "after", use_awaitable);
+        EXPECT_EQ((co_await receive(b)).message(), "after");
+        co_await bc.async_publish("restart-a", "after-a", use_awaitable);
+        EXPECT_EQ((co_await receive(a)).message(), "after-a");
+        EXPECT_LT(std::chrono::steady_clock::now() - accepted_at, 2s);
+        EXPECT_EQ(bc.stats().reconnects, 1u);
+    });
+}
+
+TEST(redis, recovers_from_client_kill_of_its_pubsub_connection) {
+    own_redis redis;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, redis.url("", fast_reconnect));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        auto sub = co_await bc.async_subscribe("killed", use_awaitable);
+        EXPECT_EQ(redis.cli("CLIENT KILL TYPE pubsub"), 0);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        co_await eventually([&] { return log.states.back() == connection_state::connected; });
+        co_await bc.async_publish("killed", "still here", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "still here");
+    });
+}
+
+TEST(redis, publish_waits_for_the_connection_then_fails_with_not_connected) {
+    own_redis redis;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, redis.url("", "?publish_timeout_ms=300&reconnect_min_ms=50"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        redis.server->stop(SIGKILL);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        const auto started = std::chrono::steady_clock::now();
+        auto [ec] = co_await bc.async_publish("c", "lost", asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::not_connected);
+        EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms);
+        auto [subscribe_ec, none] = co_await bc.async_subscribe("c", asio::as_tuple(use_awaitable));
+        EXPECT_EQ(subscribe_ec, error::not_connected);
+
+        // A publish made during the outage completes once the server is back.
+        std::optional<error_code> result;
+        bc.async_publish("c", "late", [&](error_code e) { result = e; });
+        redis.server->start();
+        co_await eventually([&] { return result.has_value(); });
+        EXPECT_FALSE(*result) << result->message();
+    });
+}
+
+TEST(redis, authenticates_with_a_password_and_an_acl_user) {
+    own_redis redis(
+        {"--requirepass", "s3cret", "--user", "alice", "on", ">wonder", "~*", "&*", "+@all"});
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        for (const auto& userinfo : {std::string(":s3cret@"), std::string("alice:wonder@")}) {
+            broadcast bc(io, redis.url(userinfo));
+            co_await bc.async_connect(use_awaitable);
+            auto sub = co_await bc.async_subscribe("auth", use_awaitable);
+            co_await bc.async_publish("auth", userinfo, use_awaitable);
+            EXPECT_EQ((co_await receive(sub)).message(), userinfo);
+        }
+    });
+}
+
+TEST(redis, a_wrong_or_missing_password_is_a_clear_error) {
+    own_redis redis({"--requirepass", "s3cret"});
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        for (const auto& userinfo : {std::string(":wrong@"), std::string()}) {
+            broadcast bc(io, redis.url(userinfo));
+            auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
+            EXPECT_EQ(ec, error::authentication_failed) << userinfo << ": " << ec.message();
+            EXPECT_EQ(bc.state(), connection_state::disconnected);
+        }
+    });
+}
+
+TEST(redis, an_unreachable_server_fails_the_connect) {
+    const auto port = free_port();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, "redis://127.0.0.1:" + std::to_string(port));
+        auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, asio::error::connection_refused) << ec.message();
+    });
+}
+
+TEST(redis, rejects_bad_urls_naming_the_problem_without_the_password) {
+    asio::io_context io;
+    for (const auto* url : {"redis://:pw@host?bogus=1", "redis://:pw@host?connect_timeout_ms=abc",
+                            "redis://:pw@host/notanumber", "redis://:pw@host:0"}) {
+        try {
+            broadcast bc(io, url);
+            ADD_FAILURE() << "accepted " << url;
+        } catch (const boost::system::system_error& e) {
+            EXPECT_EQ(e.code(), error::invalid_url) << url;
+            EXPECT_EQ(std::string(e.what()).find(":pw@"), std::string::npos) << e.what();
+        }
+    }
+}
+
+// A self-signed certificate for localhost, made with the openssl command line.
+struct tls_files {
+    scratch_dir dir{"broadcaster-tls"};
+    std::string cert = (dir.path() / "cert.pem").string();
+    std::string key = (dir.path() / "key.pem").string();
+    tls_files() {
+        const auto command =
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
+            " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+            key + " -out " + cert + " > /dev/null 2>&1";
+        if (std::system(command.c_str()) != 0) {
+            throw std::runtime_error("openssl could not make a certificate");
+        }
+    }
+};
+
+TEST(redis, speaks_tls_and_verifies_the_certificate) {
+    tls_files tls;
+    scratch_dir dir("broadcaster-redis-tls");
+    const auto port = free_port();
+    auto server = start_redis(
+        dir, port,
+        {"--port", "0", "--tls-port", std::to_string(port), "--tls-cert-file", tls.cert,
+         "--tls-key-file", tls.key, "--tls-ca-cert-file", tls.cert, "--tls-auth-clients", "no"});
+    // start_redis put "--port <port>" first; the later "--port 0" wins, so only TLS listens.
+    const auto base = "rediss://localhost:" + std::to_string(port);
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        for (const auto& url : {base + "?tls_ca_file=" + tls.cert, base + "?tls_verify=false"}) {
+            broadcast bc(io, url);
+            co_await bc.async_connect(use_awaitable);
+            auto sub = co_await bc.async_subscribe("secure", use_awaitable);
+            co_await bc.async_publish("secure", "over tls", use_awaitable);
+            EXPECT_EQ((co_await receive(sub)).message(), "over tls");
+        }
+        // Without the CA, the self-signed certificate is refused.
+        broadcast untrusted(io, base);
+        auto [ec] = co_await untrusted.async_connect(asio::as_tuple(use_awaitable));
+        EXPECT_TRUE(ec) << "connected to an untrusted server";
+    });
+}
+
+}  // namespace
+}  // namespace broadcaster::test

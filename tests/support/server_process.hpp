@@ -1,0 +1,134 @@
+#pragma once
+
+// Starts a real broker (redis-server, ...) as a child process of the test, in the
+// foreground, on a free loopback port; waits until it accepts connections; stops it by
+// PID and reaps it. Can kill -9 and restart it on the same port for restart tests.
+
+#include <fcntl.h>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace broadcaster::test {
+
+// A loopback port nobody listens on right now.
+inline unsigned short free_port() {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor acceptor(
+        io, boost::asio::ip::tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+    return acceptor.local_endpoint().port();
+}
+
+// Whether something accepts TCP connections on 127.0.0.1:`port`.
+inline bool accepts_connections(unsigned short port) {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket socket(io);
+    boost::system::error_code ec;
+    socket.connect({boost::asio::ip::address_v4::loopback(), port}, ec);
+    return !ec;
+}
+
+class server_process {
+  public:
+    // `argv` is the command line (argv[0] looked up on PATH); output goes to `log`.
+    server_process(std::vector<std::string> argv, unsigned short port, std::filesystem::path log)
+        : argv_(std::move(argv)), port_(port), log_(std::move(log)) {
+        start();
+    }
+    server_process(const server_process&) = delete;
+    server_process& operator=(const server_process&) = delete;
+    ~server_process() { stop(SIGTERM); }
+
+    unsigned short port() const { return port_; }
+    pid_t pid() const { return pid_; }
+
+    void start() {
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(),
+                                         O_WRONLY | O_CREAT | O_APPEND, 0644);
+        posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+        std::vector<char*> args;
+        for (auto& a : argv_) {
+            args.push_back(a.data());
+        }
+        args.push_back(nullptr);
+        const int rc = posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0) {
+            throw std::runtime_error("cannot start " + argv_[0]);
+        }
+        // Bounded wait until it accepts connections.
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!accepts_connections(port_)) {
+            int status = 0;
+            if (waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                throw std::runtime_error(argv_[0] + " exited at start; see " + log_.string());
+            }
+            if (std::chrono::steady_clock::now() > until) {
+                throw std::runtime_error(argv_[0] + " did not start; see " + log_.string());
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
+    // Sends `signal` and reaps the process.
+    void stop(int signal = SIGTERM) {
+        if (pid_ <= 0) {
+            return;
+        }
+        ::kill(pid_, signal);
+        int status = 0;
+        waitpid(pid_, &status, 0);
+        pid_ = -1;
+    }
+
+    // kill -9, then start again on the same port.
+    void crash_and_restart() {
+        stop(SIGKILL);
+        start();
+    }
+
+  private:
+    std::vector<std::string> argv_;
+    unsigned short port_;
+    std::filesystem::path log_;
+    pid_t pid_ = -1;
+};
+
+// A scratch directory under the system temp dir, removed at destruction.
+class scratch_dir {
+  public:
+    explicit scratch_dir(const std::string& prefix) {
+        std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX"));
+        if (!mkdtemp(pattern.data())) {
+            throw std::runtime_error("mkdtemp failed");
+        }
+        path_ = pattern;
+    }
+    ~scratch_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::filesystem::path& path() const { return path_; }
+
+  private:
+    std::filesystem::path path_;
+};
+
+}  // namespace broadcaster::test

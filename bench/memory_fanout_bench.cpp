@@ -34,7 +34,7 @@ constexpr int burst = 64;
 // A broadcast on a single-threaded io_context with `n` subscribers on one channel,
 // each drained by a receive loop that takes every queued event per wake-up.
 class fanout_rig {
-public:
+  public:
     explicit fanout_rig(int n) : bc_(io_, "memory://") {
         bc_.async_connect([](error_code) {});
         io_.run();
@@ -73,7 +73,7 @@ public:
     std::vector<double>& latencies_us() { return latencies_us_; }
     void record_latency(bool on) { record_ = on; }
 
-private:
+  private:
     void receive(std::size_t i) {
         subs_[i].async_receive([this, i](error_code ec, broadcaster::event ev) {
             if (ec) {
@@ -134,7 +134,9 @@ void latency(benchmark::State& state) {
     }
     auto& samples = rig.latencies_us();
     std::sort(samples.begin(), samples.end());
-    const auto at = [&](double q) { return samples[static_cast<std::size_t>(q * (samples.size() - 1))]; };
+    const auto at = [&](double q) {
+        return samples[static_cast<std::size_t>(q * (samples.size() - 1))];
+    };
     state.counters["p50_us"] = at(0.50);
     state.counters["p99_us"] = at(0.99);
 }
@@ -151,9 +153,8 @@ void idle_subscriber_memory(benchmark::State& state) {
         std::vector<broadcaster::subscriber> subs;
         subs.reserve(n + 1);
         // The channel's own entry is paid by the first subscriber; measure the rest.
-        bc.async_subscribe("idle", [&](error_code, broadcaster::subscriber s) {
-            subs.push_back(std::move(s));
-        });
+        bc.async_subscribe(
+            "idle", [&](error_code, broadcaster::subscriber s) { subs.push_back(std::move(s)); });
         io.run();
         io.restart();
         const auto before = mallinfo2().uordblks;

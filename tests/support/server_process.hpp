@@ -9,7 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <chrono>
@@ -20,8 +20,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-extern char** environ;
 
 namespace broadcaster::test {
 
@@ -57,19 +55,23 @@ class server_process {
     pid_t pid() const { return pid_; }
 
     void start() {
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(),
-                                         O_WRONLY | O_CREAT | O_APPEND, 0644);
-        posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
         std::vector<char*> args;
         for (auto& a : argv_) {
             args.push_back(a.data());
         }
         args.push_back(nullptr);
-        const int rc = posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (rc != 0) {
+        const int log = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        pid_ = fork();
+        if (pid_ == 0) {
+            // The server dies with the test process, even if the test crashes.
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            dup2(log, STDOUT_FILENO);
+            dup2(log, STDERR_FILENO);
+            execvp(args[0], args.data());
+            _exit(127);
+        }
+        ::close(log);
+        if (pid_ < 0) {
             throw std::runtime_error("cannot start " + argv_[0]);
         }
         // Bounded wait until it accepts connections.

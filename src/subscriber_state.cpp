@@ -22,6 +22,7 @@ subscriber_state::subscriber_state(std::vector<std::string> channels, subscribe_
                                    asio::any_io_executor default_executor)
     : channels_(std::move(channels)),
       capacity_(std::max<std::size_t>(options.capacity, 1)),
+      max_bytes_(options.max_bytes),
       policy_(options.policy),
       default_executor_(std::move(default_executor)) {}
 
@@ -37,13 +38,23 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
         complete(std::move(receive), {}, ev);
         return push_result::queued;
     }
+    const auto size = ev.message().size();
+    const auto full = [&] {
+        return queue_.size() >= capacity_ || (max_bytes_ != 0 && queued_bytes_ + size > max_bytes_);
+    };
     auto result = push_result::queued;
-    if (queue_.size() >= capacity_) {
+    if (full()) {
         switch (policy_) {
             case overflow_policy::drop_oldest:
-                queue_.pop_front();
-                ++dropped_;
-                result = push_result::queued_dropping_oldest;
+                while (full() && !queue_.empty()) {
+                    pop_front_locked();
+                    ++dropped_;
+                    result = push_result::queued_dropping_oldest;
+                }
+                if (full()) {  // the event alone is larger than max_bytes
+                    ++dropped_;
+                    return push_result::dropped;
+                }
                 break;
             case overflow_policy::drop_newest:
                 ++dropped_;
@@ -59,6 +70,7 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
         }
     }
     queue_.push_back(ev);
+    queued_bytes_ += size;
     if (blocking_waiters_ > 0) {
         blocking_ready_.notify_one();
     }
@@ -87,6 +99,7 @@ void subscriber_state::abort() {
         close_reason_ = asio::error::operation_aborted;
     }
     queue_.clear();
+    queued_bytes_ = 0;
     blocking_ready_.notify_all();
     if (pending_) {
         auto receive = take_pending();
@@ -103,7 +116,7 @@ void subscriber_state::async_receive(receive_handler handler) {
         return;
     }
     if (!queue_.empty()) {
-        auto ev = queue_.pop_front();
+        auto ev = pop_front_locked();
         queue_.shrink_if_idle();
         lock.unlock();
         complete({std::move(handler), {}, {}}, {}, std::move(ev));
@@ -156,12 +169,18 @@ void subscriber_state::complete(taken_receive receive, error_code ec, event ev) 
              });
 }
 
+event subscriber_state::pop_front_locked() noexcept {
+    auto ev = queue_.pop_front();
+    queued_bytes_ -= ev.message().size();
+    return ev;
+}
+
 std::optional<event> subscriber_state::try_receive() {
     std::lock_guard lock(mutex_);
     if (queue_.empty()) {
         return std::nullopt;
     }
-    auto ev = queue_.pop_front();
+    auto ev = pop_front_locked();
     queue_.shrink_if_idle();
     return ev;
 }
@@ -170,7 +189,7 @@ std::size_t subscriber_state::try_receive_some(std::vector<event>& out, std::siz
     std::lock_guard lock(mutex_);
     const auto n = std::min(max, queue_.size());
     for (std::size_t i = 0; i < n; ++i) {
-        out.push_back(queue_.pop_front());
+        out.push_back(pop_front_locked());
     }
     queue_.shrink_if_idle();
     return n;
@@ -184,7 +203,7 @@ std::optional<event> subscriber_state::receive_for(std::chrono::milliseconds tim
     if (queue_.empty()) {
         return std::nullopt;
     }
-    auto ev = queue_.pop_front();
+    auto ev = pop_front_locked();
     queue_.shrink_if_idle();
     return ev;
 }

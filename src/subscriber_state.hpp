@@ -55,10 +55,12 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
         boost::asio::any_completion_executor work;
     };
     taken_receive take_pending();
+    event pop_front_locked() noexcept;
     void complete(taken_receive receive, boost::system::error_code ec, event ev);
 
     const std::vector<std::string> channels_;
     const std::size_t capacity_;
+    const std::size_t max_bytes_;
     const overflow_policy policy_;
     const boost::asio::any_io_executor default_executor_;
 
@@ -66,6 +68,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     std::condition_variable blocking_ready_;
     int blocking_waiters_ = 0;
     event_ring queue_;
+    std::size_t queued_bytes_ = 0;  // message bytes in `queue_`
     std::uint64_t dropped_ = 0;
     bool closed_ = false;
     boost::system::error_code close_reason_;

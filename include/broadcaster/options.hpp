@@ -25,8 +25,17 @@ enum class overflow_policy {
 struct subscribe_options {
     /// Maximum number of queued events. Default 1024; values below 1 count as 1.
     std::size_t capacity = 1024;
+    /// Maximum total size of the queued messages, in bytes; 0 (the default) means no
+    /// limit besides `capacity`. Message bodies are shared by all subscribers of an
+    /// event, so this bounds what one slow subscriber keeps alive.
+    std::size_t max_bytes = 0;
     /// What happens to a new event when the queue is full. Default `drop_oldest`.
     overflow_policy policy = overflow_policy::drop_oldest;
+
+    subscribe_options() = default;
+    subscribe_options(std::size_t capacity, overflow_policy policy = overflow_policy::drop_oldest,
+                      std::size_t max_bytes = 0)
+        : capacity(capacity), max_bytes(max_bytes), policy(policy) {}
 };
 
 /// Per-broadcast settings. Backends read them as defaults; a URL query option of the

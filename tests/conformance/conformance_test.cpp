@@ -320,7 +320,8 @@ TEST_P(conformance, two_instances_receive_each_others_messages) {
         auto on_second = co_await second.async_subscribe(channel, use_awaitable);
         co_await first.async_publish(channel, "from first", use_awaitable);
         co_await second.async_publish(channel, "from second", use_awaitable);
-        for (auto* sub : {&on_first, &on_second}) {
+        const std::vector<subscriber*> both{&on_first, &on_second};
+        for (auto* sub : both) {
             std::set<std::string> got;
             got.insert(std::string((co_await receive(*sub)).message()));
             got.insert(std::string((co_await receive(*sub)).message()));

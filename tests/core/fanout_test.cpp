@@ -209,6 +209,24 @@ TEST(fanout, stats_count_published_delivered_and_dropped) {
     });
 }
 
+TEST(fanout, queues_are_bounded_by_bytes_too) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, "memory://");
+        co_await bc.async_connect(use_awaitable);
+        auto sub = co_await bc.async_subscribe(
+            "bytes", subscribe_options{100, overflow_policy::drop_oldest, 10}, use_awaitable);
+        const std::vector<std::string> messages{"1111", "2222", "3333", "4444", "far too large"};
+        for (const auto& m : messages) {
+            co_await bc.async_publish("bytes", m, use_awaitable);
+        }
+        // 10 bytes hold two 4-byte messages; the 13-byte one never fits.
+        EXPECT_EQ(sub.queued(), 2u);
+        EXPECT_EQ(sub.dropped(), 3u);
+        EXPECT_EQ(sub.try_receive()->message(), "3333");
+        EXPECT_EQ(sub.try_receive()->message(), "4444");
+    });
+}
+
 TEST(fanout, subscribing_to_no_channel_is_an_error) {
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast bc(io, "memory://");

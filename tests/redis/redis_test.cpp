@@ -133,7 +133,8 @@ TEST(redis, authenticates_with_a_password_and_an_acl_user) {
     own_redis redis(
         {"--requirepass", "s3cret", "--user", "alice", "on", ">wonder", "~*", "&*", "+@all"});
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
-        for (const auto& userinfo : {std::string(":s3cret@"), std::string("alice:wonder@")}) {
+        const std::vector<std::string> users{":s3cret@", "alice:wonder@"};
+        for (const auto& userinfo : users) {
             broadcast bc(io, redis.url(userinfo));
             co_await bc.async_connect(use_awaitable);
             auto sub = co_await bc.async_subscribe("auth", use_awaitable);
@@ -146,7 +147,8 @@ TEST(redis, authenticates_with_a_password_and_an_acl_user) {
 TEST(redis, a_wrong_or_missing_password_is_a_clear_error) {
     own_redis redis({"--requirepass", "s3cret"});
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
-        for (const auto& userinfo : {std::string(":wrong@"), std::string()}) {
+        const std::vector<std::string> users{":wrong@", ""};
+        for (const auto& userinfo : users) {
             broadcast bc(io, redis.url(userinfo));
             auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
             EXPECT_EQ(ec, error::authentication_failed) << userinfo << ": " << ec.message();
@@ -205,7 +207,9 @@ TEST(redis, speaks_tls_and_verifies_the_certificate) {
     // start_redis put "--port <port>" first; the later "--port 0" wins, so only TLS listens.
     const auto base = "rediss://localhost:" + std::to_string(port);
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
-        for (const auto& url : {base + "?tls_ca_file=" + tls.cert, base + "?tls_verify=false"}) {
+        const std::vector<std::string> urls{base + "?tls_ca_file=" + tls.cert,
+                                            base + "?tls_verify=false"};
+        for (const auto& url : urls) {
             broadcast bc(io, url);
             co_await bc.async_connect(use_awaitable);
             auto sub = co_await bc.async_subscribe("secure", use_awaitable);

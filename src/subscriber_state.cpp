@@ -42,18 +42,18 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
     const auto full = [&] {
         return queue_.size() >= capacity_ || (max_bytes_ != 0 && queued_bytes_ + size > max_bytes_);
     };
+    if (max_bytes_ != 0 && size > max_bytes_) {
+        ++dropped_;  // could never fit: do not evict others for it
+        return push_result::dropped;
+    }
     auto result = push_result::queued;
     if (full()) {
         switch (policy_) {
             case overflow_policy::drop_oldest:
-                while (full() && !queue_.empty()) {
+                while (full()) {
                     pop_front_locked();
                     ++dropped_;
                     result = push_result::queued_dropping_oldest;
-                }
-                if (full()) {  // the event alone is larger than max_bytes
-                    ++dropped_;
-                    return push_result::dropped;
                 }
                 break;
             case overflow_policy::drop_newest:

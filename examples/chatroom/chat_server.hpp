@@ -1,0 +1,96 @@
+#pragma once
+
+// The chat room's shared state: configuration, the broadcast every client uses, the
+// listener, metrics, and the live sessions (to close them on shutdown).
+
+#include <broadcaster/broadcaster.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace chat {
+
+// The channel every client publishes to and receives from.
+inline constexpr const char* room_channel = "chatroom";
+
+struct config {
+    std::string host = "127.0.0.1";
+    unsigned short port = 8000;
+    std::string broadcast_url = "memory://";
+    int threads = 1;
+    std::size_t max_message_bytes = 64 * 1024;         // larger text frames close with 1009
+    std::size_t client_queue_messages = 256;           // per-client send queue, messages
+    std::size_t client_queue_bytes = 4 * 1024 * 1024;  // and bytes
+    std::chrono::seconds handshake_timeout{10};        // HTTP request and WebSocket upgrade
+};
+
+struct metrics {
+    std::atomic<std::uint64_t> clients{0};
+    std::atomic<std::uint64_t> connections_total{0};
+    std::atomic<std::uint64_t> messages_in{0};
+    std::atomic<std::uint64_t> messages_out{0};
+    std::atomic<std::uint64_t> slow_client_disconnects{0};
+    std::atomic<std::uint64_t> oversized_frames{0};
+    std::atomic<std::uint64_t> binary_frames{0};
+    std::atomic<std::uint64_t> publish_failures{0};
+    std::atomic<std::uint64_t> bad_requests{0};
+};
+
+// Writes one log line to stderr (URLs in it must already be redacted).
+void log(const std::string& line);
+
+class server {
+  public:
+    server(boost::asio::io_context& io, config cfg);
+
+    // Connects the broadcast and starts listening. Throws on failure.
+    boost::asio::awaitable<void> start();
+    // Stops accepting, closes every WebSocket with 1001 (going away), disconnects the
+    // broadcast, then calls `done`.
+    boost::asio::awaitable<void> shutdown();
+
+    const config& settings() const noexcept { return config_; }
+    broadcaster::broadcast& broadcast() noexcept { return broadcast_; }
+    chat::metrics& stats() noexcept { return metrics_; }
+    unsigned short bound_port() const noexcept { return bound_port_; }
+    bool stopping() const noexcept { return stopping_; }
+
+    // Live WebSocket sessions register a function that closes them.
+    std::uint64_t add_session(std::function<void()> close_going_away);
+    void remove_session(std::uint64_t id);
+
+    std::string metrics_text() const;
+    std::string health_json(bool& healthy) const;
+
+  private:
+    boost::asio::awaitable<void> accept_loop();
+
+    boost::asio::io_context& io_;
+    const config config_;
+    broadcaster::broadcast broadcast_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    metrics metrics_;
+    unsigned short bound_port_ = 0;
+    std::atomic<bool> stopping_{false};
+
+    mutable std::mutex sessions_mutex_;
+    std::uint64_t next_session_ = 0;
+    std::unordered_map<std::uint64_t, std::function<void()>> sessions_;
+};
+
+// Serves one TCP connection: HTTP requests until it upgrades to a WebSocket.
+boost::asio::awaitable<void> serve_connection(server& srv, boost::asio::ip::tcp::socket socket);
+
+// The chat page, embedded at build time.
+extern const std::string_view page_html;
+
+}  // namespace chat

@@ -1,0 +1,204 @@
+// One chat client: a reader that publishes what the client sends, a writer that
+// sends what the room receives, and a watchdog for a client whose socket is stuck.
+// Only the writer writes frames (messages and the close), as Beast requires; the
+// reader asks it to close by ending the subscription.
+
+#include "websocket_session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <optional>
+
+namespace chat {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using asio::use_awaitable;
+using boost::system::error_code;
+
+namespace {
+
+class websocket_session : public std::enable_shared_from_this<websocket_session> {
+  public:
+    websocket_session(server& srv, beast::tcp_stream stream)
+        : server_(srv), ws_(std::move(stream)), watchdog_(ws_.get_executor()) {}
+
+    asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
+        const auto self = shared_from_this();
+        const auto& settings = server_.settings();
+        // The WebSocket layer times out from here on (handshake, idle with pings).
+        beast::get_lowest_layer(ws_).expires_never();
+        websocket::stream_base::timeout timeouts =
+            websocket::stream_base::timeout::suggested(beast::role_type::server);
+        timeouts.handshake_timeout = settings.handshake_timeout;
+        ws_.set_option(timeouts);
+        ws_.read_message_max(settings.max_message_bytes);
+        ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
+            response.set(beast::http::field::server, "broadcaster-chat");
+        }));
+
+        auto [accept_ec] = co_await ws_.async_accept(request, asio::as_tuple(use_awaitable));
+        if (accept_ec) {
+            co_return;
+        }
+        // Each client is a subscriber of the room: the broadcast keeps one broker
+        // subscription for all of them. Its bounded queue is the client's send queue.
+        auto [subscribe_ec, sub] = co_await server_.broadcast().async_subscribe(
+            room_channel,
+            broadcaster::subscribe_options(settings.client_queue_messages,
+                                           broadcaster::overflow_policy::close,
+                                           settings.client_queue_bytes),
+            asio::as_tuple(use_awaitable));
+        if (subscribe_ec) {
+            co_await ws_.async_close(websocket::close_reason(websocket::close_code::try_again_later,
+                                                             "chat backend unavailable"),
+                                     asio::as_tuple(use_awaitable));
+            co_return;
+        }
+        subscriber_ = std::move(sub);
+        auto& stats = server_.stats();
+        stats.clients.fetch_add(1, std::memory_order_relaxed);
+        stats.connections_total.fetch_add(1, std::memory_order_relaxed);
+        const auto id = server_.add_session([weak = weak_from_this()] {
+            if (auto session = weak.lock()) {
+                asio::dispatch(session->ws_.get_executor(), [session] {
+                    session->request_close(websocket::close_code::going_away,
+                                           "server shutting down");
+                });
+            }
+        });
+
+        asio::co_spawn(ws_.get_executor(), write_loop(), asio::detached);
+        asio::co_spawn(ws_.get_executor(), watch_stuck_writes(), asio::detached);
+        co_await read_loop();
+        request_close(websocket::close_code::normal, "");
+        server_.remove_session(id);
+        stats.clients.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+  private:
+    asio::awaitable<void> read_loop() {
+        const auto self = shared_from_this();
+        beast::flat_buffer buffer;
+        auto& stats = server_.stats();
+        for (;;) {
+            buffer.clear();
+            auto [ec, n] = co_await ws_.async_read(buffer, asio::as_tuple(use_awaitable));
+            if (ec == websocket::error::message_too_big) {
+                // Beast has already sent the close frame with 1009.
+                stats.oversized_frames.fetch_add(1, std::memory_order_relaxed);
+                co_return;
+            }
+            if (ec) {
+                co_return;  // closed by the client, timed out, or torn down
+            }
+            if (!ws_.got_text()) {
+                stats.binary_frames.fetch_add(1, std::memory_order_relaxed);
+                request_close(websocket::close_code::unknown_data, "text messages only");
+                co_return;
+            }
+            auto [publish_ec] = co_await server_.broadcast().async_publish(
+                room_channel, beast::buffers_to_string(buffer.data()),
+                asio::as_tuple(use_awaitable));
+            if (publish_ec) {
+                // Only this client is told; the room goes on.
+                stats.publish_failures.fetch_add(1, std::memory_order_relaxed);
+                const bool too_big = publish_ec == broadcaster::error::payload_too_large;
+                request_close(too_big ? websocket::close_code::too_big
+                                      : websocket::close_code::internal_error,
+                              "message refused: " + publish_ec.message());
+                co_return;
+            }
+            stats.messages_in.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    asio::awaitable<void> write_loop() {
+        const auto self = shared_from_this();
+        auto& stats = server_.stats();
+        for (;;) {
+            auto [ec, ev] = co_await subscriber_.async_receive(asio::as_tuple(use_awaitable));
+            if (ec == broadcaster::error::subscriber_overflow) {
+                stats.slow_client_disconnects.fetch_add(1, std::memory_order_relaxed);
+                close_code_ = websocket::close_code::policy_error;
+                close_text_ = "too slow: send queue overflowed";
+            }
+            if (ec == broadcaster::error::end_of_stream && !close_code_) {
+                close_code_ = websocket::close_code::going_away;
+                close_text_ = "chat backend disconnected";
+            }
+            if (ec) {
+                break;
+            }
+            ws_.text(true);
+            writing_ = true;
+            auto [write_ec, n] =
+                co_await ws_.async_write(asio::buffer(ev.message()), asio::as_tuple(use_awaitable));
+            writing_ = false;
+            if (write_ec) {
+                co_return;
+            }
+            stats.messages_out.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (close_code_ && ws_.is_open()) {
+            co_await ws_.async_close(websocket::close_reason(*close_code_, close_text_),
+                                     asio::as_tuple(use_awaitable));
+        }
+        watchdog_.cancel();
+    }
+
+    // A client that stopped reading blocks the writer in a write; once its queue has
+    // overflowed nothing more can reach it, not even a close frame: drop the socket.
+    asio::awaitable<void> watch_stuck_writes() {
+        const auto self = shared_from_this();
+        for (;;) {
+            watchdog_.expires_after(std::chrono::milliseconds(250));
+            auto [ec] = co_await watchdog_.async_wait(asio::as_tuple(use_awaitable));
+            if (ec || !ws_.is_open()) {
+                co_return;
+            }
+            if (writing_ && subscriber_.dropped() > 0) {
+                server_.stats().slow_client_disconnects.fetch_add(1, std::memory_order_relaxed);
+                beast::get_lowest_layer(ws_).close();
+                co_return;
+            }
+        }
+    }
+
+    // Asks the writer to send a close frame: ending the subscription wakes it.
+    void request_close(websocket::close_code code, std::string text) {
+        if (!close_code_) {
+            close_code_ = code;
+            close_text_ = std::move(text);
+            close_text_.resize(std::min<std::size_t>(close_text_.size(), 120));  // frame limit 123
+        }
+        subscriber_.unsubscribe();
+    }
+
+    server& server_;
+    websocket::stream<beast::tcp_stream> ws_;
+    broadcaster::subscriber subscriber_;
+    asio::steady_timer watchdog_;
+    bool writing_ = false;
+    std::optional<websocket::close_code> close_code_;
+    std::string close_text_;
+};
+
+}  // namespace
+
+asio::awaitable<void> run_websocket(server& srv, beast::tcp_stream stream,
+                                    beast::http::request<beast::http::string_body> request) {
+    auto session = std::make_shared<websocket_session>(srv, std::move(stream));
+    co_await session->run(std::move(request));
+}
+
+}  // namespace chat

@@ -22,13 +22,18 @@ bash "$root/scripts/install-deps.sh"
 
 build="$root/build${sanitize:+-${sanitize//,/-}}"
 benchmarks=ON
-[[ -n $sanitize ]] && benchmarks=OFF  # sanitized timings mean nothing
+examples=ON
+if [[ -n $sanitize ]]; then
+  benchmarks=OFF  # sanitized timings mean nothing
+  examples=OFF    # Beast TUs take minutes each under sanitizers; the library is what counts
+fi
 
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DBROADCASTER_WERROR=ON \
   -DBROADCASTER_SANITIZE="$sanitize" \
-  -DBROADCASTER_BUILD_BENCHMARKS=$benchmarks
+  -DBROADCASTER_BUILD_BENCHMARKS=$benchmarks \
+  -DBROADCASTER_BUILD_EXAMPLES=$examples
 cmake --build "$build" --parallel 2
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

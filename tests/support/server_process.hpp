@@ -100,6 +100,9 @@ class server_process {
         pid_ = -1;
     }
 
+    // The test reaped the process itself.
+    void forget() { pid_ = -1; }
+
     // kill -9, then start again on the same port.
     void crash_and_restart() {
         stop(SIGKILL);

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Tests of the `broadcaster` command-line tool through a real redis-server (started
+# here on a free port, stopped on exit). Usage: cli_test.sh BROADCASTER_BINARY CASE
+set -euo pipefail
+
+tool=$1
+case_name=$2
+work=$(mktemp -d)
+redis_pid=""
+cleanup() {
+  [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+start_redis() {
+  # A random high port nobody answers on.
+  for _ in $(seq 20); do
+    port=$(shuf -i 20000-60000 -n 1)
+    redis-cli -p "$port" ping >/dev/null 2>&1 || break
+  done
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+    --logfile "$work/redis.log" &
+  redis_pid=$!
+  for _ in $(seq 200); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.02
+  done
+  redis-cli -p "$port" ping >/dev/null 2>&1 || fail "redis-server did not start"
+  url="redis://127.0.0.1:$port"
+}
+
+# Starts `broadcaster subscribe ARGS...` in the background; returns once it printed
+# "subscribed" on stderr (bounded wait, no sleeping for the subscription itself).
+subscribe_bg() {
+  "$tool" subscribe "$@" > "$work/out" 2> "$work/err" &
+  sub_pid=$!
+  for _ in $(seq 500); do
+    grep -q '^subscribed$' "$work/err" 2>/dev/null && return 0
+    kill -0 "$sub_pid" 2>/dev/null || fail "subscribe exited early: $(cat "$work/err")"
+    sleep 0.01
+  done
+  fail "no 'subscribed' line: $(cat "$work/err")"
+}
+
+wait_sub() {
+  wait "$sub_pid" || fail "subscribe exited with $?: $(cat "$work/err")"
+}
+
+expect_status() {  # STATUS PATTERN COMMAND...
+  local want=$1 pattern=$2
+  shift 2
+  set +e
+  "$@" > "$work/stdout" 2> "$work/stderr"
+  local got=$?
+  set -e
+  [[ $got == "$want" ]] || fail "'$*' exited $got, expected $want: $(cat "$work/stderr")"
+  if [[ -n $pattern ]]; then
+    # One line naming the problem (besides subscribe's own "subscribed").
+    [[ $(grep -vc '^subscribed$' "$work/stderr") -eq 1 ]] ||
+      fail "expected one error line: $(cat "$work/stderr")"
+    grep -q -- "$pattern" "$work/stderr" || fail "stderr lacks '$pattern': $(cat "$work/stderr")"
+  fi
+  if grep -q "hunter2" "$work/stderr"; then fail "password leaked: $(cat "$work/stderr")"; fi
+}
+
+case $case_name in
+  round_trip)
+    start_redis
+    subscribe_bg "$url" news --count 1
+    "$tool" publish "$url" news "hello world"
+    wait_sub
+    [[ $(cat "$work/out") == "hello world" ]] || fail "got '$(cat "$work/out")'"
+    ;;
+  stdin_lines)
+    start_redis
+    subscribe_bg "$url" lines --count 3
+    printf 'one\ntwo\nthree\n' | "$tool" publish "$url" lines
+    wait_sub
+    [[ $(cat "$work/out") == $'one\ntwo\nthree' ]] || fail "got '$(cat "$work/out")'"
+    ;;
+  null_separated)
+    start_redis
+    subscribe_bg "$url" nul --count 2 --json
+    printf 'a\nb\0c' | "$tool" publish --null "$url" nul
+    wait_sub
+    [[ $(cat "$work/out") == $'{"channel":"nul","message":"a\\nb"}\n{"channel":"nul","message":"c"}' ]] ||
+      fail "got '$(cat "$work/out")'"
+    ;;
+  with_channel)
+    start_redis
+    subscribe_bg "$url" left right --count 2 --with-channel
+    "$tool" publish "$url" left L
+    "$tool" publish "$url" right R
+    wait_sub
+    [[ $(cat "$work/out") == $'left\tL\nright\tR' ]] || fail "got '$(cat "$work/out")'"
+    ;;
+  json_binary)
+    start_redis
+    printf '\x00\xff\x01' > "$work/payload"
+    subscribe_bg "$url" bin --count 2 --json
+    "$tool" publish --file "$work/payload" "$url" bin
+    "$tool" publish "$url" bin 'quote " and ✓'
+    wait_sub
+    expected=$'{"channel":"bin","message_base64":"AP8B"}\n{"channel":"bin","message":"quote \\" and ✓"}'
+    [[ $(cat "$work/out") == "$expected" ]] || fail "got '$(cat "$work/out")'"
+    ;;
+  timeout)
+    start_redis
+    expect_status 7 "timed out" "$tool" subscribe "$url" quiet --count 1 --timeout 0.3
+    ;;
+  errors)
+    expect_status 4 "no backend for scheme 'nats'" "$tool" publish "nats://u:hunter2@h" c m
+    expect_status 3 "not a valid URL\|invalid URL" "$tool" publish "redis://u:hunter2@[::1" c m
+    expect_status 3 "unknown option 'bogus'" "$tool" publish "redis://:hunter2@h?bogus=1" c m
+    port=$(shuf -i 20000-60000 -n 1)
+    expect_status 5 "cannot connect to redis://:\*\*\*@127.0.0.1:$port" \
+      "$tool" publish "redis://:hunter2@127.0.0.1:$port" c m
+    expect_status 2 "" "$tool" publish
+    ;;
+  bench_memory)
+    "$tool" bench memory:// --subscribers 10 --count 2000 --json > "$work/bench.json"
+    grep -q '"published":2000,' "$work/bench.json" || fail "$(cat "$work/bench.json")"
+    grep -q '"delivered":20000,' "$work/bench.json" || fail "$(cat "$work/bench.json")"
+    grep -q '"lost":0,' "$work/bench.json" || fail "$(cat "$work/bench.json")"
+    ;;
+  bench_redis)
+    start_redis
+    "$tool" bench "$url" --subscribers 2 --count 2000 > "$work/bench.txt"
+    grep -q "delivered    4000 of 4000" "$work/bench.txt" || fail "$(cat "$work/bench.txt")"
+    ;;
+  *)
+    fail "unknown case $case_name"
+    ;;
+esac
+echo "ok: $case_name"

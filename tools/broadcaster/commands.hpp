@@ -1,0 +1,69 @@
+#pragma once
+
+// The subcommands of the `broadcaster` tool and what they share.
+
+#include <boost/system/error_code.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cli {
+
+// Exit statuses: scripts can tell the failures apart.
+enum exit_status : int {
+    ok = 0,
+    failure = 1,         // anything else
+    usage = 2,           // bad command line
+    invalid_url = 3,     // malformed URL or a bad URL option
+    unknown_scheme = 4,  // no backend for the scheme (or not built)
+    unreachable = 5,     // cannot connect / authenticate within the connect timeout
+    refused = 6,         // the broker refused a publish or a subscribe
+    timed_out = 7,       // subscribe --timeout passed before --count messages came
+};
+
+// The exit status for an error of the library.
+int status_for(const boost::system::error_code& ec, bool connecting);
+
+// Prints "broadcaster: <what>" on stderr.
+void report(const std::string& what);
+
+struct publish_options {
+    std::string url;
+    std::string channel;
+    std::optional<std::string> message;
+    bool null_separated = false;
+    std::string file;
+};
+int publish(const publish_options& options);
+
+struct subscribe_options {
+    std::string url;
+    std::vector<std::string> channels;
+    bool with_channel = false;
+    bool json = false;
+    std::uint64_t count = 0;  // 0: until interrupted
+    double timeout = 0;       // seconds; 0: none
+};
+int subscribe(const subscribe_options& options);
+
+struct bench_options {
+    std::string url;
+    int subscribers = 1;
+    int channels = 1;
+    int publishers = 1;
+    std::size_t size = 64;
+    std::uint64_t count = 100'000;  // messages in all
+    double duration = 0;            // seconds; replaces count when set
+    double rate = 0;                // messages/s in all; 0: as fast as possible
+    bool json = false;
+};
+int bench(const bench_options& options);
+
+// JSON string literal of `text` (UTF-8), quotes included.
+std::string json_string(std::string_view text);
+bool is_valid_utf8(std::string_view text);
+std::string base64(std::string_view bytes);
+
+}  // namespace cli

@@ -1,0 +1,75 @@
+// broadcaster: publish, subscribe and benchmark on any backend from the command line.
+//
+//   broadcaster subscribe redis://127.0.0.1:6379 chat      # prints "subscribed" on stderr
+//   broadcaster publish redis://127.0.0.1:6379 chat hello
+//   seq 1000 | broadcaster publish redis://127.0.0.1:6379 chat
+//   broadcaster bench memory:// --subscribers 100 --count 1000000
+
+#include "commands.hpp"
+
+#include <CLI/CLI.hpp>
+
+int main(int argc, char** argv) {
+    CLI::App app{"broadcaster: publish/subscribe on memory://, redis://, ... from the shell"};
+    app.require_subcommand(1);
+
+    cli::publish_options publish;
+    auto* pub = app.add_subcommand(
+        "publish",
+        "Publish MESSAGE, or each line of standard input, on CHANNEL; exits 0 once "
+        "the broker accepted every message");
+    pub->add_option("url", publish.url, "Backend URL")->required();
+    pub->add_option("channel", publish.channel, "Channel")->required();
+    pub->add_option("message", publish.message, "Message (default: read standard input)");
+    pub->add_flag("--null,-0", publish.null_separated,
+                  "Standard input holds NUL-separated messages, not lines");
+    pub->add_option("--file", publish.file, "Publish this whole file as one message");
+
+    cli::subscribe_options subscribe;
+    auto* sub = app.add_subcommand(
+        "subscribe",
+        "Print each message of the CHANNELs, one per line; writes 'subscribed' to "
+        "stderr once the broker confirmed every channel");
+    sub->add_option("url", subscribe.url, "Backend URL")->required();
+    sub->add_option("channels", subscribe.channels, "Channels")->required();
+    sub->add_flag("--with-channel", subscribe.with_channel, "Prefix each line with CHANNEL<TAB>");
+    sub->add_flag("--json", subscribe.json,
+                  "One JSON object per line: channel, message (message_base64 if not UTF-8)");
+    sub->add_option("--count", subscribe.count, "Exit 0 after N messages");
+    sub->add_option("--timeout", subscribe.timeout,
+                    "Exit with status 7 if the messages did not come within SECONDS");
+
+    cli::bench_options bench;
+    auto* ben = app.add_subcommand(
+        "bench", "Measure publish throughput, deliveries/s, loss and latency through the library");
+    ben->add_option("url", bench.url, "Backend URL")->required();
+    ben->add_option("--subscribers", bench.subscribers, "Subscribers")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1'000'000));
+    ben->add_option("--channels", bench.channels, "Channels (subscribers spread over them)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 100'000));
+    ben->add_option("--publishers", bench.publishers, "Concurrent publishers (in-flight window)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 10'000));
+    ben->add_option("--size", bench.size, "Message size in bytes (at least 8)")
+        ->capture_default_str();
+    ben->add_option("--count", bench.count, "Messages in all")->capture_default_str();
+    ben->add_option("--duration", bench.duration, "Seconds to run (instead of --count)");
+    ben->add_option("--rate", bench.rate, "Messages per second in all (default: unthrottled)");
+    ben->add_flag("--json", bench.json, "Machine-readable output");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int status = app.exit(e);
+        return status == 0 ? 0 : cli::usage;
+    }
+    if (*pub) {
+        return cli::publish(publish);
+    }
+    if (*sub) {
+        return cli::subscribe(subscribe);
+    }
+    return cli::bench(bench);
+}

@@ -1,0 +1,155 @@
+// `broadcaster publish` and `broadcaster subscribe`.
+
+#include "commands.hpp"
+
+#include <broadcaster/blocking_broadcast.hpp>
+#include <broadcaster/error.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <mutex>
+#include <semaphore>
+
+namespace cli {
+
+namespace {
+
+using boost::system::error_code;
+
+// Constructs and connects; reports and returns the exit status on failure.
+std::optional<int> open(std::unique_ptr<broadcaster::blocking_broadcast>& bc,
+                        const std::string& url) {
+    try {
+        bc = std::make_unique<broadcaster::blocking_broadcast>(url);
+    } catch (const boost::system::system_error& e) {
+        report(e.what());  // names the URL, password masked
+        return status_for(e.code(), false);
+    }
+    try {
+        bc->connect();
+    } catch (const boost::system::system_error& e) {
+        report("cannot connect to " + bc->async().url() + ": " + e.code().message());
+        return status_for(e.code(), true);
+    }
+    return std::nullopt;
+}
+
+std::atomic<bool> interrupted{false};
+
+extern "C" void on_signal(int) {
+    interrupted = true;
+}
+
+}  // namespace
+
+int publish(const publish_options& options) {
+    std::unique_ptr<broadcaster::blocking_broadcast> bc;
+    if (auto status = open(bc, options.url)) {
+        return *status;
+    }
+    // Up to `window` publishes in flight: the backend pipelines them, and every one
+    // must be acknowledged before the tool exits 0.
+    constexpr std::ptrdiff_t window = 1024;
+    std::counting_semaphore<window> slots(window);
+    std::mutex mutex;
+    error_code first_error;
+    std::uint64_t failed = 0;
+    const auto send = [&](std::string message) {
+        slots.acquire();
+        bc->async().async_publish(options.channel, std::move(message), [&](error_code ec) {
+            if (ec) {
+                std::lock_guard lock(mutex);
+                if (!failed++) {
+                    first_error = ec;
+                }
+            }
+            slots.release();
+        });
+    };
+
+    if (options.message) {
+        send(*options.message);
+    } else if (!options.file.empty()) {
+        std::ifstream in(options.file, std::ios::binary);
+        if (!in) {
+            report("cannot read " + options.file);
+            return failure;
+        }
+        send(std::string(std::istreambuf_iterator<char>(in), {}));
+    } else {
+        const char separator = options.null_separated ? '\0' : '\n';
+        std::string line;
+        while (std::getline(std::cin, line, separator)) {
+            send(std::move(line));
+            line.clear();
+        }
+    }
+    for (std::ptrdiff_t i = 0; i < window; ++i) {
+        slots.acquire();  // every publish has completed
+    }
+    if (failed) {
+        report("publish to " + bc->async().url() + " channel '" + options.channel + "' failed: " +
+               first_error.message() + " (" + std::to_string(failed) + " message(s) not accepted)");
+        return status_for(first_error, false);
+    }
+    return ok;
+}
+
+int subscribe(const subscribe_options& options) {
+    std::unique_ptr<broadcaster::blocking_broadcast> bc;
+    if (auto status = open(bc, options.url)) {
+        return *status;
+    }
+    broadcaster::subscriber sub;
+    try {
+        sub = bc->subscribe(options.channels);
+    } catch (const boost::system::system_error& e) {
+        report("cannot subscribe on " + bc->async().url() + ": " + e.code().message());
+        return status_for(e.code(), false);
+    }
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::cerr << "subscribed" << std::endl;
+
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(options.timeout));
+    std::uint64_t received = 0;
+    while (!interrupted && (options.count == 0 || received < options.count)) {
+        if (options.timeout > 0 && std::chrono::steady_clock::now() >= deadline) {
+            report("timed out after " + std::to_string(received) + " of " +
+                   std::to_string(options.count) + " message(s)");
+            return timed_out;
+        }
+        auto ev = sub.receive_for(std::chrono::milliseconds(100));
+        if (!ev) {
+            if (!sub.is_open()) {
+                report("subscription ended: " + sub.error().message());
+                return failure;
+            }
+            continue;
+        }
+        ++received;
+        if (options.json) {
+            std::cout << "{\"channel\":" << json_string(ev->channel());
+            if (is_valid_utf8(ev->message())) {
+                std::cout << ",\"message\":" << json_string(ev->message());
+            } else {
+                std::cout << ",\"message_base64\":\"" << base64(ev->message()) << "\"";
+            }
+            std::cout << "}\n";
+        } else {
+            if (options.with_channel) {
+                std::cout << ev->channel() << '\t';
+            }
+            std::cout << ev->message() << '\n';
+        }
+        std::cout.flush();
+    }
+    return ok;
+}
+
+}  // namespace cli

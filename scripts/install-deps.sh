@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs every Debian package the build, the tests and the demo need.
-# Idempotent and fast when everything is already there. Run as root (or with sudo).
+# Installs every package the build, the tests and the demo need: Debian packages and
+# the browser test's npm package. Idempotent, and fast when everything is there.
+# Run as root (or with sudo available).
 set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(
   build-essential cmake ninja-build pkg-config git
   libboost1.81-dev libboost-url1.81-dev libboost-system1.81-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcli11-dev
-  libhiredis-dev libssl-dev redis-server openssl
+  libhiredis-dev libssl-dev redis-server redis-tools openssl
+  chromium
   clang-format
 )
+# Node.js may come from elsewhere (e.g. NodeSource); take Debian's only if it is absent.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -19,15 +26,20 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  exit 0
+if ((${#missing[@]} > 0)); then
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then
+    sudo_cmd=(sudo)
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then
-  sudo_cmd=(sudo)
+# The browser test drives Debian's Chromium with playwright-core (which never
+# downloads a browser of its own).
+if [[ ! -d $root/tests/browser/node_modules/playwright-core ]]; then
+  echo "install-deps: installing the browser test's npm packages"
+  (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include <optional>
@@ -46,12 +47,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             response.set(beast::http::field::server, "broadcaster-chat");
         }));
 
-        auto [accept_ec] = co_await ws_.async_accept(request, asio::as_tuple(use_awaitable));
-        if (accept_ec) {
-            co_return;
-        }
         // Each client is a subscriber of the room: the broadcast keeps one broker
         // subscription for all of them. Its bounded queue is the client's send queue.
+        // Subscribing before accepting means a client whose socket is open is in the
+        // room: nothing published after that is missed.
         auto [subscribe_ec, sub] = co_await server_.broadcast().async_subscribe(
             room_channel,
             broadcaster::subscribe_options(settings.client_queue_messages,
@@ -59,9 +58,17 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                                            settings.client_queue_bytes),
             asio::as_tuple(use_awaitable));
         if (subscribe_ec) {
-            co_await ws_.async_close(websocket::close_reason(websocket::close_code::try_again_later,
-                                                             "chat backend unavailable"),
-                                     asio::as_tuple(use_awaitable));
+            beast::http::response<beast::http::string_body> unavailable(
+                beast::http::status::service_unavailable, request.version());
+            unavailable.set(beast::http::field::content_type, "text/plain");
+            unavailable.body() = "chat backend unavailable: " + subscribe_ec.message() + "\n";
+            unavailable.prepare_payload();
+            co_await beast::http::async_write(ws_.next_layer(), unavailable,
+                                              asio::as_tuple(use_awaitable));
+            co_return;
+        }
+        auto [accept_ec] = co_await ws_.async_accept(request, asio::as_tuple(use_awaitable));
+        if (accept_ec) {
             co_return;
         }
         subscriber_ = std::move(sub);

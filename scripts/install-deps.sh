@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcli11-dev
   libhiredis-dev libssl-dev redis-server redis-tools openssl
+  libpq-dev postgresql-15
   chromium
   clang-format
 )

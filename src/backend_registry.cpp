@@ -4,6 +4,9 @@
 #ifdef BROADCASTER_WITH_REDIS
 #include "backends/redis/redis_backend.hpp"
 #endif
+#ifdef BROADCASTER_WITH_POSTGRES
+#include "backends/postgres/postgres_backend.hpp"
+#endif
 
 #include <broadcaster/error.hpp>
 #include <broadcaster/url.hpp>
@@ -54,6 +57,10 @@ class registry {
 #ifdef BROADCASTER_WITH_REDIS
         factories_["redis"] = detail::make_redis_backend;
         factories_["rediss"] = detail::make_redis_backend;
+#endif
+#ifdef BROADCASTER_WITH_POSTGRES
+        factories_["postgres"] = detail::make_postgres_backend;
+        factories_["postgresql"] = detail::make_postgres_backend;
 #endif
     }
 

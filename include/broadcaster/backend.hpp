@@ -64,6 +64,7 @@ class backend {
     /// The completion handler type of every backend operation.
     using completion_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
 
+    /// Destroyed by the broadcast on any thread; pending work must not touch it after.
     virtual ~backend() = default;
 
     /// Connects to the broker. Completes with an error if it cannot within the

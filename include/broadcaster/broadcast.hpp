@@ -111,10 +111,13 @@ class broadcast {
     broadcast(executor_type executor, std::unique_ptr<backend> backend,
               broadcast_options options = {});
 
-    broadcast(broadcast&&) noexcept;
-    broadcast& operator=(broadcast&&) noexcept;
+    /// Takes over `other`; using `other` afterwards is undefined.
+    broadcast(broadcast&& other) noexcept;
+    /// Disconnects this broadcast in the background, then takes over `other`.
+    broadcast& operator=(broadcast&& other) noexcept;
     broadcast(const broadcast&) = delete;
     broadcast& operator=(const broadcast&) = delete;
+    /// Disconnects in the background (see "Lifetime" above).
     ~broadcast();
 
     /// The executor completion handlers run on by default.

@@ -16,14 +16,20 @@ namespace broadcaster {
 /// Duplicate names are kept once.
 class channel_list {
   public:
+    /// One channel.
     channel_list(const char* channel) : names_{std::string(channel)} {}
+    /// One channel.
     channel_list(std::string channel) : names_{std::move(channel)} {}
+    /// One channel.
     channel_list(std::string_view channel) : names_{std::string(channel)} {}
+    /// Several channels: `{"a", "b"}`.
     channel_list(std::initializer_list<std::string_view> channels);
+    /// Several channels.
     channel_list(std::vector<std::string> channels);
 
     /// The names, without duplicates, in first-seen order.
     const std::vector<std::string>& names() const& noexcept { return names_; }
+    /// The names, moved out.
     std::vector<std::string> names() && noexcept { return std::move(names_); }
 
   private:

@@ -50,6 +50,7 @@ class subscriber {
   public:
     /// An empty handle, subscribed to nothing.
     subscriber() noexcept = default;
+    /// Takes over `other`'s subscription; `other` becomes empty.
     subscriber(subscriber&& other) noexcept = default;
     /// Unsubscribes this handle first, then takes over `other`'s subscription.
     subscriber& operator=(subscriber&& other) noexcept;

@@ -16,8 +16,10 @@ class subscription {
   public:
     /// An empty handle.
     subscription() noexcept = default;
-    subscription(subscription&&) noexcept = default;
-    subscription& operator=(subscription&&) noexcept = default;
+    /// Takes over `other`'s subscription.
+    subscription(subscription&& other) noexcept = default;
+    /// Ends this handle's subscription, then takes over `other`'s.
+    subscription& operator=(subscription&& other) noexcept = default;
 
     /// Ends the subscription now. Idempotent.
     void unsubscribe() noexcept { subscriber_.unsubscribe(); }

@@ -37,6 +37,10 @@ inline std::vector<backend_case> backend_cases() {
 #ifdef BROADCASTER_WITH_REDIS
     cases.push_back({"redis", redis_test_url, true, true, 1024 * 1024});
 #endif
+#ifdef BROADCASTER_WITH_POSTGRES
+    // Payloads NOTIFY cannot carry (8000 bytes and more, binary) go through a table.
+    cases.push_back({"postgres", postgres_test_url, true, true, 1024 * 1024});
+#endif
     return cases;
 }
 

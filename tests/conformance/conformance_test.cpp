@@ -23,17 +23,6 @@ class conformance : public ::testing::TestWithParam<backend_case> {
     std::string url() const { return GetParam().url(); }
 };
 
-// Receives one event, failing the test after `timeout`.
-asio::awaitable<event> receive(subscriber& sub, std::chrono::milliseconds timeout = 5s) {
-    using namespace asio::experimental::awaitable_operators;
-    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-    auto result = co_await (sub.async_receive(use_awaitable) || timer.async_wait(use_awaitable));
-    if (result.index() != 0) {
-        throw std::runtime_error("no event within the timeout");
-    }
-    co_return std::get<0>(std::move(result));
-}
-
 asio::awaitable<broadcast> connected(asio::io_context& io, const std::string& url) {
     broadcast bc(io, url);
     co_await bc.async_connect(use_awaitable);

@@ -13,16 +13,6 @@ namespace {
 using asio::use_awaitable;
 using boost::system::error_code;
 
-asio::awaitable<event> receive(subscriber& sub, std::chrono::milliseconds timeout = 5s) {
-    using namespace asio::experimental::awaitable_operators;
-    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-    auto result = co_await (sub.async_receive(use_awaitable) || timer.async_wait(use_awaitable));
-    if (result.index() != 0) {
-        throw std::runtime_error("no event within the timeout");
-    }
-    co_return std::get<0>(std::move(result));
-}
-
 // A redis-server of the test's own, so the test may kill it.
 struct own_redis {
     scratch_dir dir{"broadcaster-redis-own"};

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,8 +44,11 @@ inline bool accepts_connections(unsigned short port) {
 class server_process {
   public:
     // `argv` is the command line (argv[0] looked up on PATH); output goes to `log`.
-    server_process(std::vector<std::string> argv, unsigned short port, std::filesystem::path log)
-        : argv_(std::move(argv)), port_(port), log_(std::move(log)) {
+    // `user`: when running as root, the account to run the server as (PostgreSQL
+    // refuses to run as root); ignored otherwise.
+    server_process(std::vector<std::string> argv, unsigned short port, std::filesystem::path log,
+                   std::string user = "")
+        : argv_(std::move(argv)), port_(port), log_(std::move(log)), user_(std::move(user)) {
         start();
     }
     server_process(const server_process&) = delete;
@@ -63,7 +67,9 @@ class server_process {
         const int log = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
         pid_ = fork();
         if (pid_ == 0) {
-            // The server dies with the test process, even if the test crashes.
+            become(user_);
+            // The server dies with the test process, even if the test crashes. (Set after
+            // changing user: a credential change clears it.)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             dup2(log, STDOUT_FILENO);
             dup2(log, STDERR_FILENO);
@@ -109,12 +115,48 @@ class server_process {
         start();
     }
 
+    // In a forked child: switches to `user` when running as root.
+    static void become(const std::string& user) {
+        if (user.empty() || geteuid() != 0) {
+            return;
+        }
+        if (const passwd* account = getpwnam(user.c_str())) {
+            if (setgid(account->pw_gid) != 0 || setuid(account->pw_uid) != 0) {
+                _exit(126);
+            }
+        }
+    }
+
   private:
     std::vector<std::string> argv_;
     unsigned short port_;
     std::filesystem::path log_;
+    std::string user_;
     pid_t pid_ = -1;
 };
+
+// Runs a command to completion (as `user` when root); returns its exit status.
+inline int run_command(std::vector<std::string> argv, const std::filesystem::path& log,
+                       const std::string& user = "") {
+    std::vector<char*> args;
+    for (auto& a : argv) {
+        args.push_back(a.data());
+    }
+    args.push_back(nullptr);
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        server_process::become(user);
+        dup2(out, STDOUT_FILENO);
+        dup2(out, STDERR_FILENO);
+        execvp(args[0], args.data());
+        _exit(127);
+    }
+    ::close(out);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 // A scratch directory under the system temp dir, removed at destruction.
 class scratch_dir {

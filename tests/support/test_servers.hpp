@@ -34,4 +34,78 @@ inline std::string redis_test_url() {
     return "redis://127.0.0.1:" + std::to_string(server->port());
 }
 
+// A throwaway PostgreSQL 15 cluster: initdb into `dir`, then the postmaster in the
+// foreground on `port` (as the postgres user when the tests run as root).
+class postgres_server {
+  public:
+    explicit postgres_server(unsigned short port = free_port()) : port_(port) {
+        const std::string bin = "/usr/lib/postgresql/15/bin/";
+        const auto data = (dir_.path() / "data").string();
+        if (geteuid() == 0) {
+            // The cluster's files must belong to the account that runs it.
+            std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
+            const passwd* account = getpwnam(user);
+            if (!account || chown(dir_.path().c_str(), account->pw_uid, account->pw_gid) != 0) {
+                throw std::runtime_error("cannot hand the cluster directory to postgres");
+            }
+        }
+        const auto log = dir_.path() / "postgres.log";
+        if (run_command({bin + "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                         "--locale=C.UTF-8", "--no-sync"},
+                        log, geteuid() == 0 ? user : "") != 0) {
+            throw std::runtime_error("initdb failed; see " + log.string());
+        }
+        server_ = std::make_unique<server_process>(
+            std::vector<std::string>{bin + "postgres", "-D", data, "-p", std::to_string(port_),
+                                     "-c", "listen_addresses=127.0.0.1", "-k", dir_.path().string(),
+                                     "-c", "fsync=off"},
+            port_, log, geteuid() == 0 ? user : "");
+        wait_until_ready();
+    }
+
+    unsigned short port() const { return port_; }
+    std::string url() const {
+        return "postgres://postgres@127.0.0.1:" + std::to_string(port_) + "/postgres";
+    }
+    // Immediate shutdown (as `pg_ctl stop -m immediate`), then start again: crash recovery.
+    void crash_and_restart() {
+        server_->stop(SIGQUIT);
+        server_->start();
+        wait_until_ready();
+    }
+    // Runs SQL with psql; returns its exit status.
+    int sql(const std::string& statement) const {
+        return run_command({"psql", "-h", "127.0.0.1", "-p", std::to_string(port_), "-U",
+                            "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement},
+                           dir_.path() / "psql.log");
+    }
+
+  private:
+    // Listening is not ready: the server refuses sessions while it starts up.
+    void wait_until_ready() const {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (sql("SELECT 1") != 0) {
+            if (std::chrono::steady_clock::now() > until) {
+                throw std::runtime_error("PostgreSQL did not become ready");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+
+    static constexpr const char* user = "postgres";
+    scratch_dir dir_{"broadcaster-pg"};
+    unsigned short port_;
+    std::unique_ptr<server_process> server_;
+};
+
+// The URL of the PostgreSQL server shared by the tests of this process
+// ($BROADCASTER_TEST_POSTGRES_URL, or a cluster made here).
+inline std::string postgres_test_url() {
+    if (const char* url = std::getenv("BROADCASTER_TEST_POSTGRES_URL")) {
+        return url;
+    }
+    static postgres_server server;
+    return server.url();
+}
+
 }  // namespace broadcaster::test

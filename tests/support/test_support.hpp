@@ -5,6 +5,7 @@
 #include <broadcaster/broadcaster.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -86,6 +87,18 @@ inline asio::awaitable<void> eventually(std::function<bool()> condition,
         timer.expires_after(1ms);
         co_await timer.async_wait(asio::use_awaitable);
     }
+}
+
+// Receives one event from `sub`, throwing (and so failing the test) after `timeout`.
+inline asio::awaitable<event> receive(subscriber& sub, std::chrono::milliseconds timeout = 5s) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+    auto result =
+        co_await (sub.async_receive(asio::use_awaitable) || timer.async_wait(asio::use_awaitable));
+    if (result.index() != 0) {
+        throw std::runtime_error("no event within the timeout");
+    }
+    co_return std::get<0>(std::move(result));
 }
 
 }  // namespace broadcaster::test

@@ -118,8 +118,8 @@ void redis_client::on_connected() {
 
     // Restore every subscription; "connected" is reported once Redis confirmed them.
     subscriber_sent_.clear();
-    subscriber_outbox_.clear();
-    subscriber_write_active_ = false;
+    subscriber_out_.queued.clear();
+    subscriber_out_.active = false;
     resubscriptions_pending_ = channels_.size();
     for (const auto& channel : channels_) {
         send_subscriber_command(command_kind::subscribe, channel, true);
@@ -164,9 +164,8 @@ void redis_client::close_connections() {
     if (subscriber_) {
         subscriber_->close();
     }
-    publish_write_active_ = false;
-    publish_writing_.clear();
-    subscriber_write_active_ = false;
+    publish_out_.active = false;
+    subscriber_out_.active = false;
 }
 
 std::chrono::milliseconds redis_client::next_backoff() {
@@ -211,7 +210,7 @@ void redis_client::stop() {
 
 void redis_client::fail_everything(error_code ec) {
     fail_publishes(publishes_.size(), ec);
-    publish_outbox_.clear();
+    publish_out_.queued.clear();
     for (auto* waiters : {&subscribe_waiters_, &unsubscribe_waiters_}) {
         const bool is_subscribe = waiters == &subscribe_waiters_;
         for (auto& [channel, list] : *waiters) {
@@ -223,7 +222,7 @@ void redis_client::fail_everything(error_code ec) {
     }
     channels_.clear();
     subscriber_sent_.clear();
-    subscriber_outbox_.clear();
+    subscriber_out_.queued.clear();
 }
 
 // ---- publish -----------------------------------------------------------------------
@@ -233,38 +232,44 @@ void redis_client::publish(std::string channel, std::string message, completion_
         post_completion(std::move(handler), strand_, error_code(error::not_connected));
         return;
     }
-    const auto before = publish_outbox_.size();
-    append_command(publish_outbox_, {"PUBLISH", channel, message});
+    const auto before = publish_out_.queued.size();
+    append_command(publish_out_.queued, {"PUBLISH", channel, message});
     publishes_.push_back({std::move(handler), clock::now() + config_.publish_timeout,
-                          publish_outbox_.size() - before});
+                          publish_out_.queued.size() - before});
     flush_publishes();
     arm_publish_deadline();
 }
 
 void redis_client::flush_publishes() {
-    if (!ready_ || publish_write_active_ || publish_outbox_.empty()) {
-        return;
+    if (start_write(publish_out_, publisher_, &redis_client::flush_publishes)) {
+        publishes_in_flight_ = publishes_.size();
+    }
+}
+
+bool redis_client::start_write(outbox& out, const std::shared_ptr<redis_connection>& connection,
+                               void (redis_client::*then)()) {
+    if (!ready_ || out.active || out.queued.empty()) {
+        return false;
     }
     // Everything queued goes out in one write: that is the pipelining.
-    publish_writing_.swap(publish_outbox_);
-    publish_outbox_.clear();
-    publishes_in_flight_ = publishes_.size();
-    publish_write_active_ = true;
-    const auto connection = publisher_;
+    out.writing.swap(out.queued);
+    out.queued.clear();
+    out.active = true;
     connection->async_write(
-        asio::buffer(publish_writing_),
-        asio::bind_executor(strand_, [self = shared_from_this(), connection,
+        asio::buffer(out.writing),
+        asio::bind_executor(strand_, [self = shared_from_this(), connection, &out, then,
                                       generation = generation_](error_code ec, std::size_t) {
             if (generation != self->generation_) {
                 return;
             }
-            self->publish_write_active_ = false;
+            out.active = false;
             if (ec) {
                 self->connection_lost(generation, ec);
                 return;
             }
-            self->flush_publishes();
+            ((*self).*then)();
         }));
+    return true;
 }
 
 asio::awaitable<void> redis_client::read_publish_replies(
@@ -327,7 +332,7 @@ void redis_client::on_publish_deadline() {
     } else {
         // Waiting for a connection that did not come back in time.
         while (!publishes_.empty() && publishes_.front().deadline <= now) {
-            publish_outbox_.erase(0, publishes_.front().bytes);
+            publish_out_.queued.erase(0, publishes_.front().bytes);
             post_completion(std::move(publishes_.front().handler), strand_,
                             error_code(error::not_connected));
             publishes_.pop_front();
@@ -360,34 +365,14 @@ void redis_client::unsubscribe(std::string channel, completion_handler handler) 
 
 void redis_client::send_subscriber_command(command_kind kind, const std::string& channel,
                                            bool restore) {
-    append_command(subscriber_outbox_,
+    append_command(subscriber_out_.queued,
                    {kind == command_kind::subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE", channel});
     subscriber_sent_.push_back({kind, channel, restore});
     flush_subscriber();
 }
 
 void redis_client::flush_subscriber() {
-    if (!ready_ || subscriber_write_active_ || subscriber_outbox_.empty()) {
-        return;
-    }
-    subscriber_writing_.swap(subscriber_outbox_);
-    subscriber_outbox_.clear();
-    subscriber_write_active_ = true;
-    const auto connection = subscriber_;
-    connection->async_write(
-        asio::buffer(subscriber_writing_),
-        asio::bind_executor(strand_, [self = shared_from_this(), connection,
-                                      generation = generation_](error_code ec, std::size_t) {
-            if (generation != self->generation_) {
-                return;
-            }
-            self->subscriber_write_active_ = false;
-            if (ec) {
-                self->connection_lost(generation, ec);
-                return;
-            }
-            self->flush_subscriber();
-        }));
+    start_write(subscriber_out_, subscriber_, &redis_client::flush_subscriber);
 }
 
 asio::awaitable<void> redis_client::read_subscriber_events(

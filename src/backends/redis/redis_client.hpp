@@ -42,7 +42,13 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
     struct pending_publish {
         completion_handler handler;
         clock::time_point deadline;
-        std::size_t bytes;  // of its command, while it waits in `publish_outbox_`
+        std::size_t bytes;  // of its command, while it waits in `publish_out_.queued`
+    };
+    // Commands waiting to be written on one connection, and the batch being written.
+    struct outbox {
+        std::string queued;
+        std::string writing;
+        bool active = false;
     };
     enum class command_kind { subscribe, unsubscribe };
     struct sent_command {
@@ -63,6 +69,10 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
 
     void flush_publishes();
     void flush_subscriber();
+    // Writes all of `out.queued` on `connection`, then calls `then`; false if no write
+    // was started (not connected, one in progress, or nothing queued).
+    bool start_write(outbox& out, const std::shared_ptr<redis_connection>& connection,
+                     void (redis_client::*then)());
     void send_subscriber_command(command_kind kind, const std::string& channel, bool restore);
     void handle_subscriber_reply(const redisReply& reply);
     void confirm(const sent_command& command, boost::system::error_code ec);
@@ -92,12 +102,10 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
     std::minstd_rand random_;
 
     // Publishes in order: the first `publishes_in_flight_` were handed to the socket
-    // and await their reply; the others wait, encoded, in `publish_outbox_`.
+    // and await their reply; the others wait, encoded, in `publish_out_.queued`.
     std::deque<pending_publish> publishes_;
     std::size_t publishes_in_flight_ = 0;
-    std::string publish_outbox_;
-    std::string publish_writing_;
-    bool publish_write_active_ = false;
+    outbox publish_out_;
     boost::asio::steady_timer publish_deadline_;
     bool publish_deadline_armed_ = false;
 
@@ -107,9 +115,7 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
     std::unordered_map<std::string, std::deque<completion_handler>> unsubscribe_waiters_;
     // Every SUBSCRIBE/UNSUBSCRIBE gets exactly one reply, in order.
     std::deque<sent_command> subscriber_sent_;
-    std::string subscriber_outbox_;
-    std::string subscriber_writing_;
-    bool subscriber_write_active_ = false;
+    outbox subscriber_out_;
     std::size_t resubscriptions_pending_ = 0;
     bool reconnecting_ = false;
 };

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The chat room under load: broadcaster-chat on memory:// (1 instance) and redis://
+# (2 instances), 100 clients and 10 senders, a flood run and a fixed-rate run
+# (500 messages/s = 50,000 deliveries/s), driven by bench_chat_load.
+#   bench/chat_bench.sh [build-dir]
+set -euo pipefail
+build=${1:-build}
+chat=$build/examples/chatroom/broadcaster-chat
+load=$build/bench/bench_chat_load
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+free_port() {
+  local port
+  for _ in $(seq 50); do
+    port=$(shuf -i 20000-60000 -n 1)
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
+
+wait_port() {
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.02
+  done
+  echo "nothing listens on $1" >&2
+  exit 1
+}
+
+start_chat() {  # URL; sets chat_port and chat_pid
+  chat_port=$(free_port)
+  "$chat" --port "$chat_port" --broadcast "$1" 2>>"$dir/chat.log" &
+  chat_pid=$!
+  pids+=("$chat_pid")
+  wait_port "$chat_port"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+  --logfile "$dir/redis.log" &
+pids+=($!)
+wait_port "$redis_port"
+
+run() {  # LABEL URL INSTANCES LOAD-ARGS...
+  local label=$1 url=$2 instances=$3
+  shift 3
+  local ports=() server_pids=()
+  for _ in $(seq "$instances"); do
+    start_chat "$url"
+    ports+=("$chat_port")
+    server_pids+=("$chat_pid")
+  done
+  echo "== $label"
+  "$load" --ports "$(IFS=,; echo "${ports[*]}")" --pids "$(IFS=,; echo "${server_pids[*]}")" \
+    --clients 100 --senders 10 "$@" || echo "(incomplete run: see above)"
+  for p in "${server_pids[@]}"; do kill "$p"; done
+}
+
+run "memory://, 1 instance, flood" memory:// 1 --messages 2000
+run "memory://, 1 instance, 500 msg/s" memory:// 1 --rate 500 --duration 10
+run "redis://, 2 instances, flood" "redis://127.0.0.1:$redis_port" 2 --messages 2000
+run "redis://, 2 instances, 500 msg/s" "redis://127.0.0.1:$redis_port" 2 --rate 500 --duration 10

@@ -1,0 +1,297 @@
+// Load generator for broadcaster-chat: C WebSocket clients spread over one or more
+// instances, S of them also senders. Each message carries its sender, a sequence
+// number and a timestamp; every client checks what it receives.
+//
+//   bench_chat_load --ports 8001,8002 --clients 100 --senders 10 --messages 2000
+//   bench_chat_load --ports 8001 --rate 500 --duration 10       # fixed rate, all senders
+//   ... --pids 1234,1235   # also report those servers' CPU per delivery and peak RSS
+//
+// Reports deliveries/s, loss, duplicates, per-sender order violations, latency
+// p50/p90/p99, and this process's own CPU share (to tell when it is the limit).
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using clock_type = std::chrono::steady_clock;
+
+struct totals {
+    std::uint64_t expected_per_client = 0;
+    std::uint64_t delivered = 0;
+    std::uint64_t duplicates = 0;
+    std::uint64_t reordered = 0;
+    std::uint64_t connected = 0;
+    std::vector<float> latency_us;
+};
+
+class client : public std::enable_shared_from_this<client> {
+public:
+    client(asio::io_context& io, totals& t, int senders) : ws_(io), totals_(t), last_(senders, 0) {}
+
+    void start(unsigned short port) {
+        ws_.next_layer().async_connect(
+            {asio::ip::address_v4::loopback(), port}, [self = shared_from_this()](error_code ec) {
+                if (ec) {
+                    throw std::runtime_error("connect: " + ec.message());
+                }
+                self->ws_.async_handshake("127.0.0.1", "/", [self](error_code ec) {
+                    if (ec) {
+                        throw std::runtime_error("handshake: " + ec.message());
+                    }
+                    self->ws_.text(true);
+                    ++self->totals_.connected;
+                    self->read();
+                });
+            });
+    }
+
+    // Sends one message; `done` runs when it is written.
+    template <typename Done>
+    void send(std::string message, Done done) {
+        outgoing_ = std::move(message);
+        ws_.async_write(asio::buffer(outgoing_), [self = shared_from_this(), done](error_code ec,
+                                                                                   std::size_t) {
+            if (ec) {
+                throw std::runtime_error("write: " + ec.message());
+            }
+            done();
+        });
+    }
+
+    std::uint64_t received() const { return received_; }
+
+private:
+    void read() {
+        buffer_.clear();
+        ws_.async_read(buffer_, [self = shared_from_this()](error_code ec, std::size_t) {
+            if (ec) {
+                return;
+            }
+            self->take();
+            self->read();
+        });
+    }
+
+    // "sender seq timestamp padding"
+    void take() {
+        const auto data = static_cast<const char*>(buffer_.data().data());
+        const auto end = data + buffer_.size();
+        unsigned sender = 0;
+        std::uint64_t seq = 0;
+        clock_type::rep sent = 0;
+        auto p = std::from_chars(data, end, sender).ptr;
+        p = std::from_chars(p + 1, end, seq).ptr;
+        std::from_chars(p + 1, end, sent);
+        ++received_;
+        ++totals_.delivered;
+        if (sender < last_.size()) {
+            if (seq == last_[sender]) {
+                ++totals_.duplicates;
+            } else if (seq < last_[sender]) {
+                ++totals_.reordered;
+            }
+            last_[sender] = std::max(last_[sender], seq);
+        }
+        totals_.latency_us.push_back(
+            static_cast<float>(clock_type::now().time_since_epoch().count() - sent) / 1000.0f);
+    }
+
+    websocket::stream<tcp::socket> ws_;
+    beast::flat_buffer buffer_;
+    std::string outgoing_;
+    totals& totals_;
+    std::vector<std::uint64_t> last_;  // highest sequence seen per sender (1-based)
+    std::uint64_t received_ = 0;
+};
+
+std::vector<std::string> split(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    for (std::string item; std::getline(in, item, ',');) {
+        if (!item.empty()) {
+            out.push_back(item);
+        }
+    }
+    return out;
+}
+
+double cpu_seconds(const std::string& pid) {
+    std::ifstream stat("/proc/" + pid + "/stat");
+    std::string content((std::istreambuf_iterator<char>(stat)), {});
+    std::istringstream fields(content.substr(content.rfind(')') + 2));
+    std::string skip;
+    for (int i = 0; i < 11; ++i) {
+        fields >> skip;
+    }
+    double utime = 0, stime = 0;
+    fields >> utime >> stime;
+    return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+long peak_rss_kib(const std::string& pid) {
+    std::ifstream status("/proc/" + pid + "/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("VmHWM:", 0) == 0) {
+            return std::stol(line.substr(6));
+        }
+    }
+    return 0;
+}
+
+double own_cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+           usage.ru_stime.tv_usec / 1e6;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string ports_text = "8000";
+    std::string pids_text;
+    int clients = 100;
+    int senders = 10;
+    std::uint64_t messages = 1000;  // per sender, flood mode
+    double rate = 0;                // messages/s over all senders; 0: flood
+    double duration = 10;
+    std::size_t size = 64;
+    CLI::App app{"Load generator for broadcaster-chat"};
+    app.add_option("--ports", ports_text, "Instance ports, comma-separated")->capture_default_str();
+    app.add_option("--pids", pids_text, "Server PIDs for CPU and RSS, comma-separated");
+    app.add_option("--clients", clients)->capture_default_str();
+    app.add_option("--senders", senders)->capture_default_str();
+    app.add_option("--messages", messages, "Per sender (flood mode)")->capture_default_str();
+    app.add_option("--rate", rate, "Messages/s over all senders (fixed-rate mode)");
+    app.add_option("--duration", duration, "Seconds (fixed-rate mode)")->capture_default_str();
+    app.add_option("--size", size, "Message size in bytes")->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+    const auto ports = split(ports_text);
+    const auto pids = split(pids_text);
+    senders = std::min(senders, clients);
+
+    asio::io_context io(1);
+    totals t;
+    std::vector<std::shared_ptr<client>> all;
+    for (int i = 0; i < clients; ++i) {
+        all.push_back(std::make_shared<client>(io, t, senders));
+        all.back()->start(static_cast<unsigned short>(std::stoi(ports[i % ports.size()])));
+    }
+    while (t.connected < static_cast<std::uint64_t>(clients)) {
+        io.run_one();
+    }
+
+    const std::uint64_t per_sender =
+        rate > 0 ? static_cast<std::uint64_t>(rate * duration / senders) : messages;
+    t.expected_per_client = per_sender * senders;
+    t.latency_us.reserve(t.expected_per_client * clients);
+    std::vector<std::uint64_t> next(senders, 0);
+    const auto message = [&](int sender) {
+        std::string text = std::to_string(sender) + " " + std::to_string(++next[sender]) + " " +
+                           std::to_string(clock_type::now().time_since_epoch().count()) + " ";
+        text.resize(std::max(size, text.size()), 'x');
+        return text;
+    };
+
+    std::vector<double> server_cpu_before;
+    for (const auto& pid : pids) {
+        server_cpu_before.push_back(cpu_seconds(pid));
+    }
+    const double own_before = own_cpu_seconds();
+    const auto start = clock_type::now();
+    asio::steady_timer pace(io);
+    std::function<void(int)> flood = [&](int sender) {
+        if (next[sender] < per_sender) {
+            all[sender]->send(message(sender), [&, sender] { flood(sender); });
+        }
+    };
+    if (rate > 0) {
+        std::vector<bool> busy(senders, false);
+        std::function<void()> step = [&] {
+            const std::chrono::duration<double> elapsed = clock_type::now() - start;
+            const auto owed = std::min<std::uint64_t>(
+                static_cast<std::uint64_t>(elapsed.count() * rate / senders) + 1, per_sender);
+            bool all_sent = true;
+            for (int s = 0; s < senders; ++s) {
+                if (next[s] < owed && !busy[s]) {
+                    busy[s] = true;
+                    all[s]->send(message(s), [&, s] { busy[s] = false; });
+                }
+                all_sent = all_sent && next[s] >= per_sender;
+            }
+            if (!all_sent) {
+                pace.expires_after(std::chrono::microseconds(500));
+                pace.async_wait([&](error_code) { step(); });
+            }
+        };
+        step();
+    } else {
+        for (int s = 0; s < senders; ++s) {
+            flood(s);
+        }
+    }
+    const auto expected = t.expected_per_client * clients;
+    auto last_progress = clock_type::now();
+    std::uint64_t last_delivered = 0;
+    while (t.delivered < expected) {
+        io.run_one_for(std::chrono::milliseconds(100));
+        if (t.delivered != last_delivered) {
+            last_delivered = t.delivered;
+            last_progress = clock_type::now();
+        } else if (clock_type::now() - last_progress > std::chrono::seconds(3)) {
+            break;  // nothing more is coming: the rest is lost
+        }
+    }
+    const std::chrono::duration<double> took = clock_type::now() - start;
+    const double own_cpu = own_cpu_seconds() - own_before;
+
+    std::sort(t.latency_us.begin(), t.latency_us.end());
+    const auto at = [&](double q) -> double {
+        return t.latency_us.empty() ? 0 : t.latency_us[static_cast<std::size_t>(q * (t.latency_us.size() - 1))];
+    };
+    std::printf("clients %d on %zu instance(s), %d senders, %s\n", clients, ports.size(), senders,
+                rate > 0 ? ("fixed rate " + std::to_string(static_cast<int>(rate)) + " msg/s").c_str()
+                         : "flood");
+    std::printf("deliveries %llu of %llu in %.2f s: %.0f/s; lost %llu, duplicates %llu, "
+                "order violations %llu\n",
+                static_cast<unsigned long long>(t.delivered),
+                static_cast<unsigned long long>(expected), took.count(),
+                t.delivered / took.count(),
+                static_cast<unsigned long long>(expected - std::min(expected, t.delivered)),
+                static_cast<unsigned long long>(t.duplicates),
+                static_cast<unsigned long long>(t.reordered));
+    std::printf("latency p50 %.0f us, p90 %.0f us, p99 %.0f us\n", at(0.5), at(0.9), at(0.99));
+    std::printf("load generator CPU %.0f%% of one core\n", 100 * own_cpu / took.count());
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        const double cpu = cpu_seconds(pids[i]) - server_cpu_before[i];
+        std::printf("server %s: CPU %.2f s (%.2f us per delivery over all servers' share), "
+                    "peak RSS %.1f MiB\n",
+                    pids[i].c_str(), cpu, 1e6 * cpu / std::max<double>(t.delivered, 1),
+                    peak_rss_kib(pids[i]) / 1024.0);
+    }
+    return t.delivered == expected && t.duplicates == 0 && t.reordered == 0 ? 0 : 1;
+}

@@ -1,0 +1,219 @@
+#include "pg_connection.hpp"
+
+#include <broadcaster/error.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace broadcaster::detail {
+
+namespace asio = boost::asio;
+using asio::use_awaitable;
+using boost::system::error_code;
+using boost::system::system_error;
+
+namespace {
+
+// libpq's messages end with a newline; error messages are one line.
+std::string first_line(const char* message) {
+    std::string text = message ? message : "";
+    const auto newline = text.find('\n');
+    return newline == std::string::npos ? text : text.substr(0, newline);
+}
+
+bool mentions_authentication(const std::string& message) {
+    return message.find("password") != std::string::npos ||
+           message.find("authentication") != std::string::npos;
+}
+
+}  // namespace
+
+pg_connection::pg_connection(asio::any_io_executor executor, std::string conninfo,
+                             std::chrono::milliseconds connect_timeout, std::string redacted_url)
+    : executor_(std::move(executor)),
+      conninfo_(std::move(conninfo)),
+      connect_timeout_(connect_timeout),
+      redacted_url_(std::move(redacted_url)),
+      socket_(executor_) {}
+
+pg_connection::~pg_connection() {
+    close();
+}
+
+void pg_connection::close() noexcept {
+    if (socket_.is_open()) {
+        error_code ignored;
+        socket_.cancel(ignored);
+        socket_.release();  // libpq owns the socket
+    }
+    if (conn_) {
+        PQfinish(conn_);
+        conn_ = nullptr;
+    }
+}
+
+void pg_connection::watch_socket() {
+    const int fd = PQsocket(conn_);
+    if (socket_.is_open() && socket_.native_handle() == fd) {
+        return;
+    }
+    if (socket_.is_open()) {
+        socket_.release();
+    }
+    if (fd >= 0) {
+        socket_.assign(fd);
+    }
+}
+
+void pg_connection::fail_connection(const std::string& what) {
+    const auto reason = first_line(PQerrorMessage(conn_));
+    throw system_error(error::not_connected, "postgres: " + what + ": " + reason);
+}
+
+asio::awaitable<void> pg_connection::open() {
+    conn_ = PQconnectStart(conninfo_.c_str());
+    if (!conn_) {
+        throw std::bad_alloc();
+    }
+    if (PQstatus(conn_) == CONNECTION_BAD) {
+        fail_connection("cannot connect to " + redacted_url_);
+    }
+    // Notices (e.g. "identifier will be truncated") are not errors; keep them quiet.
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
+    asio::steady_timer deadline(executor_, connect_timeout_);
+    bool expired = false;
+    deadline.async_wait([this, &expired](error_code ec) {
+        if (!ec) {
+            expired = true;
+            error_code ignored;
+            socket_.cancel(ignored);
+        }
+    });
+    auto poll = PGRES_POLLING_WRITING;
+    while (poll != PGRES_POLLING_OK) {
+        if (poll == PGRES_POLLING_FAILED) {
+            const auto reason = first_line(PQerrorMessage(conn_));
+            throw system_error(mentions_authentication(reason) ? error::authentication_failed
+                                                               : error::not_connected,
+                               "postgres: " + reason);
+        }
+        watch_socket();  // the socket may change between steps
+        auto [ec] = co_await socket_.async_wait(poll == PGRES_POLLING_READING
+                                                    ? asio::posix::stream_descriptor::wait_read
+                                                    : asio::posix::stream_descriptor::wait_write,
+                                                asio::as_tuple(use_awaitable));
+        if (expired) {
+            throw system_error(error::timeout, "postgres: connecting to " + redacted_url_ +
+                                                   " took longer than the connect timeout");
+        }
+        if (ec) {
+            throw system_error(ec);
+        }
+        poll = PQconnectPoll(conn_);
+    }
+    deadline.cancel();
+    watch_socket();
+    if (PQsetnonblocking(conn_, 1) != 0) {
+        fail_connection("cannot switch to non-blocking mode");
+    }
+}
+
+asio::awaitable<void> pg_connection::flush() {
+    for (;;) {
+        const int rc = PQflush(conn_);
+        if (rc == 0) {
+            co_return;
+        }
+        if (rc < 0) {
+            fail_connection("cannot send");
+        }
+        co_await socket_.async_wait(asio::posix::stream_descriptor::wait_write, use_awaitable);
+    }
+}
+
+void pg_connection::consume_input() {
+    if (!PQconsumeInput(conn_)) {
+        fail_connection("connection lost");
+    }
+    while (PGnotify* notify = PQnotifies(conn_)) {
+        notifications_.push_back({notify->relname, notify->extra});
+        PQfreemem(notify);
+    }
+}
+
+asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_param> params,
+                                               bool binary_result) {
+    std::vector<const char*> values;
+    std::vector<int> lengths;
+    std::vector<int> formats;
+    for (const auto& p : params) {
+        values.push_back(p.value.data());
+        lengths.push_back(static_cast<int>(p.value.size()));
+        formats.push_back(p.binary ? 1 : 0);
+    }
+    if (!PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                           values.data(), lengths.data(), formats.data(), binary_result ? 1 : 0)) {
+        fail_connection("cannot send a query");
+    }
+    co_await flush();
+    pg_result last;
+    std::string error;
+    for (;;) {
+        while (PQisBusy(conn_)) {
+            co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
+            consume_input();
+        }
+        pg_result result(PQgetResult(conn_));
+        if (!result) {
+            break;
+        }
+        const auto status = PQresultStatus(result.get());
+        if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE) {
+            if (error.empty()) {
+                error = first_line(PQresultErrorMessage(result.get()));
+            }
+        }
+        last = std::move(result);
+    }
+    consume_input();  // notifications that came with the results
+    if (!error.empty()) {
+        throw system_error(broadcaster::error::broker_error, "postgres: " + error);
+    }
+    co_return last;
+}
+
+asio::awaitable<void> pg_connection::wait_for_input() {
+    auto [ec] = co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read,
+                                            asio::as_tuple(use_awaitable));
+    if (ec == asio::error::operation_aborted) {
+        co_return;  // cancel_wait: there is a command to run
+    }
+    if (ec) {
+        throw system_error(ec);
+    }
+    consume_input();
+}
+
+void pg_connection::cancel_wait() noexcept {
+    error_code ignored;
+    socket_.cancel(ignored);
+}
+
+std::vector<pg_notification> pg_connection::take_notifications() {
+    return std::exchange(notifications_, {});
+}
+
+std::string pg_connection::quote_identifier(const std::string& name) const {
+    char* quoted = PQescapeIdentifier(conn_, name.data(), name.size());
+    if (!quoted) {
+        throw system_error(broadcaster::error::invalid_channel,
+                           "postgres: " + first_line(PQerrorMessage(conn_)));
+    }
+    std::string out(quoted);
+    PQfreemem(quoted);
+    return out;
+}
+
+}  // namespace broadcaster::detail

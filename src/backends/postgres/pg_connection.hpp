@@ -1,0 +1,83 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace broadcaster::detail {
+
+struct pg_result_deleter {
+    void operator()(PGresult* result) const noexcept { PQclear(result); }
+};
+using pg_result = std::unique_ptr<PGresult, pg_result_deleter>;
+
+// A notification as libpq received it.
+struct pg_notification {
+    std::string channel;
+    std::string payload;
+};
+
+// A statement parameter: text, or binary bytes (e.g. for bytea).
+struct pg_param {
+    std::string value;
+    bool binary = false;
+};
+
+// One libpq connection driven by Asio: libpq's non-blocking API, its socket watched by
+// an Asio descriptor. Used on one strand only; no blocking call anywhere.
+class pg_connection {
+  public:
+    pg_connection(boost::asio::any_io_executor executor, std::string conninfo,
+                  std::chrono::milliseconds connect_timeout, std::string redacted_url);
+    ~pg_connection();
+    pg_connection(const pg_connection&) = delete;
+    pg_connection& operator=(const pg_connection&) = delete;
+
+    // PQconnectStart/PQconnectPoll within the timeout. Throws system_error
+    // (error::authentication_failed, error::timeout, error::not_connected) with
+    // libpq's reason.
+    boost::asio::awaitable<void> open();
+
+    // Runs one statement and returns its last result (`binary_result`: columns in
+    // binary). Throws system_error(error::broker_error) with the server's message, or
+    // the connection's error when it is lost. Notifications that arrive meanwhile are
+    // kept for `take_notifications`.
+    boost::asio::awaitable<pg_result> exec(std::string sql, std::vector<pg_param> params = {},
+                                           bool binary_result = false);
+
+    // Waits until the server sends something (or `cancel_wait` is called), then
+    // reads it. Throws when the connection is lost.
+    boost::asio::awaitable<void> wait_for_input();
+    void cancel_wait() noexcept;
+
+    std::vector<pg_notification> take_notifications();
+
+    // `name` as a quoted SQL identifier.
+    std::string quote_identifier(const std::string& name) const;
+
+    void close() noexcept;
+
+  private:
+    void watch_socket();
+    boost::asio::awaitable<void> flush();
+    void consume_input();
+    [[noreturn]] void fail_connection(const std::string& what);
+
+    boost::asio::any_io_executor executor_;
+    const std::string conninfo_;
+    const std::chrono::milliseconds connect_timeout_;
+    const std::string redacted_url_;
+    PGconn* conn_ = nullptr;
+    boost::asio::posix::stream_descriptor socket_;
+    std::vector<pg_notification> notifications_;
+};
+
+}  // namespace broadcaster::detail

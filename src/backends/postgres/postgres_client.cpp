@@ -1,0 +1,450 @@
+#include "postgres_client.hpp"
+
+#include "../../completion.hpp"
+#include "../../utf8.hpp"
+
+#include <broadcaster/error.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <openssl/sha.h>
+
+#include <charconv>
+
+namespace broadcaster::detail {
+
+namespace asio = boost::asio;
+using asio::use_awaitable;
+using boost::system::error_code;
+using boost::system::system_error;
+
+namespace {
+
+// NOTIFY payloads are text of less than 8000 bytes. A message that cannot go inline
+// (too large, a NUL byte, not UTF-8) is stored in the payload table and the
+// notification carries this marker and the row's id instead.
+constexpr char reference_marker = '\x1f';
+constexpr std::size_t max_inline_payload = 7999;
+
+bool fits_inline(const std::string& message) {
+    return message.size() <= max_inline_payload && message.find('\0') == std::string::npos &&
+           is_valid_utf8(message) && (message.empty() || message.front() != reference_marker);
+}
+
+template <typename Awaitable>
+void spawn(const asio::any_io_executor& strand, Awaitable&& work) {
+    asio::co_spawn(strand, std::forward<Awaitable>(work), [](std::exception_ptr) {});
+}
+
+}  // namespace
+
+std::string postgres_channel(const std::string& channel) {
+    constexpr std::size_t max_identifier = 63;
+    if (channel.size() <= max_identifier) {
+        return channel;
+    }
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(channel.data()), channel.size(), digest);
+    static const char hex[] = "0123456789abcdef";
+    std::string name = "bc_";
+    for (const auto byte : digest) {
+        name += hex[byte >> 4];
+        name += hex[byte & 15];
+    }
+    name.resize(max_identifier);  // 60 hex digits: 240 bits of SHA-256
+    return name;
+}
+
+postgres_client::postgres_client(asio::any_io_executor strand, const postgres_config& config,
+                                 std::weak_ptr<backend_sink> sink)
+    : strand_(std::move(strand)),
+      config_(config),
+      sink_(std::move(sink)),
+      lost_signal_(strand_),
+      backoff_timer_(strand_),
+      backoff_(config_.reconnect_min),
+      random_(std::random_device{}()),
+      publish_wake_(strand_),
+      publish_deadline_(strand_) {}
+
+// ---- supervision -------------------------------------------------------------------
+
+void postgres_client::connect(completion_handler handler) {
+    connect_handler_.swap(handler);
+    spawn(strand_, supervise());
+}
+
+asio::awaitable<void> postgres_client::supervise() {
+    const auto self = shared_from_this();
+    bool first = true;
+    while (!stopping_) {
+        error_code ec;
+        try {
+            ++generation_;
+            listener_ = std::make_shared<pg_connection>(
+                strand_, config_.conninfo, config_.connect_timeout, config_.redacted_url);
+            publisher_ = std::make_shared<pg_connection>(
+                strand_, config_.conninfo, config_.connect_timeout, config_.redacted_url);
+            const auto listener = listener_;
+            const auto publisher = publisher_;
+            co_await listener->open();
+            co_await publisher->open();
+        } catch (const system_error& e) {
+            ec = e.code();
+        }
+        if (stopping_) {
+            break;
+        }
+        if (first) {
+            first = false;
+            if (ec) {
+                stopping_ = true;
+                close_connections();
+                post_completion(std::move(connect_handler_), strand_, ec);
+                co_return;
+            }
+            post_completion(std::move(connect_handler_), strand_, error_code());
+        }
+        if (!ec) {
+            backoff_ = config_.reconnect_min;
+            ready_ = true;
+            table_ready_ = false;
+            spawn(strand_, run_listener(generation_, listener_));
+            spawn(strand_, run_publisher(generation_, publisher_));
+            lost_signal_.expires_at(asio::steady_timer::time_point::max());
+            co_await lost_signal_.async_wait(asio::as_tuple(use_awaitable));
+            if (stopping_) {
+                break;
+            }
+            ec = lost_reason_;
+        }
+        ready_ = false;
+        close_connections();
+        if (!reconnecting_) {
+            reconnecting_ = true;
+            report(connection_state::reconnecting, ec);
+        }
+        backoff_timer_.expires_after(next_backoff());
+        co_await backoff_timer_.async_wait(asio::as_tuple(use_awaitable));
+    }
+}
+
+void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
+    if (generation != generation_ || !ready_) {
+        return;
+    }
+    ready_ = false;
+    lost_reason_ = ec;
+    // The publish being sent may or may not have reached the server.
+    if (publish_busy_ && !publishes_.empty()) {
+        post_completion(std::move(publishes_.front().handler), strand_,
+                        error_code(error::not_connected));
+        publishes_.pop_front();
+    }
+    publish_busy_ = false;
+    // Subscribes waiting for their LISTEN fail now; the app can retry. Unsubscribes
+    // are done: the new connection will not LISTEN to those channels.
+    for (auto& command : std::exchange(listen_commands_, {})) {
+        if (command.listen) {
+            channels_.erase(postgres_channel(command.channel));
+        }
+        post_completion(std::move(command.handler), strand_,
+                        command.listen ? error_code(error::not_connected) : error_code());
+    }
+    lost_signal_.cancel();
+    arm_publish_deadline();
+}
+
+void postgres_client::close_connections() {
+    if (listener_) {
+        listener_->close();
+    }
+    if (publisher_) {
+        publisher_->close();
+    }
+}
+
+std::chrono::milliseconds postgres_client::next_backoff() {
+    const auto ceiling = backoff_;
+    backoff_ = std::min(backoff_ * 2, config_.reconnect_max);
+    std::uniform_int_distribution<long> pick(ceiling.count() / 2, ceiling.count());
+    return std::chrono::milliseconds(pick(random_));
+}
+
+void postgres_client::report(connection_state state, error_code ec) {
+    if (auto sink = sink_.lock()) {
+        sink->state_changed(state, ec);
+    }
+}
+
+void postgres_client::disconnect(completion_handler handler) {
+    stop();
+    post_completion(std::move(handler), strand_, error_code());
+}
+
+void postgres_client::stop() {
+    if (stopping_ && !listener_) {
+        return;
+    }
+    stopping_ = true;
+    ready_ = false;
+    ++generation_;
+    close_connections();
+    listener_.reset();
+    publisher_.reset();
+    lost_signal_.cancel();
+    backoff_timer_.cancel();
+    publish_wake_.cancel();
+    publish_deadline_.cancel();
+    if (connect_handler_) {
+        post_completion(std::move(connect_handler_), strand_,
+                        error_code(asio::error::operation_aborted));
+    }
+    fail_everything(error::not_connected);
+}
+
+void postgres_client::fail_everything(error_code ec) {
+    for (auto& p : std::exchange(publishes_, {})) {
+        post_completion(std::move(p.handler), strand_, ec);
+    }
+    publish_busy_ = false;
+    for (auto& command : std::exchange(listen_commands_, {})) {
+        post_completion(std::move(command.handler), strand_, command.listen ? ec : error_code());
+    }
+    channels_.clear();
+}
+
+// ---- listener ----------------------------------------------------------------------
+
+void postgres_client::subscribe(std::string channel, completion_handler handler) {
+    if (!ready_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        return;
+    }
+    channels_[postgres_channel(channel)] = channel;
+    listen_commands_.push_back({true, std::move(channel), std::move(handler)});
+    listener_->cancel_wait();
+}
+
+void postgres_client::unsubscribe(std::string channel, completion_handler handler) {
+    channels_.erase(postgres_channel(channel));
+    if (!ready_) {
+        post_completion(std::move(handler), strand_, error_code());
+        return;
+    }
+    listen_commands_.push_back({false, std::move(channel), std::move(handler)});
+    listener_->cancel_wait();
+}
+
+asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
+                                                    std::shared_ptr<pg_connection> connection) {
+    const auto self = shared_from_this();
+    try {
+        // After a reconnect: LISTEN again to everything, then say so.
+        for (const auto& [name, channel] : channels_) {
+            co_await connection->exec("LISTEN " + connection->quote_identifier(name));
+        }
+        if (generation != generation_) {
+            co_return;
+        }
+        if (reconnecting_) {
+            reconnecting_ = false;
+            report(connection_state::connected, {});
+        }
+        for (;;) {
+            while (!listen_commands_.empty()) {
+                auto command = std::move(listen_commands_.front());
+                listen_commands_.pop_front();
+                const auto name = connection->quote_identifier(postgres_channel(command.channel));
+                error_code ec;
+                try {
+                    co_await connection->exec((command.listen ? "LISTEN " : "UNLISTEN ") + name);
+                } catch (const system_error& e) {
+                    if (e.code() != error::broker_error) {
+                        throw;  // the connection is gone
+                    }
+                    ec = e.code();
+                }
+                if (generation != generation_) {
+                    co_return;
+                }
+                if (ec && command.listen) {
+                    channels_.erase(postgres_channel(command.channel));
+                }
+                // Subscribed means subscribed: LISTEN has been executed now.
+                post_completion(std::move(command.handler), strand_, ec);
+                co_await deliver_notifications(*connection);
+            }
+            co_await deliver_notifications(*connection);
+            if (!listen_commands_.empty()) {
+                continue;
+            }
+            co_await connection->wait_for_input();
+            if (generation != generation_) {
+                co_return;
+            }
+            co_await deliver_notifications(*connection);
+        }
+    } catch (const system_error& e) {
+        connection_lost(generation, e.code());
+    } catch (const std::exception&) {
+        connection_lost(generation, error::protocol_error);
+    }
+}
+
+asio::awaitable<void> postgres_client::deliver_notifications(pg_connection& connection) {
+    for (auto& notification : connection.take_notifications()) {
+        const auto known = channels_.find(notification.channel);
+        if (known == channels_.end()) {
+            continue;  // unlistened meanwhile
+        }
+        std::string message = std::move(notification.payload);
+        if (!message.empty() && message.front() == reference_marker) {
+            // The message is in the payload table; fetch it (in order: the next
+            // notification waits).
+            const auto table = connection.quote_identifier(config_.payload_table);
+            std::vector<pg_param> id{{message.substr(1)}};
+            const auto row = co_await connection.exec(
+                "SELECT payload FROM " + table + " WHERE id = $1", std::move(id), true);
+            if (!row || PQntuples(row.get()) != 1) {
+                continue;  // removed after the retention period: too late to deliver
+            }
+            message.assign(PQgetvalue(row.get(), 0, 0),
+                           static_cast<std::size_t>(PQgetlength(row.get(), 0, 0)));
+        }
+        if (auto sink = sink_.lock()) {
+            sink->deliver(event(known->second, std::move(message)));
+        }
+    }
+}
+
+// ---- publisher ---------------------------------------------------------------------
+
+void postgres_client::publish(std::string channel, std::string message,
+                              completion_handler handler) {
+    if (stopping_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        return;
+    }
+    publishes_.push_back({std::move(channel), std::move(message), std::move(handler),
+                          clock::now() + config_.publish_timeout});
+    publish_wake_.cancel();
+    arm_publish_deadline();
+}
+
+asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
+                                                     std::shared_ptr<pg_connection> connection) {
+    const auto self = shared_from_this();
+    try {
+        for (;;) {
+            if (publishes_.empty()) {
+                publish_wake_.expires_at(asio::steady_timer::time_point::max());
+                co_await publish_wake_.async_wait(asio::as_tuple(use_awaitable));
+                if (generation != generation_) {
+                    co_return;
+                }
+                continue;
+            }
+            // One at a time, in order: each publisher's order is the server's order.
+            publish_busy_ = true;
+            error_code ec;
+            try {
+                co_await send(*connection, publishes_.front());
+            } catch (const system_error& e) {
+                if (e.code() != error::broker_error) {
+                    throw;
+                }
+                ec = e.code();
+            }
+            if (generation != generation_) {
+                co_return;
+            }
+            publish_busy_ = false;
+            post_completion(std::move(publishes_.front().handler), strand_, ec);
+            publishes_.pop_front();
+        }
+    } catch (const system_error& e) {
+        connection_lost(generation, e.code());
+    } catch (const std::exception&) {
+        connection_lost(generation, error::protocol_error);
+    }
+}
+
+asio::awaitable<void> postgres_client::send(pg_connection& connection, const pending_publish& p) {
+    const auto channel = postgres_channel(p.channel);
+    if (fits_inline(p.message)) {
+        std::vector<pg_param> params{{channel}, {p.message}};
+        co_await connection.exec("SELECT pg_notify($1, $2)", std::move(params));
+        co_return;
+    }
+    const auto table = connection.quote_identifier(config_.payload_table);
+    if (!table_ready_) {
+        // Two instances may race to create it; the loser's error is harmless if the
+        // table is there afterwards.
+        bool created = true;
+        try {
+            co_await connection.exec("CREATE TABLE IF NOT EXISTS " + table +
+                                     " (id bigserial PRIMARY KEY, created timestamptz NOT NULL "
+                                     "DEFAULT now(), payload bytea NOT NULL)");
+        } catch (const system_error& e) {
+            if (e.code() != error::broker_error) {
+                throw;
+            }
+            created = false;
+        }
+        if (!created) {
+            co_await connection.exec("SELECT 1 FROM " + table + " LIMIT 0");
+        }
+        table_ready_ = true;
+    }
+    // Insert and notify in one statement, so one transaction: a listener never sees
+    // the notification before the row.
+    std::vector<pg_param> params{{channel}, {p.message, true}};
+    co_await connection.exec("WITH p AS (INSERT INTO " + table +
+                                 " (payload) VALUES ($2) RETURNING id) "
+                                 "SELECT pg_notify($1, chr(31) || id::text) FROM p",
+                             std::move(params));
+    if (++large_since_cleanup_ >= 64) {
+        large_since_cleanup_ = 0;
+        std::vector<pg_param> retention{{std::to_string(config_.payload_retention.count())}};
+        co_await connection.exec(
+            "DELETE FROM " + table + " WHERE created < now() - make_interval(secs => $1)",
+            std::move(retention));
+    }
+}
+
+void postgres_client::arm_publish_deadline() {
+    if (publish_deadline_armed_ || publishes_.empty()) {
+        return;
+    }
+    publish_deadline_armed_ = true;
+    publish_deadline_.expires_at(publishes_.front().deadline);
+    publish_deadline_.async_wait(
+        asio::bind_executor(strand_, [self = shared_from_this()](error_code ec) {
+            self->publish_deadline_armed_ = false;
+            if (!ec && !self->stopping_) {
+                self->on_publish_deadline();
+            }
+        }));
+}
+
+void postgres_client::on_publish_deadline() {
+    const auto now = clock::now();
+    if (ready_) {
+        if (publish_busy_ && publishes_.front().deadline <= now) {
+            connection_lost(generation_, error::timeout);  // the server does not answer
+        }
+    } else {
+        while (!publishes_.empty() && publishes_.front().deadline <= now) {
+            post_completion(std::move(publishes_.front().handler), strand_,
+                            error_code(error::not_connected));
+            publishes_.pop_front();
+        }
+    }
+    arm_publish_deadline();
+}
+
+}  // namespace broadcaster::detail

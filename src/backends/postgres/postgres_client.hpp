@@ -1,0 +1,98 @@
+#pragma once
+
+#include "pg_connection.hpp"
+#include "postgres_config.hpp"
+
+#include <broadcaster/backend.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <deque>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace broadcaster::detail {
+
+// Postgres channels are identifiers of at most 63 bytes: longer names map to a stable
+// hash ("bc_" + 60 hex digits of SHA-256), on LISTEN and NOTIFY alike.
+std::string postgres_channel(const std::string& channel);
+
+// The Postgres backend's state, shared with its pending operations. Two connections:
+// a listener (LISTEN/UNLISTEN, notifications) and a publisher (pg_notify), so a flood
+// of publishes never delays notifications and each publisher's order is kept. A
+// supervisor reconnects both after a loss and LISTENs again. Runs on the strand.
+class postgres_client : public std::enable_shared_from_this<postgres_client> {
+  public:
+    using completion_handler = backend::completion_handler;
+
+    postgres_client(boost::asio::any_io_executor strand, const postgres_config& config,
+                    std::weak_ptr<backend_sink> sink);
+
+    void connect(completion_handler handler);
+    void disconnect(completion_handler handler);
+    void subscribe(std::string channel, completion_handler handler);
+    void unsubscribe(std::string channel, completion_handler handler);
+    void publish(std::string channel, std::string message, completion_handler handler);
+    void stop();
+
+  private:
+    using clock = std::chrono::steady_clock;
+    struct listen_command {
+        bool listen;  // LISTEN, else UNLISTEN
+        std::string channel;
+        completion_handler handler;
+    };
+    struct pending_publish {
+        std::string channel;
+        std::string message;
+        completion_handler handler;
+        clock::time_point deadline;
+    };
+
+    boost::asio::awaitable<void> supervise();
+    boost::asio::awaitable<void> run_listener(std::uint64_t generation,
+                                              std::shared_ptr<pg_connection> connection);
+    boost::asio::awaitable<void> run_publisher(std::uint64_t generation,
+                                               std::shared_ptr<pg_connection> connection);
+    boost::asio::awaitable<void> deliver_notifications(pg_connection& connection);
+    boost::asio::awaitable<void> send(pg_connection& connection, const pending_publish& p);
+    void connection_lost(std::uint64_t generation, boost::system::error_code ec);
+    void close_connections();
+    void arm_publish_deadline();
+    void on_publish_deadline();
+    void fail_everything(boost::system::error_code ec);
+    std::chrono::milliseconds next_backoff();
+    void report(connection_state state, boost::system::error_code ec);
+
+    const boost::asio::any_io_executor strand_;
+    const postgres_config config_;
+    const std::weak_ptr<backend_sink> sink_;
+
+    std::shared_ptr<pg_connection> listener_;
+    std::shared_ptr<pg_connection> publisher_;
+    std::uint64_t generation_ = 0;
+    bool ready_ = false;
+    bool stopping_ = false;
+    bool reconnecting_ = false;
+    completion_handler connect_handler_;
+    boost::system::error_code lost_reason_;
+    boost::asio::steady_timer lost_signal_;
+    boost::asio::steady_timer backoff_timer_;
+    std::chrono::milliseconds backoff_;
+    std::minstd_rand random_;
+
+    // Channels listened to (Postgres name -> ours), restored after a reconnect.
+    std::unordered_map<std::string, std::string> channels_;
+    std::deque<listen_command> listen_commands_;
+
+    std::deque<pending_publish> publishes_;  // the front one is being sent when busy
+    bool publish_busy_ = false;
+    boost::asio::steady_timer publish_wake_;
+    boost::asio::steady_timer publish_deadline_;
+    bool publish_deadline_armed_ = false;
+    bool table_ready_ = false;
+    unsigned large_since_cleanup_ = 0;
+};
+
+}  // namespace broadcaster::detail

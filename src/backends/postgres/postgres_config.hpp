@@ -1,0 +1,26 @@
+#pragma once
+
+#include <broadcaster/backend.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace broadcaster::detail {
+
+// A `postgres://` or `postgresql://` URL: our own options taken out, the rest handed
+// to libpq as its connection URI. See the README's option table.
+struct postgres_config {
+    std::string conninfo;  // for PQconnectStart; contains the password
+    std::string redacted_url;
+    std::chrono::milliseconds connect_timeout;
+    std::chrono::milliseconds publish_timeout;
+    std::chrono::milliseconds reconnect_min;
+    std::chrono::milliseconds reconnect_max;
+    std::string payload_table = "broadcaster_payloads";
+    std::chrono::seconds payload_retention{60};
+};
+
+// Throws system_error(error::invalid_url) naming what is wrong, password masked.
+postgres_config parse_postgres_url(const backend_config& config);
+
+}  // namespace broadcaster::detail

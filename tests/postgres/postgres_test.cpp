@@ -1,0 +1,208 @@
+// The Postgres backend against a real PostgreSQL 15 cluster: restarts, killed
+// sessions, concurrency, quoting, long names and large payloads. The conformance
+// suite covers the rest.
+
+#include "test_servers.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+
+namespace broadcaster::test {
+namespace {
+
+using asio::use_awaitable;
+using boost::system::error_code;
+
+struct state_log {
+    std::vector<connection_state> states;
+    void attach(broadcast& bc) {
+        bc.on_state_change([this](connection_state s, error_code) { states.push_back(s); });
+    }
+    bool saw(connection_state s) const {
+        return std::find(states.begin(), states.end(), s) != states.end();
+    }
+};
+
+constexpr const char* fast_reconnect = "?reconnect_min_ms=20&reconnect_max_ms=200";
+
+TEST(postgres, notifications_flow_again_after_a_server_restart) {
+    postgres_server pg;
+    state_log log;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, pg.url() + fast_reconnect);
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        auto sub = co_await bc.async_subscribe("restart", use_awaitable);
+        co_await bc.async_publish("restart", "before", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "before");
+        pg.crash_and_restart();
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); }, 10s);
+        co_await eventually([&] { return log.states.back() == connection_state::connected; }, 10s);
+        co_await bc.async_publish("restart", "after", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "after");
+        EXPECT_EQ(bc.stats().reconnects, 1u);
+    });
+}
+
+TEST(postgres, notifications_flow_again_after_pg_terminate_backend) {
+    postgres_server pg;
+    state_log log;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, pg.url() + fast_reconnect);
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        auto sub = co_await bc.async_subscribe("terminated", use_awaitable);
+        EXPECT_EQ(pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"),
+                  0);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); }, 10s);
+        co_await eventually([&] { return log.states.back() == connection_state::connected; }, 10s);
+        co_await bc.async_publish("terminated", "still here", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "still here");
+    });
+}
+
+TEST(postgres, many_subscribers_and_publishers_at_once_lose_nothing) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast listeners(io, url);
+        broadcast publishers(io, url);
+        co_await listeners.async_connect(use_awaitable);
+        co_await publishers.async_connect(use_awaitable);
+        const auto channel = unique_name("crowd");
+        constexpr int subscriber_count = 100;
+        constexpr int publisher_count = 10;
+        constexpr int per_publisher = 50;
+        std::vector<subscriber> subs;
+        int subscribed = 0;
+        for (int i = 0; i < subscriber_count; ++i) {
+            listeners.async_subscribe(channel, [&](error_code ec, subscriber sub) {
+                EXPECT_FALSE(ec) << ec.message();
+                subs.push_back(std::move(sub));
+                ++subscribed;
+            });
+        }
+        co_await eventually([&] { return subscribed == subscriber_count; }, 10s);
+        int acknowledged = 0;
+        for (int p = 0; p < publisher_count; ++p) {
+            for (int i = 0; i < per_publisher; ++i) {
+                publishers.async_publish(channel, std::to_string(p) + ":" + std::to_string(i),
+                                         [&](error_code ec) {
+                                             EXPECT_FALSE(ec) << ec.message();
+                                             ++acknowledged;
+                                         });
+            }
+        }
+        for (auto& sub : subs) {
+            std::vector<int> next(publisher_count, 0);
+            for (int n = 0; n < publisher_count * per_publisher; ++n) {
+                const std::string text((co_await receive(sub, 10s)).message());
+                const auto colon = text.find(':');
+                const int p = std::stoi(text.substr(0, colon));
+                BROADCASTER_REQUIRE(std::stoi(text.substr(colon + 1)) == next[p]++);
+            }
+        }
+        co_await eventually([&] { return acknowledged == publisher_count * per_publisher; });
+    });
+}
+
+TEST(postgres, channel_names_are_quoted_never_pasted) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, url);
+        co_await bc.async_connect(use_awaitable);
+        const std::vector<std::string> names{
+            "a\"; DROP TABLE x; --", "Chat Room", "ÜNICODE", "UPPER", "upper", "it's"};
+        std::vector<subscriber> subs;
+        for (const auto& name : names) {
+            subs.push_back(co_await bc.async_subscribe(name, use_awaitable));
+        }
+        for (const auto& name : names) {
+            co_await bc.async_publish(name, "to " + name, use_awaitable);
+        }
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            const auto ev = co_await receive(subs[i]);
+            EXPECT_EQ(ev.channel(), names[i]);
+            EXPECT_EQ(ev.message(), "to " + names[i]);
+            EXPECT_FALSE(subs[i].try_receive()) << "UPPER and upper are different channels";
+        }
+    });
+}
+
+TEST(postgres, long_channel_names_do_not_collide) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, url);
+        co_await bc.async_connect(use_awaitable);
+        // Equal in their first 63 bytes, which Postgres would keep of each.
+        const auto stem = unique_name("long") + std::string(100, 'x');
+        auto first = co_await bc.async_subscribe(stem + "-1", use_awaitable);
+        auto second = co_await bc.async_subscribe(stem + "-2", use_awaitable);
+        co_await bc.async_publish(stem + "-1", "one", use_awaitable);
+        co_await bc.async_publish(stem + "-2", "two", use_awaitable);
+        const auto ev = co_await receive(first);
+        EXPECT_EQ(ev.message(), "one");
+        EXPECT_EQ(ev.channel(), stem + "-1");
+        EXPECT_EQ((co_await receive(second)).message(), "two");
+        EXPECT_FALSE(first.try_receive());
+    });
+}
+
+TEST(postgres, carries_what_notify_cannot_through_the_payload_table) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, url);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("large");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        std::string binary(300, '\0');
+        for (std::size_t i = 0; i < binary.size(); ++i) {
+            binary[i] = static_cast<char>(i);
+        }
+        const std::vector<std::string> payloads{std::string(7999, 'a'),
+                                                std::string(8000, 'b'),
+                                                std::string(8192, 'c'),
+                                                std::string(1024 * 1024, 'd'),
+                                                binary,
+                                                std::string("\x1f"
+                                                            "42"),
+                                                "\xff\xfe not utf-8"};
+        for (const auto& payload : payloads) {
+            co_await bc.async_publish(channel, payload, use_awaitable);
+        }
+        for (const auto& payload : payloads) {
+            const auto ev = co_await receive(sub);
+            EXPECT_EQ(ev.message().size(), payload.size());
+            EXPECT_TRUE(ev.message() == payload);
+        }
+    });
+}
+
+TEST(postgres, refuses_channels_it_cannot_carry) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, url);
+        co_await bc.async_connect(use_awaitable);
+        const std::vector<std::string> bad{"", std::string("a\0b", 3), "\xff\xfe"};
+        for (const auto& name : bad) {
+            auto [ec, sub] = co_await bc.async_subscribe(name, asio::as_tuple(use_awaitable));
+            EXPECT_EQ(ec, error::invalid_channel);
+            auto [publish_ec] = co_await bc.async_publish(name, "x", asio::as_tuple(use_awaitable));
+            EXPECT_EQ(publish_ec, error::invalid_channel);
+        }
+    });
+}
+
+TEST(postgres, a_missing_database_is_a_clear_error) {
+    postgres_server pg;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, "postgres://postgres:hunter2@127.0.0.1:" + std::to_string(pg.port()) +
+                             "/no_such_db");
+        EXPECT_EQ(bc.url().find("hunter2"), std::string::npos);
+        auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::not_connected) << ec.message();
+    });
+}
+
+}  // namespace
+}  // namespace broadcaster::test

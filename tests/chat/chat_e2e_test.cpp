@@ -136,21 +136,28 @@ TEST(chat, every_client_receives_every_message_on_memory) {
     EXPECT_EQ(metric(chat.port, "chat_clients"), 2u);
 }
 
-TEST(chat, two_instances_on_redis_form_one_room) {
-    const auto url = redis_test_url();
+// Two instances on one broker URL: a message sent to one reaches clients of both.
+void expect_one_room(const std::string& url) {
     chat_instance first(url);
     chat_instance second(url);
     client on_first(first.port);
     client on_second(second.port);
-    // Both clients are subscribed once their upgrade completed; make sure the second
-    // instance's subscription is in place with a round trip through it.
-    on_second.send("ready");
-    EXPECT_EQ(on_second.receive(), "ready");
-    EXPECT_EQ(on_first.receive(), "ready");
+    // The server subscribes before accepting, so both clients are in the room now.
     on_first.send("across instances");
     EXPECT_EQ(on_first.receive(), "across instances");
     EXPECT_EQ(on_second.receive(), "across instances");
+    on_second.send("and back");
+    EXPECT_EQ(on_first.receive(), "and back");
+    EXPECT_EQ(on_second.receive(), "and back");
 }
+
+#ifdef BROADCASTER_WITH_REDIS
+TEST(chat, two_instances_on_redis_form_one_room) { expect_one_room(redis_test_url()); }
+#endif
+
+#ifdef BROADCASTER_WITH_POSTGRES
+TEST(chat, two_instances_on_postgres_form_one_room) { expect_one_room(postgres_test_url()); }
+#endif
 
 TEST(chat, oversized_and_binary_frames_close_only_that_client) {
     chat_instance chat("memory://", {"--max-message-bytes", "1024"});

@@ -7,8 +7,10 @@ tool=$1
 case_name=$2
 work=$(mktemp -d)
 redis_pid=""
+pg_stop=()
 cleanup() {
   [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  ((${#pg_stop[@]})) && "${pg_stop[@]}" >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -30,6 +32,27 @@ start_redis() {
   done
   redis-cli -p "$port" ping >/dev/null 2>&1 || fail "redis-server did not start"
   url="redis://127.0.0.1:$port"
+}
+
+# A throwaway PostgreSQL 15 cluster (run as the postgres user when root).
+start_postgres() {
+  local bin=/usr/lib/postgresql/15/bin as=()
+  if [[ $(id -u) -eq 0 ]]; then
+    chown postgres "$work"
+    chmod 755 "$work"
+    as=(runuser -u postgres --)
+  fi
+  for _ in $(seq 20); do
+    port=$(shuf -i 20000-60000 -n 1)
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  done
+  "${as[@]}" "$bin/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+    --no-sync >"$work/initdb.log" 2>&1 || fail "initdb: $(cat "$work/initdb.log")"
+  "${as[@]}" "$bin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $work -c fsync=off" start >/dev/null ||
+    fail "pg_ctl: $(cat "$work/pg.log")"
+  pg_stop=("${as[@]}" "$bin/pg_ctl" -D "$work/data" -m immediate stop)
+  url="postgres://postgres@127.0.0.1:$port/postgres"
 }
 
 # Starts `broadcaster subscribe ARGS...` in the background; returns once it printed
@@ -125,6 +148,16 @@ case $case_name in
     grep -q '"published":2000,' "$work/bench.json" || fail "$(cat "$work/bench.json")"
     grep -q '"delivered":20000,' "$work/bench.json" || fail "$(cat "$work/bench.json")"
     grep -q '"lost":0,' "$work/bench.json" || fail "$(cat "$work/bench.json")"
+    ;;
+  round_trip_postgres)
+    start_postgres
+    subscribe_bg "$url" "Chat Room" --count 2 --json
+    "$tool" publish "$url" "Chat Room" "hello postgres"
+    printf '\xff\x00binary' > "$work/payload"
+    "$tool" publish --file "$work/payload" "$url" "Chat Room"
+    wait_sub
+    expected=$'{"channel":"Chat Room","message":"hello postgres"}\n{"channel":"Chat Room","message_base64":"/wBiaW5hcnk="}'
+    [[ $(cat "$work/out") == "$expected" ]] || fail "got '$(cat "$work/out")'"
     ;;
   bench_redis)
     start_redis

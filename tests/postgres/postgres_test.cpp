@@ -178,6 +178,34 @@ TEST(postgres, carries_what_notify_cannot_through_the_payload_table) {
     });
 }
 
+TEST(postgres, a_flood_of_mixed_inline_and_table_payloads_loses_nothing) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, url);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("mixed");
+        constexpr int count = 3000;
+        auto sub = co_await bc.async_subscribe(channel, subscribe_options(count), use_awaitable);
+        // Numbered; every third is binary (through the table), some repeat exactly.
+        std::vector<std::string> sent;
+        int acknowledged = 0;
+        for (int i = 0; i < count; ++i) {
+            std::string message = i % 3 == 0   ? std::string("\xff", 1) + std::to_string(i)
+                                  : i % 7 == 0 ? std::string("same")
+                                               : std::to_string(i);
+            sent.push_back(message);
+            bc.async_publish(channel, message, [&](error_code ec) {
+                EXPECT_FALSE(ec) << ec.message();
+                ++acknowledged;
+            });
+        }
+        for (int i = 0; i < count; ++i) {
+            BROADCASTER_REQUIRE((co_await receive(sub, 10s)).message() == sent[i]);
+        }
+        co_await eventually([&] { return acknowledged == count; });
+    });
+}
+
 TEST(postgres, refuses_channels_it_cannot_carry) {
     const auto url = postgres_test_url();
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {

@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <algorithm>
 #include <cmath>
+#include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <iomanip>
 #include <iostream>
@@ -25,6 +27,7 @@ namespace {
 namespace asio = boost::asio;
 using boost::system::error_code;
 using clock_type = std::chrono::steady_clock;
+constexpr std::size_t timestamp_digits = 16;
 
 class bench_run {
   public:
@@ -43,9 +46,18 @@ class bench_run {
         publish_more();
         run_until([&] { return finished_publishing() || exit_ != ok; });
         publish_end_ = clock_type::now();
-        // Let the last deliveries arrive; what has not come after the grace is lost.
-        const auto grace = publish_end_ + std::chrono::seconds(2);
-        run_until([&] { return delivered_ >= expected_ || clock_type::now() > grace; });
+        // Let the last deliveries arrive; what has not come once they stop for two
+        // seconds is lost.
+        auto seen = delivered_;
+        auto last_progress = clock_type::now();
+        run_until([&] {
+            if (delivered_ != seen) {
+                seen = delivered_;
+                last_progress = clock_type::now();
+            }
+            return delivered_ >= expected_ ||
+                   clock_type::now() - last_progress > std::chrono::seconds(2);
+        });
         end_ = clock_type::now();
         progress_.cancel();
         if (tty_) {
@@ -121,8 +133,9 @@ class bench_run {
 
     void take(const broadcaster::event& ev) {
         ++delivered_;
-        clock_type::rep sent;
-        std::memcpy(&sent, ev.message().data(), sizeof sent);
+        clock_type::rep sent = 0;
+        const auto text = ev.message().substr(0, timestamp_digits);
+        std::from_chars(text.data(), text.data() + text.size(), sent, 16);
         latencies_us_.push_back(
             static_cast<float>(clock_type::now().time_since_epoch().count() - sent) / 1000.0f);
     }
@@ -172,9 +185,12 @@ class bench_run {
     void send_one() {
         const auto channel = sent_ % channels_.size();
         expected_ += subscribers_per_channel_[channel];
-        std::string message(std::max<std::size_t>(options_.size, 8), 'x');
+        // The send time in hex text first: every backend carries text inline.
+        std::string message(std::max(options_.size, timestamp_digits), 'x');
         const auto now = clock_type::now().time_since_epoch().count();
-        std::memcpy(message.data(), &now, sizeof now);
+        char digits[timestamp_digits + 1];
+        std::snprintf(digits, sizeof digits, "%016llx", static_cast<unsigned long long>(now));
+        message.replace(0, timestamp_digits, digits);
         ++sent_;
         bc_.async_publish(channels_[channel], std::move(message), [this](error_code ec) {
             if (ec) {

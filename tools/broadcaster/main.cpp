@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     ben->add_option("--publishers", bench.publishers, "Concurrent publishers (in-flight window)")
         ->capture_default_str()
         ->check(CLI::Range(1, 10'000));
-    ben->add_option("--size", bench.size, "Message size in bytes (at least 8)")
+    ben->add_option("--size", bench.size, "Message size in bytes (at least 16: the send time)")
         ->capture_default_str();
     ben->add_option("--count", bench.count, "Messages in all")->capture_default_str();
     ben->add_option("--duration", bench.duration, "Seconds to run (instead of --count)");

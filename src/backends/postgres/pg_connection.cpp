@@ -184,6 +184,59 @@ asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_p
     co_return last;
 }
 
+asio::awaitable<void> pg_connection::exec_transaction(
+    std::string sql, std::vector<std::vector<pg_param>> statements) {
+    if (!PQenterPipelineMode(conn_)) {
+        fail_connection("cannot enter pipeline mode");
+    }
+    const auto send = [&](const char* text, const std::vector<pg_param>& params) {
+        std::vector<const char*> values;
+        std::vector<int> lengths;
+        for (const auto& p : params) {
+            values.push_back(p.value.data());
+            lengths.push_back(static_cast<int>(p.value.size()));
+        }
+        if (!PQsendQueryParams(conn_, text, static_cast<int>(params.size()), nullptr, values.data(),
+                               lengths.data(), nullptr, 0)) {
+            fail_connection("cannot send a query");
+        }
+    };
+    send("BEGIN", {});
+    for (const auto& params : statements) {
+        send(sql.c_str(), params);
+    }
+    send("COMMIT", {});
+    if (!PQpipelineSync(conn_)) {
+        fail_connection("cannot send a pipeline");
+    }
+    co_await flush();
+    // Each statement's results end with a null; the sync ends the pipeline. A failed
+    // statement aborts the rest of the transaction.
+    std::string error;
+    for (;;) {
+        while (PQisBusy(conn_)) {
+            co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
+            consume_input();
+        }
+        pg_result result(PQgetResult(conn_));
+        if (!result) {
+            continue;
+        }
+        const auto status = PQresultStatus(result.get());
+        if (status == PGRES_PIPELINE_SYNC) {
+            break;
+        }
+        if (status == PGRES_FATAL_ERROR && error.empty()) {
+            error = first_line(PQresultErrorMessage(result.get()));
+        }
+    }
+    PQexitPipelineMode(conn_);
+    consume_input();
+    if (!error.empty()) {
+        throw system_error(broadcaster::error::broker_error, "postgres: " + error);
+    }
+}
+
 asio::awaitable<void> pg_connection::wait_for_input() {
     auto [ec] = co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read,
                                             asio::as_tuple(use_awaitable));

@@ -3,6 +3,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <libpq-fe.h>
 
@@ -52,6 +53,13 @@ class pg_connection {
     // kept for `take_notifications`.
     boost::asio::awaitable<pg_result> exec(std::string sql, std::vector<pg_param> params = {},
                                            bool binary_result = false);
+
+    // Runs `sql` once per parameter list in one transaction, all sent at once in
+    // pipeline mode: one round trip and one commit for all. Throws
+    // system_error(error::broker_error) if any failed (then none took effect), or the
+    // connection's error when it is lost.
+    boost::asio::awaitable<void> exec_transaction(std::string sql,
+                                                  std::vector<std::vector<pg_param>> statements);
 
     // Waits until the server sends something (or `cancel_wait` is called), then
     // reads it. Throws when the connection is lost.

@@ -13,6 +13,7 @@
 #include <openssl/sha.h>
 
 #include <charconv>
+#include <set>
 
 namespace broadcaster::detail {
 
@@ -28,6 +29,8 @@ namespace {
 // notification carries this marker and the row's id instead.
 constexpr char reference_marker = '\x1f';
 constexpr std::size_t max_inline_payload = 7999;
+// Publishes sent in one pipeline at most.
+constexpr std::size_t max_batch = 256;
 
 bool fits_inline(const std::string& message) {
     return message.size() <= max_inline_payload && message.find('\0') == std::string::npos &&
@@ -139,12 +142,12 @@ void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
     ready_ = false;
     lost_reason_ = ec;
     // The publish being sent may or may not have reached the server.
-    if (publish_busy_ && !publishes_.empty()) {
+    for (; publishes_in_flight_ > 0 && !publishes_.empty(); --publishes_in_flight_) {
         post_completion(std::move(publishes_.front().handler), strand_,
                         error_code(error::not_connected));
         publishes_.pop_front();
     }
-    publish_busy_ = false;
+    publishes_in_flight_ = 0;
     // Subscribes waiting for their LISTEN fail now; the app can retry. Unsubscribes
     // are done: the new connection will not LISTEN to those channels.
     for (auto& command : std::exchange(listen_commands_, {})) {
@@ -210,7 +213,7 @@ void postgres_client::fail_everything(error_code ec) {
     for (auto& p : std::exchange(publishes_, {})) {
         post_completion(std::move(p.handler), strand_, ec);
     }
-    publish_busy_ = false;
+    publishes_in_flight_ = 0;
     for (auto& command : std::exchange(listen_commands_, {})) {
         post_completion(std::move(command.handler), strand_, command.listen ? ec : error_code());
     }
@@ -348,11 +351,28 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
                 }
                 continue;
             }
-            // One at a time, in order: each publisher's order is the server's order.
-            publish_busy_ = true;
+            // In order, so each publisher's order is the server's. Small messages go
+            // in batches: one round trip and one commit for many. Postgres folds
+            // identical notifications of one transaction into one, so a batch ends
+            // before a repeat.
+            std::vector<std::vector<pg_param>> batch;
+            std::set<std::pair<std::string_view, std::string_view>> in_batch;
+            for (const auto& p : publishes_) {
+                if (batch.size() == max_batch || !fits_inline(p.message) ||
+                    !in_batch.emplace(p.channel, p.message).second) {
+                    break;
+                }
+                batch.push_back({{postgres_channel(p.channel)}, {p.message}});
+            }
+            publishes_in_flight_ = std::max<std::size_t>(batch.size(), 1);
             error_code ec;
             try {
-                co_await send(*connection, publishes_.front());
+                if (batch.empty()) {
+                    co_await send_large(*connection, publishes_.front());
+                } else {
+                    co_await connection->exec_transaction("SELECT pg_notify($1, $2)",
+                                                          std::move(batch));
+                }
             } catch (const system_error& e) {
                 if (e.code() != error::broker_error) {
                     throw;
@@ -362,9 +382,10 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
             if (generation != generation_) {
                 co_return;
             }
-            publish_busy_ = false;
-            post_completion(std::move(publishes_.front().handler), strand_, ec);
-            publishes_.pop_front();
+            for (; publishes_in_flight_ > 0; --publishes_in_flight_) {
+                post_completion(std::move(publishes_.front().handler), strand_, ec);
+                publishes_.pop_front();
+            }
         }
     } catch (const system_error& e) {
         connection_lost(generation, e.code());
@@ -373,13 +394,9 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
     }
 }
 
-asio::awaitable<void> postgres_client::send(pg_connection& connection, const pending_publish& p) {
+asio::awaitable<void> postgres_client::send_large(pg_connection& connection,
+                                                  const pending_publish& p) {
     const auto channel = postgres_channel(p.channel);
-    if (fits_inline(p.message)) {
-        std::vector<pg_param> params{{channel}, {p.message}};
-        co_await connection.exec("SELECT pg_notify($1, $2)", std::move(params));
-        co_return;
-    }
     const auto table = connection.quote_identifier(config_.payload_table);
     if (!table_ready_) {
         // Two instances may race to create it; the loser's error is harmless if the
@@ -434,7 +451,7 @@ void postgres_client::arm_publish_deadline() {
 void postgres_client::on_publish_deadline() {
     const auto now = clock::now();
     if (ready_) {
-        if (publish_busy_ && publishes_.front().deadline <= now) {
+        if (publishes_in_flight_ > 0 && publishes_.front().deadline <= now) {
             connection_lost(generation_, error::timeout);  // the server does not answer
         }
     } else {

@@ -56,7 +56,8 @@ class postgres_client : public std::enable_shared_from_this<postgres_client> {
     boost::asio::awaitable<void> run_publisher(std::uint64_t generation,
                                                std::shared_ptr<pg_connection> connection);
     boost::asio::awaitable<void> deliver_notifications(pg_connection& connection);
-    boost::asio::awaitable<void> send(pg_connection& connection, const pending_publish& p);
+    // Stores `p` in the payload table and notifies a reference to it.
+    boost::asio::awaitable<void> send_large(pg_connection& connection, const pending_publish& p);
     void connection_lost(std::uint64_t generation, boost::system::error_code ec);
     void close_connections();
     void arm_publish_deadline();
@@ -86,8 +87,8 @@ class postgres_client : public std::enable_shared_from_this<postgres_client> {
     std::unordered_map<std::string, std::string> channels_;
     std::deque<listen_command> listen_commands_;
 
-    std::deque<pending_publish> publishes_;  // the front one is being sent when busy
-    bool publish_busy_ = false;
+    std::deque<pending_publish> publishes_;
+    std::size_t publishes_in_flight_ = 0;  // at the front of `publishes_`, being sent
     boost::asio::steady_timer publish_wake_;
     boost::asio::steady_timer publish_deadline_;
     bool publish_deadline_armed_ = false;

@@ -35,7 +35,10 @@ wait_port() {
 
 start_chat() {  # URL; sets chat_port and chat_pid
   chat_port=$(free_port)
-  "$chat" --port "$chat_port" --broadcast "$1" 2>>"$dir/chat.log" &
+  # Deep client queues: the load generator reads 100 sockets on one thread and must
+  # not be mistaken for slow clients.
+  "$chat" --port "$chat_port" --broadcast "$1" --client-queue-messages 1000000 \
+    --client-queue-bytes 1000000000 2>>"$dir/chat.log" &
   chat_pid=$!
   pids+=("$chat_pid")
   wait_port "$chat_port"

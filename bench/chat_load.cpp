@@ -49,7 +49,7 @@ struct totals {
 };
 
 class client : public std::enable_shared_from_this<client> {
-public:
+  public:
     client(asio::io_context& io, totals& t, int senders) : ws_(io), totals_(t), last_(senders, 0) {}
 
     void start(unsigned short port) {
@@ -73,18 +73,18 @@ public:
     template <typename Done>
     void send(std::string message, Done done) {
         outgoing_ = std::move(message);
-        ws_.async_write(asio::buffer(outgoing_), [self = shared_from_this(), done](error_code ec,
-                                                                                   std::size_t) {
-            if (ec) {
-                throw std::runtime_error("write: " + ec.message());
-            }
-            done();
-        });
+        ws_.async_write(asio::buffer(outgoing_),
+                        [self = shared_from_this(), done](error_code ec, std::size_t) {
+                            if (ec) {
+                                throw std::runtime_error("write: " + ec.message());
+                            }
+                            done();
+                        });
     }
 
     std::uint64_t received() const { return received_; }
 
-private:
+  private:
     void read() {
         buffer_.clear();
         ws_.async_read(buffer_, [self = shared_from_this()](error_code ec, std::size_t) {
@@ -229,25 +229,25 @@ int main(int argc, char** argv) {
             all[sender]->send(message(sender), [&, sender] { flood(sender); });
         }
     };
+    std::vector<bool> busy(senders, false);
+    std::function<void()> step = [&] {
+        const std::chrono::duration<double> elapsed = clock_type::now() - start;
+        const auto owed = std::min<std::uint64_t>(
+            static_cast<std::uint64_t>(elapsed.count() * rate / senders) + 1, per_sender);
+        bool all_sent = true;
+        for (int s = 0; s < senders; ++s) {
+            if (next[s] < owed && !busy[s]) {
+                busy[s] = true;
+                all[s]->send(message(s), [&, s] { busy[s] = false; });
+            }
+            all_sent = all_sent && next[s] >= per_sender;
+        }
+        if (!all_sent) {
+            pace.expires_after(std::chrono::microseconds(500));
+            pace.async_wait([&](error_code) { step(); });
+        }
+    };
     if (rate > 0) {
-        std::vector<bool> busy(senders, false);
-        std::function<void()> step = [&] {
-            const std::chrono::duration<double> elapsed = clock_type::now() - start;
-            const auto owed = std::min<std::uint64_t>(
-                static_cast<std::uint64_t>(elapsed.count() * rate / senders) + 1, per_sender);
-            bool all_sent = true;
-            for (int s = 0; s < senders; ++s) {
-                if (next[s] < owed && !busy[s]) {
-                    busy[s] = true;
-                    all[s]->send(message(s), [&, s] { busy[s] = false; });
-                }
-                all_sent = all_sent && next[s] >= per_sender;
-            }
-            if (!all_sent) {
-                pace.expires_after(std::chrono::microseconds(500));
-                pace.async_wait([&](error_code) { step(); });
-            }
-        };
         step();
     } else {
         for (int s = 0; s < senders; ++s) {
@@ -271,27 +271,31 @@ int main(int argc, char** argv) {
 
     std::sort(t.latency_us.begin(), t.latency_us.end());
     const auto at = [&](double q) -> double {
-        return t.latency_us.empty() ? 0 : t.latency_us[static_cast<std::size_t>(q * (t.latency_us.size() - 1))];
+        return t.latency_us.empty()
+                   ? 0
+                   : t.latency_us[static_cast<std::size_t>(q * (t.latency_us.size() - 1))];
     };
     std::printf("clients %d on %zu instance(s), %d senders, %s\n", clients, ports.size(), senders,
-                rate > 0 ? ("fixed rate " + std::to_string(static_cast<int>(rate)) + " msg/s").c_str()
-                         : "flood");
-    std::printf("deliveries %llu of %llu in %.2f s: %.0f/s; lost %llu, duplicates %llu, "
-                "order violations %llu\n",
-                static_cast<unsigned long long>(t.delivered),
-                static_cast<unsigned long long>(expected), took.count(),
-                t.delivered / took.count(),
-                static_cast<unsigned long long>(expected - std::min(expected, t.delivered)),
-                static_cast<unsigned long long>(t.duplicates),
-                static_cast<unsigned long long>(t.reordered));
+                rate > 0
+                    ? ("fixed rate " + std::to_string(static_cast<int>(rate)) + " msg/s").c_str()
+                    : "flood");
+    std::printf(
+        "deliveries %llu of %llu in %.2f s: %.0f/s; lost %llu, duplicates %llu, "
+        "order violations %llu\n",
+        static_cast<unsigned long long>(t.delivered), static_cast<unsigned long long>(expected),
+        took.count(), t.delivered / took.count(),
+        static_cast<unsigned long long>(expected - std::min(expected, t.delivered)),
+        static_cast<unsigned long long>(t.duplicates),
+        static_cast<unsigned long long>(t.reordered));
     std::printf("latency p50 %.0f us, p90 %.0f us, p99 %.0f us\n", at(0.5), at(0.9), at(0.99));
     std::printf("load generator CPU %.0f%% of one core\n", 100 * own_cpu / took.count());
     for (std::size_t i = 0; i < pids.size(); ++i) {
         const double cpu = cpu_seconds(pids[i]) - server_cpu_before[i];
-        std::printf("server %s: CPU %.2f s (%.2f us per delivery over all servers' share), "
-                    "peak RSS %.1f MiB\n",
-                    pids[i].c_str(), cpu, 1e6 * cpu / std::max<double>(t.delivered, 1),
-                    peak_rss_kib(pids[i]) / 1024.0);
+        std::printf(
+            "server %s: CPU %.2f s (%.2f us per delivery over all servers' share), "
+            "peak RSS %.1f MiB\n",
+            pids[i].c_str(), cpu, 1e6 * cpu / std::max<double>(t.delivered, 1),
+            peak_rss_kib(pids[i]) / 1024.0);
     }
     return t.delivered == expected && t.duplicates == 0 && t.reordered == 0 ? 0 : 1;
 }

@@ -34,10 +34,9 @@ void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
 
 namespace {
 std::shared_ptr<broadcast_core> make_core(boost::asio::any_io_executor executor,
-                                          std::unique_ptr<backend> backend, std::string url,
-                                          broadcast_options options) {
-    auto core = std::make_shared<broadcast_core>(std::move(executor), std::move(backend),
-                                                 std::move(url), std::move(options));
+                                          std::unique_ptr<backend> backend, std::string url) {
+    auto core =
+        std::make_shared<broadcast_core>(std::move(executor), std::move(backend), std::move(url));
     core->attach();
     return core;
 }
@@ -47,12 +46,10 @@ std::shared_ptr<broadcast_core> make_core(boost::asio::any_io_executor executor,
 
 broadcast::broadcast(executor_type executor, std::string_view url, broadcast_options options)
     : core_(detail::make_core(std::move(executor), detail::make_backend(url, options),
-                              redact_url(url), options)) {}
+                              redact_url(url))) {}
 
-broadcast::broadcast(executor_type executor, std::unique_ptr<backend> backend,
-                     broadcast_options options)
-    : core_(detail::make_core(std::move(executor), std::move(backend), "custom",
-                              std::move(options))) {}
+broadcast::broadcast(executor_type executor, std::unique_ptr<backend> backend)
+    : core_(detail::make_core(std::move(executor), std::move(backend), "custom")) {}
 
 broadcast::broadcast(broadcast&&) noexcept = default;
 

@@ -35,12 +35,11 @@ struct broadcast_core::pending_subscribe {
 };
 
 broadcast_core::broadcast_core(asio::any_io_executor executor, std::unique_ptr<backend> backend,
-                               std::string redacted_url, broadcast_options options)
+                               std::string redacted_url)
     : executor_(std::move(executor)),
       strand_(asio::make_strand(executor_)),
       backend_(std::move(backend)),
-      url_(std::move(redacted_url)),
-      options_(std::move(options)) {}
+      url_(std::move(redacted_url)) {}
 
 broadcast_core::~broadcast_core() = default;
 

@@ -18,7 +18,7 @@ class broadcast_core final : public backend_sink,
                              public std::enable_shared_from_this<broadcast_core> {
   public:
     broadcast_core(boost::asio::any_io_executor executor, std::unique_ptr<backend> backend,
-                   std::string redacted_url, broadcast_options options);
+                   std::string redacted_url);
     ~broadcast_core();
 
     // Hands the backend its strand and sink; call once, right after make_shared.
@@ -85,7 +85,6 @@ class broadcast_core final : public backend_sink,
     const boost::asio::strand<boost::asio::any_io_executor> strand_;
     const std::unique_ptr<backend> backend_;
     const std::string url_;
-    const broadcast_options options_;
 
     std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>> channels_;
     std::uint64_t next_generation_ = 0;

@@ -107,9 +107,9 @@ class broadcast {
         ExecutionContext& context, std::string_view url, broadcast_options options = {})
         : broadcast(executor_type(context.get_executor()), url, std::move(options)) {}
 
-    /// Makes a broadcast over a backend object, e.g. one of the app's own.
-    broadcast(executor_type executor, std::unique_ptr<backend> backend,
-              broadcast_options options = {});
+    /// Makes a broadcast over a backend object, e.g. one of the app's own (which
+    /// takes its settings in its own constructor).
+    broadcast(executor_type executor, std::unique_ptr<backend> backend);
 
     /// Takes over `other`; using `other` afterwards is undefined.
     broadcast(broadcast&& other) noexcept;

@@ -206,6 +206,27 @@ TEST(postgres, a_flood_of_mixed_inline_and_table_payloads_loses_nothing) {
     });
 }
 
+TEST(postgres, notifications_read_while_fetching_a_payload_are_not_left_waiting) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, url);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("tail");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        // A stored payload followed by small ones, then silence: those read along with
+        // the fetch's reply must be delivered without waiting for more traffic.
+        for (int round = 0; round < 20; ++round) {
+            co_await bc.async_publish(channel, std::string("\xff", 1) + "stored", use_awaitable);
+            for (int i = 0; i < 3; ++i) {
+                bc.async_publish(channel, "small", [](error_code ec) { EXPECT_FALSE(ec); });
+            }
+            for (int i = 0; i < 4; ++i) {
+                (void)co_await receive(sub, 5s);
+            }
+        }
+    });
+}
+
 TEST(postgres, refuses_channels_it_cannot_carry) {
     const auto url = postgres_test_url();
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {

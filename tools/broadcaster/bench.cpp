@@ -191,6 +191,9 @@ class bench_run {
         char digits[timestamp_digits + 1];
         std::snprintf(digits, sizeof digits, "%016llx", static_cast<unsigned long long>(now));
         message.replace(0, timestamp_digits, digits);
+        if (options_.binary && sent_ % 2 == 0 && message.size() > timestamp_digits) {
+            message[timestamp_digits] = '\xff';  // not UTF-8 (Postgres: via the table)
+        }
         ++sent_;
         bc_.async_publish(channels_[channel], std::move(message), [this](error_code ec) {
             if (ec) {

@@ -58,6 +58,7 @@ struct bench_options {
     double duration = 0;            // seconds; replaces count when set
     double rate = 0;                // messages/s in all; 0: as fast as possible
     bool json = false;
+    bool binary = false;  // every other message not UTF-8
 };
 int bench(const bench_options& options);
 

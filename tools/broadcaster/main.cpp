@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
     ben->add_option("--count", bench.count, "Messages in all")->capture_default_str();
     ben->add_option("--duration", bench.duration, "Seconds to run (instead of --count)");
     ben->add_option("--rate", bench.rate, "Messages per second in all (default: unthrottled)");
+    ben->add_flag("--binary", bench.binary, "Make every other message binary (not UTF-8)");
     ben->add_flag("--json", bench.json, "Machine-readable output");
 
     try {

@@ -299,7 +299,17 @@ asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
 }
 
 asio::awaitable<void> postgres_client::deliver_notifications(pg_connection& connection) {
-    for (auto& notification : connection.take_notifications()) {
+    // Fetching a stored payload reads more input, which may hold more notifications:
+    // deliver until none is left, or they would wait for the next traffic.
+    for (auto notifications = connection.take_notifications(); !notifications.empty();
+         notifications = connection.take_notifications()) {
+        co_await deliver(connection, std::move(notifications));
+    }
+}
+
+asio::awaitable<void> postgres_client::deliver(pg_connection& connection,
+                                               std::vector<pg_notification> notifications) {
+    for (auto& notification : notifications) {
         const auto known = channels_.find(notification.channel);
         if (known == channels_.end()) {
             continue;  // unlistened meanwhile

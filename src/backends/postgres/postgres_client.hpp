@@ -56,6 +56,8 @@ class postgres_client : public std::enable_shared_from_this<postgres_client> {
     boost::asio::awaitable<void> run_publisher(std::uint64_t generation,
                                                std::shared_ptr<pg_connection> connection);
     boost::asio::awaitable<void> deliver_notifications(pg_connection& connection);
+    boost::asio::awaitable<void> deliver(pg_connection& connection,
+                                         std::vector<pg_notification> notifications);
     // Stores `p` in the payload table and notifies a reference to it.
     boost::asio::awaitable<void> send_large(pg_connection& connection, const pending_publish& p);
     void connection_lost(std::uint64_t generation, boost::system::error_code ec);

@@ -152,11 +152,15 @@ void expect_one_room(const std::string& url) {
 }
 
 #ifdef BROADCASTER_WITH_REDIS
-TEST(chat, two_instances_on_redis_form_one_room) { expect_one_room(redis_test_url()); }
+TEST(chat, two_instances_on_redis_form_one_room) {
+    expect_one_room(redis_test_url());
+}
 #endif
 
 #ifdef BROADCASTER_WITH_POSTGRES
-TEST(chat, two_instances_on_postgres_form_one_room) { expect_one_room(postgres_test_url()); }
+TEST(chat, two_instances_on_postgres_form_one_room) {
+    expect_one_room(postgres_test_url());
+}
 #endif
 
 TEST(chat, oversized_and_binary_frames_close_only_that_client) {

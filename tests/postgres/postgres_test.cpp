@@ -13,16 +13,6 @@ namespace {
 using asio::use_awaitable;
 using boost::system::error_code;
 
-struct state_log {
-    std::vector<connection_state> states;
-    void attach(broadcast& bc) {
-        bc.on_state_change([this](connection_state s, error_code) { states.push_back(s); });
-    }
-    bool saw(connection_state s) const {
-        return std::find(states.begin(), states.end(), s) != states.end();
-    }
-};
-
 constexpr const char* fast_reconnect = "?reconnect_min_ms=20&reconnect_max_ms=200";
 
 TEST(postgres, notifications_flow_again_after_a_server_restart) {

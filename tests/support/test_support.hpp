@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -88,6 +89,18 @@ inline asio::awaitable<void> eventually(std::function<bool()> condition,
         co_await timer.async_wait(asio::use_awaitable);
     }
 }
+
+// Collects a broadcast's state changes, so a test can wait for one.
+struct state_log {
+    std::vector<connection_state> states;
+    void attach(broadcast& bc) {
+        bc.on_state_change(
+            [this](connection_state s, boost::system::error_code) { states.push_back(s); });
+    }
+    bool saw(connection_state s) const {
+        return std::find(states.begin(), states.end(), s) != states.end();
+    }
+};
 
 // Receives one event from `sub`, throwing (and so failing the test) after `timeout`.
 inline asio::awaitable<event> receive(subscriber& sub, std::chrono::milliseconds timeout = 5s) {

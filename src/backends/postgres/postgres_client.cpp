@@ -247,7 +247,12 @@ asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
     const auto self = shared_from_this();
     try {
         // After a reconnect: LISTEN again to everything, then say so.
-        for (const auto& [name, channel] : channels_) {
+        // A copy: subscribe() may add channels while a LISTEN is in flight.
+        std::vector<std::string> names;
+        for (const auto& entry : channels_) {
+            names.push_back(entry.first);
+        }
+        for (const auto& name : names) {
             co_await connection->exec("LISTEN " + connection->quote_identifier(name));
         }
         if (generation != generation_) {

@@ -143,8 +143,8 @@ void pg_connection::consume_input() {
     }
 }
 
-asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_param> params,
-                                               bool binary_result) {
+void pg_connection::send_query(const char* sql, const std::vector<pg_param>& params,
+                               bool binary_result) {
     std::vector<const char*> values;
     std::vector<int> lengths;
     std::vector<int> formats;
@@ -153,19 +153,28 @@ asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_p
         lengths.push_back(static_cast<int>(p.value.size()));
         formats.push_back(p.binary ? 1 : 0);
     }
-    if (!PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
-                           values.data(), lengths.data(), formats.data(), binary_result ? 1 : 0)) {
+    if (!PQsendQueryParams(conn_, sql, static_cast<int>(params.size()), nullptr, values.data(),
+                           lengths.data(), formats.data(), binary_result ? 1 : 0)) {
         fail_connection("cannot send a query");
     }
+}
+
+asio::awaitable<pg_result> pg_connection::next_result() {
+    while (PQisBusy(conn_)) {
+        co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
+        consume_input();
+    }
+    co_return pg_result(PQgetResult(conn_));
+}
+
+asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_param> params,
+                                               bool binary_result) {
+    send_query(sql.c_str(), params, binary_result);
     co_await flush();
     pg_result last;
     std::string error;
     for (;;) {
-        while (PQisBusy(conn_)) {
-            co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
-            consume_input();
-        }
-        pg_result result(PQgetResult(conn_));
+        pg_result result = co_await next_result();
         if (!result) {
             break;
         }
@@ -189,23 +198,11 @@ asio::awaitable<void> pg_connection::exec_transaction(
     if (!PQenterPipelineMode(conn_)) {
         fail_connection("cannot enter pipeline mode");
     }
-    const auto send = [&](const char* text, const std::vector<pg_param>& params) {
-        std::vector<const char*> values;
-        std::vector<int> lengths;
-        for (const auto& p : params) {
-            values.push_back(p.value.data());
-            lengths.push_back(static_cast<int>(p.value.size()));
-        }
-        if (!PQsendQueryParams(conn_, text, static_cast<int>(params.size()), nullptr, values.data(),
-                               lengths.data(), nullptr, 0)) {
-            fail_connection("cannot send a query");
-        }
-    };
-    send("BEGIN", {});
+    send_query("BEGIN", {}, false);
     for (const auto& params : statements) {
-        send(sql.c_str(), params);
+        send_query(sql.c_str(), params, false);
     }
-    send("COMMIT", {});
+    send_query("COMMIT", {}, false);
     if (!PQpipelineSync(conn_)) {
         fail_connection("cannot send a pipeline");
     }
@@ -214,11 +211,7 @@ asio::awaitable<void> pg_connection::exec_transaction(
     // statement aborts the rest of the transaction.
     std::string error;
     for (;;) {
-        while (PQisBusy(conn_)) {
-            co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
-            consume_input();
-        }
-        pg_result result(PQgetResult(conn_));
+        pg_result result = co_await next_result();
         if (!result) {
             continue;
         }

@@ -75,6 +75,9 @@ class pg_connection {
 
   private:
     void watch_socket();
+    void send_query(const char* sql, const std::vector<pg_param>& params, bool binary_result);
+    // The next result once it is complete; null after a statement's last one.
+    boost::asio::awaitable<pg_result> next_result();
     boost::asio::awaitable<void> flush();
     void consume_input();
     [[noreturn]] void fail_connection(const std::string& what);

@@ -18,10 +18,10 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 start_redis() {
-  # A random high port nobody answers on.
+  # A random high port nobody listens on.
   for _ in $(seq 20); do
     port=$(shuf -i 20000-60000 -n 1)
-    redis-cli -p "$port" ping >/dev/null 2>&1 || break
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
   done
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
     --logfile "$work/redis.log" &

@@ -205,15 +205,21 @@ TEST(postgres, notifications_read_while_fetching_a_payload_are_not_left_waiting)
         auto sub = co_await bc.async_subscribe(channel, use_awaitable);
         // A stored payload followed by small ones, then silence: those read along with
         // the fetch's reply must be delivered without waiting for more traffic.
+        int acknowledged = 0;
         for (int round = 0; round < 20; ++round) {
             co_await bc.async_publish(channel, std::string("\xff", 1) + "stored", use_awaitable);
             for (int i = 0; i < 3; ++i) {
-                bc.async_publish(channel, "small", [](error_code ec) { EXPECT_FALSE(ec); });
+                bc.async_publish(channel, "small", [&](error_code ec) {
+                    EXPECT_FALSE(ec) << ec.message();
+                    ++acknowledged;
+                });
             }
             for (int i = 0; i < 4; ++i) {
                 (void)co_await receive(sub, 5s);
             }
         }
+        // A notification can arrive before its publisher has read COMMIT's reply.
+        co_await eventually([&] { return acknowledged == 60; });
     });
 }
 

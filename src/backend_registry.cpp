@@ -7,6 +7,9 @@
 #ifdef BROADCASTER_WITH_POSTGRES
 #include "backends/postgres/postgres_backend.hpp"
 #endif
+#ifdef BROADCASTER_WITH_KAFKA
+#include "backends/kafka/kafka_backend.hpp"
+#endif
 
 #include <broadcaster/error.hpp>
 #include <broadcaster/url.hpp>
@@ -61,6 +64,9 @@ class registry {
 #ifdef BROADCASTER_WITH_POSTGRES
         factories_["postgres"] = detail::make_postgres_backend;
         factories_["postgresql"] = detail::make_postgres_backend;
+#endif
+#ifdef BROADCASTER_WITH_KAFKA
+        factories_["kafka"] = detail::make_kafka_backend;
 #endif
     }
 

@@ -41,6 +41,9 @@ inline std::vector<backend_case> backend_cases() {
     // Payloads NOTIFY cannot carry (8000 bytes and more, binary) go through a table.
     cases.push_back({"postgres", postgres_test_url, true, true, 1024 * 1024});
 #endif
+#ifdef BROADCASTER_WITH_KAFKA
+    cases.push_back({"kafka", kafka_test_url, true, true, 1024 * 1024});
+#endif
     return cases;
 }
 

@@ -6,6 +6,10 @@
 
 #include "server_process.hpp"
 
+#ifdef BROADCASTER_WITH_KAFKA
+#include "kafka_mock.hpp"
+#endif
+
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -107,5 +111,17 @@ inline std::string postgres_test_url() {
     static postgres_server server;
     return server.url();
 }
+
+#ifdef BROADCASTER_WITH_KAFKA
+// The URL of the Kafka cluster shared by the tests of this process
+// ($BROADCASTER_TEST_KAFKA_URL, or a 3-broker mock cluster started here).
+inline std::string kafka_test_url() {
+    if (const char* url = std::getenv("BROADCASTER_TEST_KAFKA_URL")) {
+        return url;
+    }
+    static kafka_mock cluster(3);
+    return cluster.url();
+}
+#endif
 
 }  // namespace broadcaster::test

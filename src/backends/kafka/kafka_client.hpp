@@ -1,0 +1,100 @@
+#pragma once
+
+#include "blocking_service.hpp"
+#include "kafka_config.hpp"
+#include "queue_wakeup.hpp"
+
+#include <broadcaster/backend.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <unordered_map>
+
+namespace broadcaster::detail {
+
+// The Kafka backend's state, shared with every pending operation. Two librdkafka
+// clients: a producer, and a consumer that never joins its group: each subscribed
+// topic is assigned whole, at its high watermark, so every broadcast instance gets
+// every message (broadcast, not queue, semantics). Their event queues wake the strand
+// through `queue_wakeup`; librdkafka's blocking requests (metadata, watermarks) run on
+// the io_context's `blocking_service` threads, never on the strand. librdkafka reconnects by itself;
+// this class reports the outage and the recovery.
+class kafka_client : public std::enable_shared_from_this<kafka_client> {
+  public:
+    using completion_handler = backend::completion_handler;
+
+    kafka_client(boost::asio::any_io_executor strand, kafka_config config,
+                 std::weak_ptr<backend_sink> sink);
+    ~kafka_client();
+
+    void connect(completion_handler handler);
+    void disconnect(completion_handler handler);
+    void subscribe(std::string topic, completion_handler handler);
+    void unsubscribe(const std::string& topic, completion_handler handler);
+    void publish(std::string topic, std::string message, completion_handler handler);
+    // Closes everything; pending operations fail with error::not_connected.
+    void stop();
+
+  private:
+    using clock = std::chrono::steady_clock;
+    struct handles;  // the librdkafka clients, shared with blocking requests
+    struct waiting_publish {
+        std::string topic;
+        std::string message;
+        completion_handler handler;
+        clock::time_point deadline;
+    };
+
+    // Runs `request(handles)` on the blocking pool, then `then(*this, result)` on the
+    // strand. Keeps the client alive meanwhile.
+    template <typename Request, typename Then>
+    void run_blocking(Request request, Then then);
+
+    void watch_queues();
+    void drain_producer();
+    void drain_consumer();
+    void deliver(const rd_kafka_message_t& message);
+    bool produce(const std::string& topic, std::string_view message, completion_handler& handler);
+    void retry_waiting_publishes();
+    void complete_publish(std::uint64_t id, rd_kafka_resp_err_t err);
+    void on_error(int err);
+    void probe();
+    void report(connection_state state, boost::system::error_code ec);
+    void release_handles(completion_handler then);
+
+    static void on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque);
+    static void on_error_event(rd_kafka_t*, int err, const char* reason, void* opaque);
+
+    const boost::asio::any_io_executor strand_;
+    const kafka_config config_;
+    const std::weak_ptr<backend_sink> sink_;
+
+    blocking_service& blocking_;
+    std::shared_ptr<handles> handles_;
+    std::unique_ptr<queue_wakeup> producer_events_;
+    std::unique_ptr<queue_wakeup> consumer_events_;
+    bool connected_ = false;
+    bool stopped_ = false;
+    boost::asio::steady_timer probe_timer_;
+    std::chrono::milliseconds backoff_;
+
+    // Publishes handed to librdkafka, by the id their delivery report carries.
+    std::unordered_map<std::uint64_t, completion_handler> publishes_;
+    // The key of every message this client publishes: one partition per publisher
+    // keeps its order, and publishers spread over the partitions.
+    const std::string publisher_key_;
+    std::uint64_t next_publish_id_ = 0;
+    // Publishes waiting for room in librdkafka's queue, in order.
+    std::deque<waiting_publish> waiting_;
+
+    // Subscribed topics and their partition counts; only these are delivered.
+    std::unordered_map<std::string, std::int32_t> topics_;
+};
+
+}  // namespace broadcaster::detail

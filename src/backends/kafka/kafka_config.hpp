@@ -1,0 +1,39 @@
+#pragma once
+
+#include <broadcaster/backend.hpp>
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace broadcaster::detail {
+
+// librdkafka settings as (name, value) pairs, applied in order (later ones win).
+using kafka_settings = std::vector<std::pair<std::string, std::string>>;
+
+// A `kafka://host:port[,host:port...][?options]` URL. See the README's option table.
+struct kafka_config {
+    std::string redacted_url;
+    std::string bootstrap_servers;  // "host:port,host:port"
+    std::string topic_prefix;
+    std::chrono::milliseconds connect_timeout;
+    std::chrono::milliseconds publish_timeout;
+    std::chrono::milliseconds reconnect_min;
+    std::chrono::milliseconds reconnect_max;
+    // Given in the URL: for both clients, then for the producer or consumer only.
+    // May contain a password (sasl.password): never log them.
+    kafka_settings common;
+    kafka_settings producer;
+    kafka_settings consumer;
+};
+
+// Throws system_error(error::invalid_url) naming what is wrong, password masked.
+// librdkafka settings are checked here, so that a bad one fails the constructor.
+kafka_config parse_kafka_url(const backend_config& config);
+
+// The topic of `channel`, or an empty string when Kafka cannot name a topic so
+// (legal topic names: 1 to 249 of [a-zA-Z0-9._-], not "." or "..").
+std::string kafka_topic(const std::string& prefix, const std::string& channel);
+
+}  // namespace broadcaster::detail

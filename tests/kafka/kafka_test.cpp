@@ -1,0 +1,2 @@
+#include "test_servers.hpp"
+#include "test_support.hpp"

@@ -7,9 +7,11 @@ tool=$1
 case_name=$2
 work=$(mktemp -d)
 redis_pid=""
+kafka_pid=""
 pg_stop=()
 cleanup() {
   [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  [[ -n $kafka_pid ]] && kill "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null
   ((${#pg_stop[@]})) && "${pg_stop[@]}" >/dev/null 2>&1
   rm -rf "$work"
 }
@@ -53,6 +55,17 @@ start_postgres() {
     fail "pg_ctl: $(cat "$work/pg.log")"
   pg_stop=("${as[@]}" "$bin/pg_ctl" -D "$work/data" -m immediate stop)
   url="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# A Kafka mock cluster (broadcaster-kafka-mock, next to the tool in the build tree, or
+# $BROADCASTER_KAFKA_MOCK); its first line of output is the bootstrap list.
+start_kafka() {
+  local mock=${BROADCASTER_KAFKA_MOCK:-$(dirname "$tool")/../../broadcaster-kafka-mock}
+  coproc kafka { exec "$mock" --brokers 3; }
+  kafka_pid=$kafka_PID
+  local bootstrap
+  read -r -t 10 bootstrap <&"${kafka[0]}" || fail "broadcaster-kafka-mock did not start"
+  url="kafka://$bootstrap"
 }
 
 # Starts `broadcaster subscribe ARGS...` in the background; returns once it printed
@@ -158,6 +171,19 @@ case $case_name in
     wait_sub
     expected=$'{"channel":"Chat Room","message":"hello postgres"}\n{"channel":"Chat Room","message_base64":"/wBiaW5hcnk="}'
     [[ $(cat "$work/out") == "$expected" ]] || fail "got '$(cat "$work/out")'"
+    ;;
+  round_trip_kafka)
+    start_kafka
+    subscribe_bg "$url" orders --count 2 --with-channel
+    printf 'first\nsecond\n' | "$tool" publish "$url" orders
+    wait_sub
+    [[ $(cat "$work/out") == $'orders\tfirst\norders\tsecond' ]] || fail "got '$(cat "$work/out")'"
+    expect_status 6 "invalid channel\|channel" "$tool" publish "$url" "Chat Room" m
+    ;;
+  bench_kafka)
+    start_kafka
+    "$tool" bench "$url" --subscribers 2 --count 2000 > "$work/bench.txt"
+    grep -q "delivered    4000 of 4000" "$work/bench.txt" || fail "$(cat "$work/bench.txt")"
     ;;
   bench_redis)
     start_redis

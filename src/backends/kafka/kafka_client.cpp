@@ -4,8 +4,8 @@
 
 #include <broadcaster/error.hpp>
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/execution/context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -75,11 +75,12 @@ struct watermarks {
 // The high watermark of every partition of `topic`, which a metadata request creates
 // if the broker creates topics on first use. Blocking; waits while the new topic's
 // partitions get their leaders.
-watermarks find_high_watermarks(rd_kafka_t* client, const std::string& topic,
+watermarks find_high_watermarks(rd_kafka_t* producer, rd_kafka_t* consumer, rd_kafka_topic_t* topic,
                                 milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     const auto remaining = [&] {
-        return std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+        return std::chrono::duration_cast<milliseconds>(deadline -
+                                                        std::chrono::steady_clock::now());
     };
     const auto retry_later = [&] {
         if (remaining() <= milliseconds(0)) {
@@ -88,14 +89,12 @@ watermarks find_high_watermarks(rd_kafka_t* client, const std::string& topic,
         std::this_thread::sleep_for(milliseconds(10));
         return true;
     };
-    std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> handle(
-        rd_kafka_topic_new(client, topic.c_str(), nullptr), rd_kafka_topic_destroy);
     watermarks out;
     int partitions = 0;
     rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
     do {
         const rd_kafka_metadata_t* metadata = nullptr;
-        last = rd_kafka_metadata(client, 0, handle.get(), &metadata, to_ms(remaining()));
+        last = rd_kafka_metadata(producer, 0, topic, &metadata, to_ms(remaining()));
         if (!last && metadata->topic_cnt == 1) {
             const auto& found = metadata->topics[0];
             last = found.err;
@@ -125,9 +124,10 @@ watermarks find_high_watermarks(rd_kafka_t* client, const std::string& topic,
         std::int64_t low = 0;
         std::int64_t high = 0;
         rd_kafka_resp_err_t err;
-        while ((err = rd_kafka_query_watermark_offsets(client, topic.c_str(), partition, &low,
-                                                       &high, to_ms(remaining()))) &&
-               err != RD_KAFKA_RESP_ERR__TIMED_OUT && retry_later()) {
+        while (
+            (err = rd_kafka_query_watermark_offsets(consumer, rd_kafka_topic_name(topic), partition,
+                                                    &low, &high, to_ms(remaining()))) &&
+            err != RD_KAFKA_RESP_ERR__TIMED_OUT && retry_later()) {
         }
         if (err) {
             out.ec = error::not_connected;
@@ -155,6 +155,9 @@ struct kafka_client::handles {
         rd_kafka_poll_set_consumer(consumer);
     }
     ~handles() {
+        for (const auto& [name, topic] : topics) {
+            rd_kafka_topic_destroy(topic);
+        }
         rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_destroy(producer);
         // It never joined its group: there is nothing to leave.
@@ -170,9 +173,9 @@ struct kafka_client::handles {
             if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error_text,
                                   sizeof error_text) != RD_KAFKA_CONF_OK) {
                 rd_kafka_conf_destroy(conf);
-                throw boost::system::system_error(error::invalid_url, "'" + config.redacted_url +
-                                                                          "': librdkafka refused '" +
-                                                                          name + "'");
+                throw boost::system::system_error(
+                    error::invalid_url,
+                    "'" + config.redacted_url + "': librdkafka refused '" + name + "'");
             }
         };
         bool debug = false;
@@ -225,19 +228,20 @@ struct kafka_client::handles {
     std::atomic<kafka_client*> target{nullptr};
     rd_kafka_t* producer = nullptr;
     rd_kafka_t* consumer = nullptr;
+    // The producer's topic handles, made on the strand; blocking requests use them.
+    std::unordered_map<std::string, rd_kafka_topic_t*> topics;
 };
 
 template <typename Request, typename Then>
 void kafka_client::run_blocking(Request request, Then then) {
     blocking_.post([once = move_only{}, self = shared_from_this(), clients = handles_,
-                                 request = std::move(request), then = std::move(then)]() mutable {
+                    request = std::move(request), then = std::move(then)]() mutable {
         auto result = request(*clients);
         clients.reset();  // the last reference destroys them: here, off the strand
         const auto strand = self->strand_;
-        asio::post(strand, [once = move_only{}, self = std::move(self), then = std::move(then),
-                            result = std::move(result)]() mutable {
-            then(*self, std::move(result));
-        });
+        asio::post(strand,
+                   [once = move_only{}, self = std::move(self), then = std::move(then),
+                    result = std::move(result)]() mutable { then(*self, std::move(result)); });
     });
 }
 
@@ -246,7 +250,8 @@ kafka_client::kafka_client(asio::any_io_executor strand, kafka_config config,
     : strand_(std::move(strand)),
       config_(std::move(config)),
       sink_(std::move(sink)),
-      blocking_(asio::use_service<blocking_service>(asio::query(strand_, asio::execution::context))),
+      blocking_(
+          asio::use_service<blocking_service>(asio::query(strand_, asio::execution::context))),
       probe_timer_(strand_),
       backoff_(config_.reconnect_min),
       publisher_key_(random_name("publisher")) {}
@@ -273,23 +278,22 @@ void kafka_client::connect(completion_handler handler) {
         return;
     }
     // Both clients connect lazily; one metadata request proves the cluster reachable.
-    run_blocking(
-        [timeout = config_.connect_timeout](handles& clients) {
-            return reach_cluster(clients.producer, timeout);
-        },
-        [once = move_only{}, handler = std::move(handler)](kafka_client& self,
-                                                           rd_kafka_resp_err_t err) mutable {
-            error_code ec;
-            if (self.stopped_) {
-                ec = asio::error::operation_aborted;
-            } else if (err) {
-                ec = err == RD_KAFKA_RESP_ERR__TIMED_OUT ? error::timeout : error::not_connected;
-                self.stop();
-            } else {
-                self.connected_ = true;
-            }
-            post_completion(std::move(handler), self.strand_, ec);
-        });
+    run_blocking([timeout = config_.connect_timeout](
+                     handles& clients) { return reach_cluster(clients.producer, timeout); },
+                 [once = move_only{}, handler = std::move(handler)](
+                     kafka_client& self, rd_kafka_resp_err_t err) mutable {
+                     error_code ec;
+                     if (self.stopped_) {
+                         ec = asio::error::operation_aborted;
+                     } else if (err) {
+                         // No broker answered within the connect timeout.
+                         ec = error::not_connected;
+                         self.stop();
+                     } else {
+                         self.connected_ = true;
+                     }
+                     post_completion(std::move(handler), self.strand_, ec);
+                 });
 }
 
 void kafka_client::watch_queues() {
@@ -379,8 +383,8 @@ void kafka_client::stop() {
 }
 
 void kafka_client::release_handles(completion_handler then) {
-    blocking_.post([once = move_only{}, clients = std::move(handles_),
-                                 strand = strand_, then = std::move(then)]() mutable {
+    blocking_.post([once = move_only{}, clients = std::move(handles_), strand = strand_,
+                    then = std::move(then)]() mutable {
         clients.reset();
         if (then) {
             post_completion(std::move(then), strand, error_code());
@@ -399,8 +403,8 @@ void kafka_client::subscribe(std::string topic, completion_handler handler) {
     // Assigning every partition at its high watermark, read before subscribe
     // completes, is what makes everything published afterwards arrive.
     run_blocking(
-        [topic, timeout = config_.connect_timeout](handles& clients) {
-            return find_high_watermarks(clients.producer, topic, timeout);
+        [handle = topic_handle(topic), timeout = config_.connect_timeout](handles& clients) {
+            return find_high_watermarks(clients.producer, clients.consumer, handle, timeout);
         },
         [once = move_only{}, topic, handler = std::move(handler)](kafka_client& self,
                                                                   watermarks found) mutable {
@@ -414,8 +418,8 @@ void kafka_client::subscribe(std::string topic, completion_handler handler) {
                     rd_kafka_topic_partition_list_add(partitions, topic.c_str(), p)->offset =
                         found.high[p];
                 }
-                if (auto* failure = rd_kafka_incremental_assign(self.handles_->consumer,
-                                                                partitions)) {
+                if (auto* failure =
+                        rd_kafka_incremental_assign(self.handles_->consumer, partitions)) {
                     rd_kafka_error_destroy(failure);
                     ec = error::broker_error;
                 } else {
@@ -491,7 +495,7 @@ bool kafka_client::produce(const std::string& topic, std::string_view message,
                            completion_handler& handler) {
     const auto id = next_publish_id_++;
     const auto err = rd_kafka_producev(
-        handles_->producer, RD_KAFKA_V_TOPIC(topic.c_str()),
+        handles_->producer, RD_KAFKA_V_RKT(topic_handle(topic)),
         RD_KAFKA_V_VALUE(const_cast<char*>(message.data()), message.size()),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(publisher_key_.data(), publisher_key_.size()),
@@ -506,6 +510,26 @@ bool kafka_client::produce(const std::string& topic, std::string_view message,
         publishes_.emplace(id, std::move(handler));
     }
     return true;
+}
+
+rd_kafka_topic_t* kafka_client::topic_handle(const std::string& topic) {
+    auto& handle = handles_->topics[topic];
+    if (!handle) {
+        handle = rd_kafka_topic_new(handles_->producer, topic.c_str(), nullptr);
+        // librdkafka would look a new topic up on its next one-second scan; ask now,
+        // which also creates it if the broker creates topics on first use.
+        run_blocking(
+            [handle, timeout = config_.publish_timeout](handles& clients) {
+                const rd_kafka_metadata_t* metadata = nullptr;
+                rd_kafka_metadata(clients.producer, 0, handle, &metadata, to_ms(timeout));
+                if (metadata) {
+                    rd_kafka_metadata_destroy(metadata);
+                }
+                return 0;
+            },
+            [](kafka_client&, int) {});
+    }
+    return handle;
 }
 
 void kafka_client::retry_waiting_publishes() {
@@ -538,8 +562,7 @@ void kafka_client::drain_producer() {
 void kafka_client::on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* message,
                                       void* opaque) {
     if (auto* client = static_cast<std::atomic<kafka_client*>*>(opaque)->load()) {
-        client->complete_publish(reinterpret_cast<std::uintptr_t>(message->_private),
-                                 message->err);
+        client->complete_publish(reinterpret_cast<std::uintptr_t>(message->_private), message->err);
     }
 }
 

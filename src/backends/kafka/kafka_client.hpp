@@ -23,8 +23,8 @@ namespace broadcaster::detail {
 // topic is assigned whole, at its high watermark, so every broadcast instance gets
 // every message (broadcast, not queue, semantics). Their event queues wake the strand
 // through `queue_wakeup`; librdkafka's blocking requests (metadata, watermarks) run on
-// the io_context's `blocking_service` threads, never on the strand. librdkafka reconnects by itself;
-// this class reports the outage and the recovery.
+// the io_context's `blocking_service` threads, never on the strand. librdkafka reconnects by
+// itself; this class reports the outage and the recovery.
 class kafka_client : public std::enable_shared_from_this<kafka_client> {
   public:
     using completion_handler = backend::completion_handler;
@@ -61,6 +61,7 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     void drain_consumer();
     void deliver(const rd_kafka_message_t& message);
     bool produce(const std::string& topic, std::string_view message, completion_handler& handler);
+    rd_kafka_topic_t* topic_handle(const std::string& topic);
     void retry_waiting_publishes();
     void complete_publish(std::uint64_t id, rd_kafka_resp_err_t err);
     void on_error(int err);

@@ -49,7 +49,7 @@ std::string parse_broker(const backend_config& config, std::string_view broker) 
 // Checks librdkafka settings by applying them to a throwaway configuration.
 void check_settings(const backend_config& config, const kafka_settings& settings) {
     std::unique_ptr<rd_kafka_conf_t, decltype(&rd_kafka_conf_destroy)> conf(rd_kafka_conf_new(),
-                                                                             rd_kafka_conf_destroy);
+                                                                            rd_kafka_conf_destroy);
     char error[512];
     for (const auto& [name, value] : settings) {
         if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error, sizeof error) !=
@@ -126,9 +126,7 @@ kafka_config parse_kafka_url(const backend_config& config) {
     for (const auto& param : url.params()) {
         const std::string key = param.key;
         const std::string value = param.value;
-        const auto setting = [&](std::string_view prefix) {
-            return key.substr(prefix.size());
-        };
+        const auto setting = [&](std::string_view prefix) { return key.substr(prefix.size()); };
         if (key == "topic_prefix") {
             if (!value.empty() && kafka_topic(value, "x").empty()) {
                 invalid_url(config, "topic_prefix may only contain [a-zA-Z0-9._-]");
@@ -164,8 +162,8 @@ kafka_config parse_kafka_url(const backend_config& config) {
 
 std::string kafka_topic(const std::string& prefix, const std::string& channel) {
     std::string topic = prefix + channel;
-    const bool legal = !channel.empty() && topic.size() <= 249 && topic != "." &&
-                       topic != ".." && std::all_of(topic.begin(), topic.end(), legal_topic_char);
+    const bool legal = !channel.empty() && topic.size() <= 249 && topic != "." && topic != ".." &&
+                       std::all_of(topic.begin(), topic.end(), legal_topic_char);
     return legal ? topic : std::string();
 }
 

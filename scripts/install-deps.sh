@@ -13,6 +13,7 @@ packages=(
   libcli11-dev
   libhiredis-dev libssl-dev redis-server redis-tools openssl
   libpq-dev postgresql-15
+  librdkafka-dev
   chromium
   clang-format
 )

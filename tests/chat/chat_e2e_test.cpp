@@ -163,6 +163,12 @@ TEST(chat, two_instances_on_postgres_form_one_room) {
 }
 #endif
 
+#ifdef BROADCASTER_WITH_KAFKA
+TEST(chat, two_instances_on_kafka_form_one_room) {
+    expect_one_room(kafka_test_url());
+}
+#endif
+
 TEST(chat, oversized_and_binary_frames_close_only_that_client) {
     chat_instance chat("memory://", {"--max-message-bytes", "1024"});
     client bystander(chat.port);

@@ -220,7 +220,7 @@ TEST(kafka, rejects_bad_urls_naming_the_problem_without_the_password) {
          {"kafka://u:pw@", "kafka://u:pw@host:9092,", "kafka://u:pw@host:99999",
           "kafka://u:pw@host:abc", "kafka://u:pw@host/path", "kafka://u:pw@host?bogus=1",
           "kafka://u:pw@host?kafka.no.such.setting=1", "kafka://u:pw@host?topic_prefix=a%20b",
-          "kafka://u:pw@host?kafka.linger.ms=abc"}) {
+          "kafka://u:pw@host?kafka.linger.ms=abc", "kafka://host?kafka.sasl.password=pw&bogus=1"}) {
         try {
             broadcast bc(io, url);
             ADD_FAILURE() << "accepted " << url;

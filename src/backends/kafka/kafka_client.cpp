@@ -354,11 +354,14 @@ void kafka_client::report(connection_state state, error_code ec) {
 }
 
 void kafka_client::disconnect(completion_handler handler) {
-    stop();
-    release_handles(std::move(handler));
+    if (stopped_) {
+        post_completion(std::move(handler), strand_, error_code());
+        return;
+    }
+    stop(std::move(handler));
 }
 
-void kafka_client::stop() {
+void kafka_client::stop(completion_handler then) {
     if (stopped_) {
         return;
     }
@@ -379,7 +382,7 @@ void kafka_client::stop() {
     }
     waiting_.clear();
     topics_.clear();
-    release_handles({});
+    release_handles(std::move(then));
 }
 
 void kafka_client::release_handles(completion_handler then) {

@@ -38,8 +38,9 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     void subscribe(std::string topic, completion_handler handler);
     void unsubscribe(const std::string& topic, completion_handler handler);
     void publish(std::string topic, std::string message, completion_handler handler);
-    // Closes everything; pending operations fail with error::not_connected.
-    void stop();
+    // Closes everything; pending operations fail with error::not_connected. `then`
+    // completes once librdkafka's clients are destroyed.
+    void stop(completion_handler then = {});
 
   private:
     using clock = std::chrono::steady_clock;
@@ -67,6 +68,7 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     void on_error(int err);
     void probe();
     void report(connection_state state, boost::system::error_code ec);
+    // Destroys librdkafka's clients on the blocking threads, then completes `then`.
     void release_handles(completion_handler then);
 
     static void on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque);

@@ -116,6 +116,8 @@ std::string server::metrics_text() const {
            metrics_.messages_in.load());
     metric("chat_messages_out_total", "counter", "Messages sent to clients.",
            metrics_.messages_out.load());
+    metric("chat_batches_out_total", "counter",
+           "Writes to clients, each of one or more queued messages.", metrics_.batches_out.load());
     metric("chat_slow_client_disconnects_total", "counter",
            "Clients disconnected because their send queue overflowed.",
            metrics_.slow_client_disconnects.load());

@@ -38,6 +38,7 @@ struct metrics {
     std::atomic<std::uint64_t> connections_total{0};
     std::atomic<std::uint64_t> messages_in{0};
     std::atomic<std::uint64_t> messages_out{0};
+    std::atomic<std::uint64_t> batches_out{0};  // writes of one or more messages
     std::atomic<std::uint64_t> slow_client_disconnects{0};
     std::atomic<std::uint64_t> oversized_frames{0};
     std::atomic<std::uint64_t> binary_frames{0};

@@ -1,9 +1,12 @@
 // One chat client: a reader that publishes what the client sends, a writer that
 // sends what the room receives, and a watchdog for a client whose socket is stuck.
 // Only the writer writes frames (messages and the close), as Beast requires; the
-// reader asks it to close by ending the subscription.
+// reader asks it to close by ending the subscription. The writer sends every message
+// queued for the client at once: the frames go out in one system call.
 
 #include "websocket_session.hpp"
+
+#include "coalescing_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -132,6 +135,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     asio::awaitable<void> write_loop() {
         const auto self = shared_from_this();
         auto& stats = server_.stats();
+        std::vector<broadcaster::event> batch;
         for (;;) {
             auto [ec, ev] = co_await subscriber_.async_receive(asio::as_tuple(use_awaitable));
             if (ec == broadcaster::error::subscriber_overflow) {
@@ -146,15 +150,32 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             if (ec) {
                 break;
             }
+            batch.clear();
+            batch.push_back(std::move(ev));
+            subscriber_.try_receive_some(batch, max_batch - 1);
+            auto& stream = ws_.next_layer();
+            if (batch.size() > 1) {
+                stream.cork();
+            }
             ws_.text(true);
             writing_ = true;
-            auto [write_ec, n] =
-                co_await ws_.async_write(asio::buffer(ev.message()), asio::as_tuple(use_awaitable));
+            error_code write_ec;
+            for (const auto& message : batch) {
+                auto [frame_ec, n] = co_await ws_.async_write(asio::buffer(message.message()),
+                                                              asio::as_tuple(use_awaitable));
+                if ((write_ec = frame_ec)) {
+                    break;
+                }
+            }
+            if (!write_ec && stream.corked()) {
+                std::tie(write_ec) = co_await stream.async_flush(asio::as_tuple(use_awaitable));
+            }
             writing_ = false;
             if (write_ec) {
                 co_return;
             }
-            stats.messages_out.fetch_add(1, std::memory_order_relaxed);
+            stats.messages_out.fetch_add(batch.size(), std::memory_order_relaxed);
+            stats.batches_out.fetch_add(1, std::memory_order_relaxed);
         }
         if (close_code_ && ws_.is_open()) {
             co_await ws_.async_close(websocket::close_reason(*close_code_, close_text_),
@@ -192,7 +213,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     }
 
     server& server_;
-    websocket::stream<beast::tcp_stream> ws_;
+    // Frames sent together: at most this many per system call.
+    static constexpr std::size_t max_batch = 64;
+
+    websocket::stream<coalescing_stream> ws_;
     broadcaster::subscriber subscriber_;
     asio::steady_timer watchdog_;
     bool writing_ = false;

@@ -136,6 +136,24 @@ TEST(chat, every_client_receives_every_message_on_memory) {
     EXPECT_EQ(metric(chat.port, "chat_clients"), 2u);
 }
 
+// A burst reaches every client whole and in order; the server sends queued messages
+// several frames per write, so this also checks the frames stay intact.
+TEST(chat, a_burst_arrives_complete_and_in_order) {
+    chat_instance chat("memory://");
+    client sender(chat.port);
+    client reader(chat.port);
+    constexpr int count = 1000;
+    for (int i = 0; i < count; ++i) {
+        sender.send("burst " + std::to_string(i) + std::string(i % 200, '.'));
+    }
+    for (int i = 0; i < count; ++i) {
+        const auto expected = "burst " + std::to_string(i) + std::string(i % 200, '.');
+        ASSERT_EQ(reader.receive(), expected);
+        ASSERT_EQ(sender.receive(), expected);
+    }
+    EXPECT_EQ(metric(chat.port, "chat_messages_out_total"), 2u * count);
+}
+
 // Two instances on one broker URL: a message sent to one reaches clients of both.
 void expect_one_room(const std::string& url) {
     chat_instance first(url);

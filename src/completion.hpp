@@ -3,6 +3,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
 #include <utility>
@@ -40,6 +41,19 @@ void post_completion(Handler handler, const boost::asio::any_io_executor& fallba
     post_via(executor, fallback,
              [once = move_only{}, handler = std::move(handler),
               ... args = std::move(args)]() mutable { std::move(handler)(std::move(args)...); });
+}
+
+// Invokes `handler(args...)` on its associated executor (`fallback` if none): inline
+// when already running there. Only for code that is not inside the operation's
+// initiating call (e.g. an event handler completing operations started earlier).
+template <typename Handler, typename... Args>
+void dispatch_completion(Handler handler, const boost::asio::any_io_executor& fallback,
+                         Args... args) {
+    const auto executor = boost::asio::get_associated_executor(handler, fallback);
+    boost::asio::dispatch(executor, [once = move_only{}, handler = std::move(handler),
+                                     ... args = std::move(args)]() mutable {
+        std::move(handler)(std::move(args)...);
+    });
 }
 
 }  // namespace broadcaster::detail

@@ -373,8 +373,10 @@ void kafka_client::stop(completion_handler then) {
     }
     producer_events_.reset();
     consumer_events_.reset();
-    for (auto& [id, handler] : publishes_) {
-        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+    for (auto& handler : publishes_) {
+        if (handler) {
+            post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        }
     }
     publishes_.clear();
     for (auto& waiting : waiting_) {
@@ -496,7 +498,7 @@ void kafka_client::publish(std::string topic, std::string message, completion_ha
 // when librdkafka's queue is full.
 bool kafka_client::produce(const std::string& topic, std::string_view message,
                            completion_handler& handler) {
-    const auto id = next_publish_id_++;
+    const auto id = first_publish_id_ + publishes_.size();
     const auto err = rd_kafka_producev(
         handles_->producer, RD_KAFKA_V_RKT(topic_handle(topic)),
         RD_KAFKA_V_VALUE(const_cast<char*>(message.data()), message.size()),
@@ -510,7 +512,7 @@ bool kafka_client::produce(const std::string& topic, std::string_view message,
     if (err) {
         post_completion(std::move(handler), strand_, publish_error(err, connected_));
     } else {
-        publishes_.emplace(id, std::move(handler));
+        publishes_.push_back(std::move(handler));
     }
     return true;
 }
@@ -570,12 +572,18 @@ void kafka_client::on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* mes
 }
 
 void kafka_client::complete_publish(std::uint64_t id, rd_kafka_resp_err_t err) {
-    const auto found = publishes_.find(id);
-    if (found == publishes_.end()) {
+    if (id < first_publish_id_ || id - first_publish_id_ >= publishes_.size()) {
         return;
     }
-    post_completion(std::move(found->second), strand_, publish_error(err, connected_));
-    publishes_.erase(found);
+    completion_handler handler;
+    handler.swap(publishes_[id - first_publish_id_]);
+    while (!publishes_.empty() && !publishes_.front()) {
+        publishes_.pop_front();
+        ++first_publish_id_;
+    }
+    if (handler) {
+        dispatch_completion(std::move(handler), strand_, publish_error(err, connected_));
+    }
 }
 
 }  // namespace broadcaster::detail

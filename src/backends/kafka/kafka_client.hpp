@@ -87,12 +87,14 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     boost::asio::steady_timer probe_timer_;
     std::chrono::milliseconds backoff_;
 
-    // Publishes handed to librdkafka, by the id their delivery report carries.
-    std::unordered_map<std::uint64_t, completion_handler> publishes_;
+    // Publishes handed to librdkafka, by the id their delivery report carries:
+    // publishes_[id - first_publish_id_]. Reports come in order within a partition,
+    // not across topics: a completed entry is emptied and the front trimmed.
+    std::deque<completion_handler> publishes_;
+    std::uint64_t first_publish_id_ = 0;
     // The key of every message this client publishes: one partition per publisher
     // keeps its order, and publishers spread over the partitions.
     const std::string publisher_key_;
-    std::uint64_t next_publish_id_ = 0;
     // Publishes waiting for room in librdkafka's queue, in order.
     std::deque<waiting_publish> waiting_;
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The chat room under load: broadcaster-chat on memory:// (1 instance) and redis://
-# (2 instances), 100 clients and 10 senders, a flood run and a fixed-rate run
-# (500 messages/s = 50,000 deliveries/s), driven by bench_chat_load.
+# The chat room under load: broadcaster-chat on memory:// (1 instance), and on
+# redis://, postgres:// and kafka:// (2 instances each; Kafka is librdkafka's mock
+# cluster), 100 clients and 10 senders, a flood run and a fixed-rate run (500
+# messages/s = 50,000 deliveries/s), driven by bench_chat_load.
 #   bench/chat_bench.sh [build-dir]
 set -euo pipefail
 build=${1:-build}
@@ -51,6 +52,24 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
 pids+=($!)
 wait_port "$redis_port"
 
+# A throwaway PostgreSQL 15 cluster (as the postgres user when root).
+pg_bin=/usr/lib/postgresql/15/bin
+pg_as=()
+if [[ $(id -u) -eq 0 ]]; then
+  chown postgres "$dir"
+  pg_as=(runuser -u postgres --)
+fi
+pg_port=$(free_port)
+"${pg_as[@]}" "$pg_bin/initdb" -D "$dir/pg" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+  --no-sync >"$dir/initdb.log"
+"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
+  -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >/dev/null
+trap '"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -m immediate stop >/dev/null; cleanup' EXIT
+
+coproc kafka { exec "$build/broadcaster-kafka-mock" --brokers 3; }
+pids+=("$kafka_PID")
+read -r -t 10 kafka_bootstrap <&"${kafka[0]}"
+
 run() {  # LABEL URL INSTANCES LOAD-ARGS...
   local label=$1 url=$2 instances=$3
   shift 3
@@ -70,3 +89,11 @@ run "memory://, 1 instance, flood" memory:// 1 --messages 2000
 run "memory://, 1 instance, 500 msg/s" memory:// 1 --rate 500 --duration 10
 run "redis://, 2 instances, flood" "redis://127.0.0.1:$redis_port" 2 --messages 2000
 run "redis://, 2 instances, 500 msg/s" "redis://127.0.0.1:$redis_port" 2 --rate 500 --duration 10
+run "postgres://, 2 instances, flood" "postgres://postgres@127.0.0.1:$pg_port/postgres" 2 \
+  --messages 2000
+run "postgres://, 2 instances, 500 msg/s" "postgres://postgres@127.0.0.1:$pg_port/postgres" 2 \
+  --rate 500 --duration 10
+# The mock answers fetches only after fetch.wait.max.ms; a real broker answers at once.
+kafka_url="kafka://$kafka_bootstrap?consumer.fetch.wait.max.ms=1"
+run "kafka://, 2 instances, flood" "$kafka_url" 2 --messages 2000
+run "kafka://, 2 instances, 500 msg/s" "$kafka_url" 2 --rate 500 --duration 10

@@ -58,6 +58,7 @@ class client : public std::enable_shared_from_this<client> {
                 if (ec) {
                     throw std::runtime_error("connect: " + ec.message());
                 }
+                self->ws_.next_layer().set_option(tcp::no_delay(true), ec);
                 self->ws_.async_handshake("127.0.0.1", "/", [self](error_code ec) {
                     if (ec) {
                         throw std::runtime_error("handshake: " + ec.message());

@@ -55,6 +55,10 @@ asio::awaitable<void> server::accept_loop() {
             }
             continue;  // e.g. too many open files: keep serving the others
         }
+        // Chat messages are small and wanted now: no Nagle delay (the writer already
+        // sends everything queued for a client in one write).
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
         auto executor = socket.get_executor();
         asio::co_spawn(executor, serve_connection(*this, std::move(socket)), asio::detached);
     }

@@ -1,6 +1,7 @@
 #include "kafka_client.hpp"
 
 #include "../../completion.hpp"
+#include "kafka_requests.hpp"
 
 #include <broadcaster/error.hpp>
 
@@ -10,9 +11,6 @@
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
-#include <atomic>
-#include <random>
-#include <thread>
 
 namespace broadcaster::detail {
 namespace {
@@ -23,23 +21,6 @@ using std::chrono::milliseconds;
 
 // Events handled per turn on the strand before yielding to other work.
 constexpr int drain_batch = 1024;
-
-int to_ms(milliseconds duration) {
-    return static_cast<int>(std::clamp<milliseconds::rep>(duration.count(), 1, 24L * 3600 * 1000));
-}
-
-// librdkafka writes to stderr by default; the mock cluster alone warns on every topic
-// it creates. Errors that matter reach us through error_cb.
-void log_nothing(const rd_kafka_t*, int, const char*, const char*) {}
-
-std::string random_name(const char* kind) {
-    std::random_device device;
-    const auto value = (std::uint64_t(device()) << 32) | device();
-    char text[64];
-    std::snprintf(text, sizeof text, "broadcaster-%s-%016llx", kind,
-                  static_cast<unsigned long long>(value));
-    return text;
-}
 
 error_code publish_error(rd_kafka_resp_err_t err, bool connected) {
     switch (err) {
@@ -57,180 +38,7 @@ error_code publish_error(rd_kafka_resp_err_t err, bool connected) {
     }
 }
 
-// Asks any broker for metadata: whether the cluster can be reached.
-rd_kafka_resp_err_t reach_cluster(rd_kafka_t* client, milliseconds timeout) {
-    const rd_kafka_metadata_t* metadata = nullptr;
-    const auto err = rd_kafka_metadata(client, 0, nullptr, &metadata, to_ms(timeout));
-    if (metadata) {
-        rd_kafka_metadata_destroy(metadata);
-    }
-    return err;
-}
-
-struct watermarks {
-    error_code ec;
-    std::vector<std::int64_t> high;  // per partition
-};
-
-// The high watermark of every partition of `topic`, which a metadata request creates
-// if the broker creates topics on first use. Blocking; waits while the new topic's
-// partitions get their leaders.
-watermarks find_high_watermarks(rd_kafka_t* producer, rd_kafka_t* consumer, rd_kafka_topic_t* topic,
-                                milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    const auto remaining = [&] {
-        return std::chrono::duration_cast<milliseconds>(deadline -
-                                                        std::chrono::steady_clock::now());
-    };
-    const auto retry_later = [&] {
-        if (remaining() <= milliseconds(0)) {
-            return false;
-        }
-        std::this_thread::sleep_for(milliseconds(10));
-        return true;
-    };
-    watermarks out;
-    int partitions = 0;
-    rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
-    do {
-        const rd_kafka_metadata_t* metadata = nullptr;
-        last = rd_kafka_metadata(producer, 0, topic, &metadata, to_ms(remaining()));
-        if (!last && metadata->topic_cnt == 1) {
-            const auto& found = metadata->topics[0];
-            last = found.err;
-            const bool led = std::all_of(found.partitions, found.partitions + found.partition_cnt,
-                                         [](const auto& p) { return p.leader >= 0 && !p.err; });
-            if (!last && found.partition_cnt > 0 && led) {
-                partitions = found.partition_cnt;
-            } else if (!last) {
-                last = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-            }
-        }
-        if (metadata) {
-            rd_kafka_metadata_destroy(metadata);
-        }
-        if (last == RD_KAFKA_RESP_ERR__TIMED_OUT || last == RD_KAFKA_RESP_ERR__TRANSPORT) {
-            out.ec = error::not_connected;
-            return out;
-        }
-    } while (partitions == 0 && retry_later());
-    if (partitions == 0) {
-        // Still unknown: the broker does not create topics on first use.
-        out.ec = last == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? error::broker_error
-                                                                 : error::not_connected;
-        return out;
-    }
-    for (int partition = 0; partition < partitions; ++partition) {
-        std::int64_t low = 0;
-        std::int64_t high = 0;
-        rd_kafka_resp_err_t err;
-        while (
-            (err = rd_kafka_query_watermark_offsets(consumer, rd_kafka_topic_name(topic), partition,
-                                                    &low, &high, to_ms(remaining()))) &&
-            err != RD_KAFKA_RESP_ERR__TIMED_OUT && retry_later()) {
-        }
-        if (err) {
-            out.ec = error::not_connected;
-            return out;
-        }
-        out.high.push_back(high);
-    }
-    return out;
-}
-
 }  // namespace
-
-// The two librdkafka clients. Destroyed on the blocking pool (rd_kafka_destroy waits
-// for librdkafka's threads).
-struct kafka_client::handles {
-    handles(const kafka_config& config) {
-        producer = make(RD_KAFKA_PRODUCER, config);
-        try {
-            consumer = make(RD_KAFKA_CONSUMER, config);
-        } catch (...) {
-            rd_kafka_destroy(producer);
-            throw;
-        }
-        // The consumer's own events (errors) come through its consumer queue.
-        rd_kafka_poll_set_consumer(consumer);
-    }
-    ~handles() {
-        for (const auto& [name, topic] : topics) {
-            rd_kafka_topic_destroy(topic);
-        }
-        rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_destroy(producer);
-        // It never joined its group: there is nothing to leave.
-        rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    }
-    handles(const handles&) = delete;
-    handles& operator=(const handles&) = delete;
-
-    rd_kafka_t* make(rd_kafka_type_t type, const kafka_config& config) {
-        rd_kafka_conf_t* conf = rd_kafka_conf_new();
-        char error_text[512];
-        const auto set = [&](const std::string& name, const std::string& value) {
-            if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error_text,
-                                  sizeof error_text) != RD_KAFKA_CONF_OK) {
-                rd_kafka_conf_destroy(conf);
-                throw boost::system::system_error(
-                    error::invalid_url,
-                    "'" + config.redacted_url + "': librdkafka refused '" + name + "'");
-            }
-        };
-        bool debug = false;
-        set("bootstrap.servers", config.bootstrap_servers);
-        set("client.id", "broadcaster");
-        set("socket.nagle.disable", "true");
-        set("reconnect.backoff.ms", std::to_string(config.reconnect_min.count()));
-        set("reconnect.backoff.max.ms", std::to_string(config.reconnect_max.count()));
-        if (type == RD_KAFKA_PRODUCER) {
-            // Latency first: send at once (batches still form while requests are in
-            // flight); idempotence keeps each publisher's order across retries.
-            set("linger.ms", "0");
-            set("enable.idempotence", "true");
-            set("message.timeout.ms", std::to_string(to_ms(config.publish_timeout)));
-            set("message.max.bytes", std::to_string(2 * 1024 * 1024));
-        } else {
-            // The group is only a name librdkafka requires for assign(): it is never
-            // joined and nothing is committed.
-            set("group.id", random_name("group"));
-            set("enable.auto.commit", "false");
-            set("enable.auto.offset.store", "false");
-            set("auto.offset.reset", "latest");
-            set("fetch.wait.max.ms", "100");
-        }
-        const auto& own = type == RD_KAFKA_PRODUCER ? config.producer : config.consumer;
-        for (const auto* settings : {&config.common, &own}) {
-            for (const auto& [name, value] : *settings) {
-                set(name, value);
-                debug = debug || name == "debug";
-            }
-        }
-        if (!debug) {
-            rd_kafka_conf_set_log_cb(conf, log_nothing);
-        }
-        rd_kafka_conf_set_opaque(conf, &target);
-        rd_kafka_conf_set_error_cb(conf, on_error_event);
-        if (type == RD_KAFKA_PRODUCER) {
-            rd_kafka_conf_set_dr_msg_cb(conf, on_delivery_report);
-        }
-        rd_kafka_t* client = rd_kafka_new(type, conf, error_text, sizeof error_text);
-        if (!client) {
-            rd_kafka_conf_destroy(conf);
-            throw boost::system::system_error(error::invalid_url,
-                                              "'" + config.redacted_url + "': " + error_text);
-        }
-        return client;
-    }
-
-    // What librdkafka's callbacks reach; cleared when the client stops.
-    std::atomic<kafka_client*> target{nullptr};
-    rd_kafka_t* producer = nullptr;
-    rd_kafka_t* consumer = nullptr;
-    // The producer's topic handles, made on the strand; blocking requests use them.
-    std::unordered_map<std::string, rd_kafka_topic_t*> topics;
-};
 
 template <typename Request, typename Then>
 void kafka_client::run_blocking(Request request, Then then) {
@@ -269,7 +77,8 @@ kafka_client::~kafka_client() {
 
 void kafka_client::connect(completion_handler handler) {
     try {
-        handles_ = std::make_shared<handles>(config_);
+        handles_ = std::make_shared<kafka_handles>(
+            config_, kafka_callbacks{on_error_event, on_delivery_report});
         handles_->target = this;
         watch_queues();
     } catch (const boost::system::system_error& e) {
@@ -279,7 +88,7 @@ void kafka_client::connect(completion_handler handler) {
     }
     // Both clients connect lazily; one metadata request proves the cluster reachable.
     run_blocking([timeout = config_.connect_timeout](
-                     handles& clients) { return reach_cluster(clients.producer, timeout); },
+                     kafka_handles& clients) { return reach_cluster(clients.producer, timeout); },
                  [once = move_only{}, handler = std::move(handler)](
                      kafka_client& self, rd_kafka_resp_err_t err) mutable {
                      error_code ec;
@@ -331,7 +140,7 @@ void kafka_client::probe() {
         }
         self->run_blocking(
             [timeout = std::min(self->config_.connect_timeout, milliseconds(1000))](
-                handles& clients) { return reach_cluster(clients.producer, timeout); },
+                kafka_handles& clients) { return reach_cluster(clients.producer, timeout); },
             [](kafka_client& client, rd_kafka_resp_err_t err) {
                 if (client.stopped_) {
                     return;
@@ -408,7 +217,7 @@ void kafka_client::subscribe(std::string topic, completion_handler handler) {
     // Assigning every partition at its high watermark, read before subscribe
     // completes, is what makes everything published afterwards arrive.
     run_blocking(
-        [handle = topic_handle(topic), timeout = config_.connect_timeout](handles& clients) {
+        [handle = topic_handle(topic), timeout = config_.connect_timeout](kafka_handles& clients) {
             return find_high_watermarks(clients.producer, clients.consumer, handle, timeout);
         },
         [once = move_only{}, topic, handler = std::move(handler)](kafka_client& self,
@@ -524,12 +333,8 @@ rd_kafka_topic_t* kafka_client::topic_handle(const std::string& topic) {
         // librdkafka would look a new topic up on its next one-second scan; ask now,
         // which also creates it if the broker creates topics on first use.
         run_blocking(
-            [handle, timeout = config_.publish_timeout](handles& clients) {
-                const rd_kafka_metadata_t* metadata = nullptr;
-                rd_kafka_metadata(clients.producer, 0, handle, &metadata, to_ms(timeout));
-                if (metadata) {
-                    rd_kafka_metadata_destroy(metadata);
-                }
+            [handle, timeout = config_.publish_timeout](kafka_handles& clients) {
+                request_topic_metadata(clients.producer, handle, timeout);
                 return 0;
             },
             [](kafka_client&, int) {});

@@ -2,6 +2,7 @@
 
 #include "blocking_service.hpp"
 #include "kafka_config.hpp"
+#include "kafka_handles.hpp"
 #include "queue_wakeup.hpp"
 
 #include <broadcaster/backend.hpp>
@@ -44,7 +45,6 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
 
   private:
     using clock = std::chrono::steady_clock;
-    struct handles;  // the librdkafka clients, shared with blocking requests
     struct waiting_publish {
         std::string topic;
         std::string message;
@@ -52,7 +52,7 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
         clock::time_point deadline;
     };
 
-    // Runs `request(handles)` on the blocking pool, then `then(*this, result)` on the
+    // Runs `request(handles)` on the blocking threads, then `then(*this, result)` on the
     // strand. Keeps the client alive meanwhile.
     template <typename Request, typename Then>
     void run_blocking(Request request, Then then);
@@ -79,7 +79,7 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     const std::weak_ptr<backend_sink> sink_;
 
     blocking_service& blocking_;
-    std::shared_ptr<handles> handles_;
+    std::shared_ptr<kafka_handles> handles_;
     std::unique_ptr<queue_wakeup> producer_events_;
     std::unique_ptr<queue_wakeup> consumer_events_;
     bool connected_ = false;

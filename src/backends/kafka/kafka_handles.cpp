@@ -1,0 +1,111 @@
+#include "kafka_handles.hpp"
+
+#include "kafka_requests.hpp"
+
+#include <broadcaster/error.hpp>
+
+#include <boost/system/system_error.hpp>
+
+#include <cstdio>
+#include <random>
+
+namespace broadcaster::detail {
+namespace {
+
+// librdkafka writes to stderr by default; the mock cluster alone warns on every topic
+// it creates. Errors that matter reach us through error_cb.
+void log_nothing(const rd_kafka_t*, int, const char*, const char*) {}
+
+}  // namespace
+
+std::string random_name(const char* kind) {
+    std::random_device device;
+    const auto value = (std::uint64_t(device()) << 32) | device();
+    char text[64];
+    std::snprintf(text, sizeof text, "broadcaster-%s-%016llx", kind,
+                  static_cast<unsigned long long>(value));
+    return text;
+}
+
+kafka_handles::kafka_handles(const kafka_config& config, kafka_callbacks callbacks) {
+    producer = make(RD_KAFKA_PRODUCER, config, callbacks);
+    try {
+        consumer = make(RD_KAFKA_CONSUMER, config, callbacks);
+    } catch (...) {
+        rd_kafka_destroy(producer);
+        throw;
+    }
+    // The consumer's own events (errors) come through its consumer queue.
+    rd_kafka_poll_set_consumer(consumer);
+}
+
+kafka_handles::~kafka_handles() {
+    for (const auto& [name, topic] : topics) {
+        rd_kafka_topic_destroy(topic);
+    }
+    rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_destroy(producer);
+    // It never joined its group: there is nothing to leave.
+    rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+rd_kafka_t* kafka_handles::make(rd_kafka_type_t type, const kafka_config& config,
+                                kafka_callbacks callbacks) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char error_text[512];
+    const auto set = [&](const std::string& name, const std::string& value) {
+        if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error_text, sizeof error_text) !=
+            RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(conf);
+            throw boost::system::system_error(
+                error::invalid_url,
+                "'" + config.redacted_url + "': librdkafka refused '" + name + "'");
+        }
+    };
+    bool debug = false;
+    set("bootstrap.servers", config.bootstrap_servers);
+    set("client.id", "broadcaster");
+    set("socket.nagle.disable", "true");
+    set("reconnect.backoff.ms", std::to_string(config.reconnect_min.count()));
+    set("reconnect.backoff.max.ms", std::to_string(config.reconnect_max.count()));
+    if (type == RD_KAFKA_PRODUCER) {
+        // Latency first: send at once (batches still form while requests are in
+        // flight); idempotence keeps each publisher's order across retries.
+        set("linger.ms", "0");
+        set("enable.idempotence", "true");
+        set("message.timeout.ms", std::to_string(to_ms(config.publish_timeout)));
+        set("message.max.bytes", std::to_string(2 * 1024 * 1024));
+    } else {
+        // The group is only a name librdkafka requires for assign(): it is never
+        // joined and nothing is committed.
+        set("group.id", random_name("group"));
+        set("enable.auto.commit", "false");
+        set("enable.auto.offset.store", "false");
+        set("auto.offset.reset", "latest");
+        set("fetch.wait.max.ms", "100");
+    }
+    const auto& own = type == RD_KAFKA_PRODUCER ? config.producer : config.consumer;
+    for (const auto* settings : {&config.common, &own}) {
+        for (const auto& [name, value] : *settings) {
+            set(name, value);
+            debug = debug || name == "debug";
+        }
+    }
+    if (!debug) {
+        rd_kafka_conf_set_log_cb(conf, log_nothing);
+    }
+    rd_kafka_conf_set_opaque(conf, &target);
+    rd_kafka_conf_set_error_cb(conf, callbacks.error);
+    if (type == RD_KAFKA_PRODUCER) {
+        rd_kafka_conf_set_dr_msg_cb(conf, callbacks.delivery_report);
+    }
+    rd_kafka_t* client = rd_kafka_new(type, conf, error_text, sizeof error_text);
+    if (!client) {
+        rd_kafka_conf_destroy(conf);
+        throw boost::system::system_error(error::invalid_url,
+                                          "'" + config.redacted_url + "': " + error_text);
+    }
+    return client;
+}
+
+}  // namespace broadcaster::detail

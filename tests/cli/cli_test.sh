@@ -20,20 +20,29 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 start_redis() {
-  # A random high port nobody listens on.
-  for _ in $(seq 20); do
-    port=$(shuf -i 20000-60000 -n 1)
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  # A random high port nobody listens on; another one if the server cannot have it
+  # (another test may have taken it meanwhile).
+  for _ in $(seq 3); do
+    for _ in $(seq 20); do
+      port=$(shuf -i 20000-60000 -n 1)
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+    done
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+      --logfile "$work/redis.log" &
+    redis_pid=$!
+    for _ in $(seq 500); do
+      if redis-cli -p "$port" ping >/dev/null 2>&1; then
+        url="redis://127.0.0.1:$port"
+        return 0
+      fi
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.02
+    done
+    kill "$redis_pid" 2>/dev/null
+    wait "$redis_pid" 2>/dev/null || true
+    redis_pid=""
   done
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-    --logfile "$work/redis.log" &
-  redis_pid=$!
-  for _ in $(seq 200); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
-    sleep 0.02
-  done
-  redis-cli -p "$port" ping >/dev/null 2>&1 || fail "redis-server did not start"
-  url="redis://127.0.0.1:$port"
+  fail "redis-server did not start: $(tail -3 "$work/redis.log")"
 }
 
 # A throwaway PostgreSQL 15 cluster (run as the postgres user when root).

@@ -117,17 +117,23 @@ void kafka_client::watch_queues() {
 
 void kafka_client::on_error_event(rd_kafka_t*, int err, const char*, void* opaque) {
     if (auto* client = static_cast<std::atomic<kafka_client*>*>(opaque)->load()) {
-        client->on_error(err);
+        // Acted on once the poll returned: no app code runs inside librdkafka.
+        client->brokers_down_ = client->brokers_down_ || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
     }
 }
 
-void kafka_client::on_error(int err) {
+void kafka_client::after_poll() {
     // librdkafka reconnects by itself; what we do is tell the app, and watch for the
     // cluster to answer again.
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && connected_) {
+    if (std::exchange(brokers_down_, false) && connected_) {
         connected_ = false;
         report(connection_state::reconnecting, error::not_connected);
         probe();
+    }
+    std::vector<finished_publish> finished;
+    finished.swap(finished_);
+    for (auto& done : finished) {
+        dispatch_completion(std::move(done.handler), strand_, done.ec);
     }
 }
 
@@ -265,14 +271,16 @@ void kafka_client::unsubscribe(const std::string& topic, completion_handler hand
 }
 
 void kafka_client::drain_consumer() {
+    if (stopped_) {
+        return;
+    }
+    const auto clients = handles_;  // alive while a message is held, even if we stop
     const auto sink = sink_.lock();
-    for (int i = 0; i < drain_batch; ++i) {
-        if (stopped_) {
-            return;
-        }
-        rd_kafka_message_t* message = rd_kafka_consumer_poll(handles_->consumer, 0);
+    int served = 0;
+    for (; served < drain_batch && !stopped_; ++served) {
+        rd_kafka_message_t* message = rd_kafka_consumer_poll(clients->consumer, 0);
         if (!message) {
-            return;
+            break;
         }
         // Errors of a partition (e.g. a topic deleted) leave the others flowing.
         if (!message->err && sink && message->rkt) {
@@ -285,8 +293,22 @@ void kafka_client::drain_consumer() {
         }
         rd_kafka_message_destroy(message);
     }
-    // More may be queued, and librdkafka will not wake us for them.
-    asio::post(strand_, [self = shared_from_this()] { self->drain_consumer(); });
+    finish_drain(served, clients, &kafka_client::drain_consumer);
+}
+
+// After a drain: acts on what the poll reported, and comes back for more if the queue
+// may still hold some (librdkafka will not wake us for them).
+void kafka_client::finish_drain(int served, std::shared_ptr<kafka_handles> clients,
+                                void (kafka_client::*drain)()) {
+    after_poll();
+    if (stopped_) {
+        // Stopped meanwhile: the clients may not be destroyed here, on the strand.
+        blocking_.post([clients = std::move(clients)] {});
+        return;
+    }
+    if (served == drain_batch) {
+        asio::post(strand_, [self = shared_from_this(), drain] { ((*self).*drain)(); });
+    }
 }
 
 // ---- publishing --------------------------------------------------------------------
@@ -356,17 +378,16 @@ void kafka_client::retry_waiting_publishes() {
 }
 
 void kafka_client::drain_producer() {
-    for (int i = 0; i < drain_batch; ++i) {
-        if (stopped_) {
-            return;
-        }
-        if (rd_kafka_poll(handles_->producer, 0) == 0) {
-            retry_waiting_publishes();
-            return;
-        }
+    if (stopped_) {
+        return;
     }
+    const auto clients = handles_;
+    int served = 0;
+    while (served < drain_batch && rd_kafka_poll(clients->producer, 0) > 0) {
+        ++served;
+    }
+    finish_drain(served, clients, &kafka_client::drain_producer);
     retry_waiting_publishes();
-    asio::post(strand_, [self = shared_from_this()] { self->drain_producer(); });
 }
 
 void kafka_client::on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* message,
@@ -387,7 +408,7 @@ void kafka_client::complete_publish(std::uint64_t id, rd_kafka_resp_err_t err) {
         ++first_publish_id_;
     }
     if (handler) {
-        dispatch_completion(std::move(handler), strand_, publish_error(err, connected_));
+        finished_.push_back({std::move(handler), publish_error(err, connected_)});
     }
 }
 

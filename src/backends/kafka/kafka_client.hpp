@@ -16,6 +16,7 @@
 #include <deque>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 namespace broadcaster::detail {
 
@@ -45,6 +46,10 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
 
   private:
     using clock = std::chrono::steady_clock;
+    struct finished_publish {
+        completion_handler handler;
+        boost::system::error_code ec;
+    };
     struct waiting_publish {
         std::string topic;
         std::string message;
@@ -65,7 +70,9 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     rd_kafka_topic_t* topic_handle(const std::string& topic);
     void retry_waiting_publishes();
     void complete_publish(std::uint64_t id, rd_kafka_resp_err_t err);
-    void on_error(int err);
+    void after_poll();
+    void finish_drain(int served, std::shared_ptr<kafka_handles> clients,
+                      void (kafka_client::*drain)());
     void probe();
     void report(connection_state state, boost::system::error_code ec);
     // Destroys librdkafka's clients on the blocking threads, then completes `then`.
@@ -95,6 +102,10 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     // The key of every message this client publishes: one partition per publisher
     // keeps its order, and publishers spread over the partitions.
     const std::string publisher_key_;
+    // Reported during the current poll, acted on after it (no app code runs inside
+    // librdkafka's callbacks).
+    std::vector<finished_publish> finished_;
+    bool brokers_down_ = false;
     // Publishes waiting for room in librdkafka's queue, in order.
     std::deque<waiting_publish> waiting_;
 

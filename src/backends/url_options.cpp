@@ -2,6 +2,7 @@
 
 #include <broadcaster/error.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 namespace broadcaster::detail {
@@ -28,6 +29,30 @@ bool option_bool(const backend_config& config, const std::string& key, const std
         return false;
     }
     invalid_url(config, "option " + key + " needs true or false, not '" + value + "'");
+}
+
+connection_options::connection_options(const backend_config& config)
+    : redacted_url(config.redacted_url),
+      connect_timeout(config.options.connect_timeout),
+      publish_timeout(config.options.publish_timeout),
+      reconnect_min(config.options.reconnect_backoff_min),
+      reconnect_max(config.options.reconnect_backoff_max) {}
+
+bool connection_options::take(const backend_config& config, const std::string& key,
+                              const std::string& value) {
+    std::chrono::milliseconds* target = key == "connect_timeout_ms"   ? &connect_timeout
+                                        : key == "publish_timeout_ms" ? &publish_timeout
+                                        : key == "reconnect_min_ms"   ? &reconnect_min
+                                        : key == "reconnect_max_ms"   ? &reconnect_max
+                                                                      : nullptr;
+    if (target) {
+        *target = std::chrono::milliseconds(option_number(config, key, value));
+    }
+    return target != nullptr;
+}
+
+void connection_options::finish() {
+    reconnect_max = std::max(reconnect_max, reconnect_min);
 }
 
 }  // namespace broadcaster::detail

@@ -5,6 +5,7 @@
 
 #include <broadcaster/backend.hpp>
 
+#include <chrono>
 #include <string>
 
 namespace broadcaster::detail {
@@ -18,5 +19,26 @@ long long option_number(const backend_config& config, const std::string& key,
 
 // The option's value as true/false (also 1/0, yes/no), or invalid_url naming it.
 bool option_bool(const backend_config& config, const std::string& key, const std::string& value);
+
+// What every network backend's configuration starts with: the broadcast's options,
+// which the URL's query options override.
+struct connection_options {
+    std::string redacted_url;
+    std::chrono::milliseconds connect_timeout{};
+    std::chrono::milliseconds publish_timeout{};
+    std::chrono::milliseconds reconnect_min{};
+    std::chrono::milliseconds reconnect_max{};
+
+    // From the broadcast's options.
+    explicit connection_options(const backend_config& config);
+
+    // Takes `key=value` if it is connect_timeout_ms, publish_timeout_ms,
+    // reconnect_min_ms or reconnect_max_ms (invalid_url for a bad value); false if the
+    // option is not one of these.
+    bool take(const backend_config& config, const std::string& key, const std::string& value);
+
+    // Once every option is read: a reconnect_max below reconnect_min is raised to it.
+    void finish();
+};
 
 }  // namespace broadcaster::detail

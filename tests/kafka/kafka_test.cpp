@@ -16,23 +16,6 @@ namespace {
 using asio::use_awaitable;
 using boost::system::error_code;
 
-// Publishes `count` numbered messages on `channel` without waiting for each, then
-// waits until every one was acknowledged.
-asio::awaitable<void> publish_numbered(broadcast& bc, const std::string& channel, int count) {
-    int acknowledged = 0;
-    error_code first_error;
-    for (int i = 0; i < count; ++i) {
-        bc.async_publish(channel, std::to_string(i), [&](error_code ec) {
-            ++acknowledged;
-            if (ec && !first_error) {
-                first_error = ec;
-            }
-        });
-    }
-    co_await eventually([&] { return acknowledged == count; });
-    EXPECT_FALSE(first_error) << first_error.message();
-}
-
 // Receives `count` messages and checks they are exactly 0..count-1 (in order: one
 // publisher's messages share a partition).
 asio::awaitable<void> receive_numbered(subscriber& sub, int count) {

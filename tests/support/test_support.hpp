@@ -114,4 +114,22 @@ inline asio::awaitable<event> receive(subscriber& sub, std::chrono::milliseconds
     co_return std::get<0>(std::move(result));
 }
 
+// Publishes `count` numbered messages on `channel` without waiting for each, then
+// waits until every one was acknowledged.
+inline asio::awaitable<void> publish_numbered(broadcast& bc, const std::string& channel,
+                                              int count) {
+    int acknowledged = 0;
+    boost::system::error_code first_error;
+    for (int i = 0; i < count; ++i) {
+        bc.async_publish(channel, std::to_string(i), [&](boost::system::error_code ec) {
+            ++acknowledged;
+            if (ec && !first_error) {
+                first_error = ec;
+            }
+        });
+    }
+    co_await eventually([&] { return acknowledged == count; });
+    EXPECT_FALSE(first_error) << first_error.message();
+}
+
 }  // namespace broadcaster::test

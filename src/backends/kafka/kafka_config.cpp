@@ -66,12 +66,7 @@ void check_settings(const backend_config& config, const kafka_settings& settings
 }  // namespace
 
 kafka_config parse_kafka_url(const backend_config& config) {
-    kafka_config out;
-    out.redacted_url = config.redacted_url;
-    out.connect_timeout = config.options.connect_timeout;
-    out.publish_timeout = config.options.publish_timeout;
-    out.reconnect_min = config.options.reconnect_backoff_min;
-    out.reconnect_max = config.options.reconnect_backoff_max;
+    kafka_config out(config);
 
     std::string lowered = config.url.substr(0, scheme_prefix.size());
     std::transform(lowered.begin(), lowered.end(), lowered.begin(),
@@ -132,14 +127,8 @@ kafka_config parse_kafka_url(const backend_config& config) {
                 invalid_url(config, "topic_prefix may only contain [a-zA-Z0-9._-]");
             }
             out.topic_prefix = value;
-        } else if (key == "connect_timeout_ms") {
-            out.connect_timeout = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "publish_timeout_ms") {
-            out.publish_timeout = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "reconnect_min_ms") {
-            out.reconnect_min = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "reconnect_max_ms") {
-            out.reconnect_max = std::chrono::milliseconds(option_number(config, key, value));
+        } else if (out.take(config, key, value)) {
+            // a connection option
         } else if (key.starts_with("kafka.") && key.size() > 6) {
             out.common.emplace_back(setting("kafka."), value);
         } else if (key.starts_with("producer.") && key.size() > 9) {
@@ -151,9 +140,7 @@ kafka_config parse_kafka_url(const backend_config& config) {
                                     "' (librdkafka settings take a 'kafka.' prefix)");
         }
     }
-    if (out.reconnect_max < out.reconnect_min) {
-        out.reconnect_max = out.reconnect_min;
-    }
+    out.finish();
     check_settings(config, out.common);
     check_settings(config, out.producer);
     check_settings(config, out.consumer);

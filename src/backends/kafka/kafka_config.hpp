@@ -1,5 +1,7 @@
 #pragma once
 
+#include "../url_options.hpp"
+
 #include <broadcaster/backend.hpp>
 
 #include <chrono>
@@ -13,14 +15,11 @@ namespace broadcaster::detail {
 using kafka_settings = std::vector<std::pair<std::string, std::string>>;
 
 // A `kafka://host:port[,host:port...][?options]` URL. See the README's option table.
-struct kafka_config {
-    std::string redacted_url;
+struct kafka_config : connection_options {
+    using connection_options::connection_options;
+
     std::string bootstrap_servers;  // "host:port,host:port"
     std::string topic_prefix;
-    std::chrono::milliseconds connect_timeout;
-    std::chrono::milliseconds publish_timeout;
-    std::chrono::milliseconds reconnect_min;
-    std::chrono::milliseconds reconnect_max;
     // Given in the URL: for both clients, then for the producer or consumer only.
     // May contain a password (sasl.password): never log them.
     kafka_settings common;

@@ -10,12 +10,7 @@
 namespace broadcaster::detail {
 
 postgres_config parse_postgres_url(const backend_config& config) {
-    postgres_config out;
-    out.redacted_url = config.redacted_url;
-    out.connect_timeout = config.options.connect_timeout;
-    out.publish_timeout = config.options.publish_timeout;
-    out.reconnect_min = config.options.reconnect_backoff_min;
-    out.reconnect_max = config.options.reconnect_backoff_max;
+    postgres_config out(config);
 
     auto parsed = boost::urls::parse_uri(config.url);
     if (!parsed) {
@@ -31,14 +26,8 @@ postgres_config parse_postgres_url(const backend_config& config) {
         const std::string key = (*it).key;
         const std::string value = (*it).value;
         bool ours = true;
-        if (key == "connect_timeout_ms") {
-            out.connect_timeout = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "publish_timeout_ms") {
-            out.publish_timeout = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "reconnect_min_ms") {
-            out.reconnect_min = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "reconnect_max_ms") {
-            out.reconnect_max = std::chrono::milliseconds(option_number(config, key, value));
+        if (out.take(config, key, value)) {
+            // a connection option
         } else if (key == "payload_table") {
             if (value.empty() || value.size() > 63) {
                 invalid_url(config, "payload_table must be 1 to 63 bytes");
@@ -51,9 +40,7 @@ postgres_config parse_postgres_url(const backend_config& config) {
         }
         it = ours ? params.erase(it) : std::next(it);
     }
-    if (out.reconnect_max < out.reconnect_min) {
-        out.reconnect_max = out.reconnect_min;
-    }
+    out.finish();
     out.conninfo = url.buffer();
     return out;
 }

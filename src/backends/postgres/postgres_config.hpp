@@ -1,5 +1,7 @@
 #pragma once
 
+#include "../url_options.hpp"
+
 #include <broadcaster/backend.hpp>
 
 #include <chrono>
@@ -9,13 +11,10 @@ namespace broadcaster::detail {
 
 // A `postgres://` or `postgresql://` URL: our own options taken out, the rest handed
 // to libpq as its connection URI. See the README's option table.
-struct postgres_config {
+struct postgres_config : connection_options {
+    using connection_options::connection_options;
+
     std::string conninfo;  // for PQconnectStart; contains the password
-    std::string redacted_url;
-    std::chrono::milliseconds connect_timeout;
-    std::chrono::milliseconds publish_timeout;
-    std::chrono::milliseconds reconnect_min;
-    std::chrono::milliseconds reconnect_max;
     std::string payload_table = "broadcaster_payloads";
     std::chrono::seconds payload_retention{60};
 };

@@ -1,17 +1,14 @@
 #include "redis_backend.hpp"
 
-#include "../../completion.hpp"
+#include "../client_backend.hpp"
 #include "redis_client.hpp"
 
 #include <broadcaster/error.hpp>
-
-#include <boost/asio/post.hpp>
 
 namespace broadcaster::detail {
 namespace {
 
 namespace asio = boost::asio;
-using boost::system::error_code;
 
 // Redis refuses bulk strings over 512 MiB (proto-max-bulk-len).
 constexpr std::size_t max_payload = 512u * 1024 * 1024;
@@ -40,68 +37,45 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const redis_config& config)
     return context;
 }
 
-// The backend object the broadcast owns. The client behind it is shared with its
-// pending operations, so destroying the backend only asks it to stop.
-class redis_backend final : public backend {
+class redis_backend final : public client_backend<redis_client> {
   public:
     explicit redis_backend(redis_config config)
         : config_(std::move(config)), tls_(make_tls_context(config_)) {}
 
-    ~redis_backend() override {
-        if (client_) {
-            asio::post(executor(), [client = client_] { client->stop(); });
-        }
-    }
-
-    void async_connect(completion_handler handler) override {
-        if (client_) {
-            client_->stop();
-        }
-        client_ = std::make_shared<redis_client>(executor(), config_, tls_, weak_sink());
-        client_->connect(std::move(handler));
-    }
-
-    void async_disconnect(completion_handler handler) override {
-        if (!client_) {
-            post_completion(std::move(handler), executor(), error_code());
-            return;
-        }
-        std::exchange(client_, nullptr)->disconnect(std::move(handler));
-    }
-
     void async_subscribe(std::string channel, completion_handler handler) override {
-        if (!client_) {
-            post_completion(std::move(handler), executor(), error_code(error::not_connected));
-            return;
+        if (auto* client = connected_client(handler)) {
+            client->subscribe(std::move(channel), std::move(handler));
         }
-        client_->subscribe(std::move(channel), std::move(handler));
     }
 
     void async_unsubscribe(std::string channel, completion_handler handler) override {
-        if (!client_) {
-            post_completion(std::move(handler), executor(), error_code());
-            return;
+        if (auto* c = client()) {
+            c->unsubscribe(std::move(channel), std::move(handler));
+        } else {
+            complete(handler, {});
         }
-        client_->unsubscribe(std::move(channel), std::move(handler));
     }
 
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {
-        if (!client_) {
-            post_completion(std::move(handler), executor(), error_code(error::not_connected));
+        auto* client = connected_client(handler);
+        if (!client) {
             return;
         }
         if (message.size() > max_payload || channel.size() > max_payload) {
-            post_completion(std::move(handler), executor(), error_code(error::payload_too_large));
+            complete(handler, error::payload_too_large);
             return;
         }
-        client_->publish(std::move(channel), std::move(message), std::move(handler));
+        client->publish(std::move(channel), std::move(message), std::move(handler));
     }
 
   private:
+    std::shared_ptr<redis_client> make_client() override {
+        return std::make_shared<redis_client>(executor(), config_, tls_, weak_sink());
+    }
+
     const redis_config config_;
     const std::shared_ptr<asio::ssl::context> tls_;
-    std::shared_ptr<redis_client> client_;
 };
 
 }  // namespace

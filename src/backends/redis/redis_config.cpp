@@ -9,12 +9,7 @@
 namespace broadcaster::detail {
 
 redis_config parse_redis_url(const backend_config& config) {
-    redis_config out;
-    out.redacted_url = config.redacted_url;
-    out.connect_timeout = config.options.connect_timeout;
-    out.publish_timeout = config.options.publish_timeout;
-    out.reconnect_min = config.options.reconnect_backoff_min;
-    out.reconnect_max = config.options.reconnect_backoff_max;
+    redis_config out(config);
 
     const auto parsed = boost::urls::parse_uri(config.url);
     if (!parsed) {
@@ -47,14 +42,8 @@ redis_config parse_redis_url(const backend_config& config) {
     for (const auto& param : url.params()) {
         const std::string key = param.key;
         const std::string value = param.value;
-        if (key == "connect_timeout_ms") {
-            out.connect_timeout = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "publish_timeout_ms") {
-            out.publish_timeout = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "reconnect_min_ms") {
-            out.reconnect_min = std::chrono::milliseconds(option_number(config, key, value));
-        } else if (key == "reconnect_max_ms") {
-            out.reconnect_max = std::chrono::milliseconds(option_number(config, key, value));
+        if (out.take(config, key, value)) {
+            // a connection option
         } else if (key == "client_name") {
             out.client_name = value;
         } else if (key == "tls_verify") {
@@ -67,9 +56,7 @@ redis_config parse_redis_url(const backend_config& config) {
             invalid_url(config, "unknown option '" + key + "'");
         }
     }
-    if (out.reconnect_max < out.reconnect_min) {
-        out.reconnect_max = out.reconnect_min;
-    }
+    out.finish();
     if (out.client_name.find_first_of(" \r\n") != std::string::npos) {
         invalid_url(config, "client_name must not contain spaces or newlines");
     }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "../url_options.hpp"
+
 #include <broadcaster/backend.hpp>
 
 #include <chrono>
@@ -8,7 +10,9 @@
 namespace broadcaster::detail {
 
 // Everything a `redis://` or `rediss://` URL says; see the README's option table.
-struct redis_config {
+struct redis_config : connection_options {
+    using connection_options::connection_options;
+
     bool tls = false;
     std::string host = "localhost";
     std::string port = "6379";
@@ -16,14 +20,9 @@ struct redis_config {
     std::string password;  // empty: no AUTH
     int db = 0;
     std::string client_name = "broadcaster";
-    std::chrono::milliseconds connect_timeout;
-    std::chrono::milliseconds publish_timeout;
-    std::chrono::milliseconds reconnect_min;
-    std::chrono::milliseconds reconnect_max;
     bool tls_verify = true;
     std::string tls_ca_file;      // empty: the system's trusted CAs
     std::string tls_server_name;  // empty: `host`
-    std::string redacted_url;
 };
 
 // Parses `config.url`. Throws system_error(error::invalid_url) naming what is wrong,

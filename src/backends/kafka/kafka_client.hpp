@@ -24,9 +24,9 @@ namespace broadcaster::detail {
 // clients: a producer, and a consumer that never joins its group: each subscribed
 // topic is assigned whole, at its high watermark, so every broadcast instance gets
 // every message (broadcast, not queue, semantics). Their event queues wake the strand
-// through `queue_wakeup`; librdkafka's blocking requests (metadata, watermarks) run on
-// the io_context's `blocking_service` threads, never on the strand. librdkafka reconnects by
-// itself; this class reports the outage and the recovery.
+// through `queue_wakeup`; librdkafka's blocking requests (metadata, watermarks) run
+// on the io_context's `blocking_service` threads, never on the strand. librdkafka
+// reconnects by itself; this class reports the outage and the recovery.
 class kafka_client : public std::enable_shared_from_this<kafka_client> {
   public:
     using completion_handler = backend::completion_handler;
@@ -65,7 +65,6 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     void watch_queues();
     void drain_producer();
     void drain_consumer();
-    void deliver(const rd_kafka_message_t& message);
     bool produce(const std::string& topic, std::string_view message, completion_handler& handler);
     rd_kafka_topic_t* topic_handle(const std::string& topic);
     void retry_waiting_publishes();

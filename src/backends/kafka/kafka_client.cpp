@@ -61,7 +61,7 @@ kafka_client::kafka_client(asio::any_io_executor strand, kafka_config config,
       blocking_(
           asio::use_service<blocking_service>(asio::query(strand_, asio::execution::context))),
       probe_timer_(strand_),
-      backoff_(config_.reconnect_min),
+      backoff_(config_.reconnect_min, config_.reconnect_max),
       publisher_key_(random_name("publisher")) {}
 
 kafka_client::~kafka_client() {
@@ -138,8 +138,7 @@ void kafka_client::after_poll() {
 }
 
 void kafka_client::probe() {
-    probe_timer_.expires_after(backoff_);
-    backoff_ = std::min(backoff_ * 2, config_.reconnect_max);
+    probe_timer_.expires_after(backoff_.next());
     probe_timer_.async_wait([self = shared_from_this()](error_code ec) {
         if (ec || self->stopped_) {
             return;
@@ -156,7 +155,7 @@ void kafka_client::probe() {
                     return;
                 }
                 client.connected_ = true;
-                client.backoff_ = client.config_.reconnect_min;
+                client.backoff_.reset();
                 client.report(connection_state::connected, {});
             });
     });

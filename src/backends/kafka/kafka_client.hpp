@@ -1,5 +1,6 @@
 #pragma once
 
+#include "../reconnect_backoff.hpp"
 #include "blocking_service.hpp"
 #include "kafka_config.hpp"
 #include "kafka_handles.hpp"
@@ -91,7 +92,7 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     bool connected_ = false;
     bool stopped_ = false;
     boost::asio::steady_timer probe_timer_;
-    std::chrono::milliseconds backoff_;
+    reconnect_backoff backoff_;
 
     // Publishes handed to librdkafka, by the id their delivery report carries:
     // publishes_[id - first_publish_id_]. Reports come in order within a partition,

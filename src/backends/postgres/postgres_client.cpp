@@ -68,8 +68,7 @@ postgres_client::postgres_client(asio::any_io_executor strand, const postgres_co
       sink_(std::move(sink)),
       lost_signal_(strand_),
       backoff_timer_(strand_),
-      backoff_(config_.reconnect_min),
-      random_(std::random_device{}()),
+      backoff_(config_.reconnect_min, config_.reconnect_max),
       publish_wake_(strand_),
       publish_deadline_(strand_) {}
 
@@ -112,7 +111,7 @@ asio::awaitable<void> postgres_client::supervise() {
             post_completion(std::move(connect_handler_), strand_, error_code());
         }
         if (!ec) {
-            backoff_ = config_.reconnect_min;
+            backoff_.reset();
             ready_ = true;
             table_ready_ = false;
             spawn(strand_, run_listener(generation_, listener_));
@@ -130,7 +129,7 @@ asio::awaitable<void> postgres_client::supervise() {
             reconnecting_ = true;
             report(connection_state::reconnecting, ec);
         }
-        backoff_timer_.expires_after(next_backoff());
+        backoff_timer_.expires_after(backoff_.next());
         co_await backoff_timer_.async_wait(asio::as_tuple(use_awaitable));
     }
 }
@@ -168,13 +167,6 @@ void postgres_client::close_connections() {
     if (publisher_) {
         publisher_->close();
     }
-}
-
-std::chrono::milliseconds postgres_client::next_backoff() {
-    const auto ceiling = backoff_;
-    backoff_ = std::min(backoff_ * 2, config_.reconnect_max);
-    std::uniform_int_distribution<long> pick(ceiling.count() / 2, ceiling.count());
-    return std::chrono::milliseconds(pick(random_));
 }
 
 void postgres_client::report(connection_state state, error_code ec) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "../reconnect_backoff.hpp"
 #include "pg_connection.hpp"
 #include "postgres_config.hpp"
 
@@ -8,7 +9,6 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <deque>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -65,7 +65,6 @@ class postgres_client : public std::enable_shared_from_this<postgres_client> {
     void arm_publish_deadline();
     void on_publish_deadline();
     void fail_everything(boost::system::error_code ec);
-    std::chrono::milliseconds next_backoff();
     void report(connection_state state, boost::system::error_code ec);
 
     const boost::asio::any_io_executor strand_;
@@ -82,8 +81,7 @@ class postgres_client : public std::enable_shared_from_this<postgres_client> {
     boost::system::error_code lost_reason_;
     boost::asio::steady_timer lost_signal_;
     boost::asio::steady_timer backoff_timer_;
-    std::chrono::milliseconds backoff_;
-    std::minstd_rand random_;
+    reconnect_backoff backoff_;
 
     // Channels listened to (Postgres name -> ours), restored after a reconnect.
     std::unordered_map<std::string, std::string> channels_;

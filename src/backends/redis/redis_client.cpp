@@ -41,8 +41,7 @@ redis_client::redis_client(asio::any_io_executor strand, const redis_config& con
       sink_(std::move(sink)),
       lost_signal_(strand_),
       backoff_timer_(strand_),
-      backoff_(config_.reconnect_min),
-      random_(std::random_device{}()),
+      backoff_(config_.reconnect_min, config_.reconnect_max),
       publish_deadline_(strand_) {}
 
 // ---- supervision -------------------------------------------------------------------
@@ -78,7 +77,7 @@ asio::awaitable<void> redis_client::supervise() {
             post_completion(std::move(connect_handler_), strand_, error_code());
         }
         if (!ec) {
-            backoff_ = config_.reconnect_min;
+            backoff_.reset();
             on_connected();
             lost_signal_.expires_at(asio::steady_timer::time_point::max());
             co_await lost_signal_.async_wait(asio::as_tuple(use_awaitable));
@@ -94,7 +93,7 @@ asio::awaitable<void> redis_client::supervise() {
             reconnecting_ = true;
             report(connection_state::reconnecting, ec);
         }
-        backoff_timer_.expires_after(next_backoff());
+        backoff_timer_.expires_after(backoff_.next());
         co_await backoff_timer_.async_wait(asio::as_tuple(use_awaitable));
     }
 }
@@ -166,15 +165,6 @@ void redis_client::close_connections() {
     }
     publish_out_.active = false;
     subscriber_out_.active = false;
-}
-
-std::chrono::milliseconds redis_client::next_backoff() {
-    const auto ceiling = backoff_;
-    backoff_ = std::min(backoff_ * 2, config_.reconnect_max);
-    // "Equal jitter": half fixed, half random, so that many instances restarting
-    // together do not reconnect in lockstep.
-    std::uniform_int_distribution<long> pick(ceiling.count() / 2, ceiling.count());
-    return std::chrono::milliseconds(pick(random_));
 }
 
 void redis_client::report(connection_state state, error_code ec) {

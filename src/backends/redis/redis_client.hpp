@@ -1,5 +1,6 @@
 #pragma once
 
+#include "../reconnect_backoff.hpp"
 #include "redis_config.hpp"
 #include "redis_connection.hpp"
 
@@ -10,7 +11,6 @@
 
 #include <chrono>
 #include <deque>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -81,7 +81,6 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
     void on_publish_deadline();
     void fail_publishes(std::size_t count, boost::system::error_code ec);
     void fail_everything(boost::system::error_code ec);
-    std::chrono::milliseconds next_backoff();
     void report(connection_state state, boost::system::error_code ec);
 
     const boost::asio::any_io_executor strand_;
@@ -98,8 +97,7 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
     boost::system::error_code lost_reason_;
     boost::asio::steady_timer lost_signal_;  // cancelled when a connection is lost
     boost::asio::steady_timer backoff_timer_;
-    std::chrono::milliseconds backoff_;
-    std::minstd_rand random_;
+    reconnect_backoff backoff_;
 
     // Publishes in order: the first `publishes_in_flight_` were handed to the socket
     // and await their reply; the others wait, encoded, in `publish_out_.queued`.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Tests of the `broadcaster` command-line tool through a real redis-server (started
 # here on a free port, stopped on exit). Usage: cli_test.sh BROADCASTER_BINARY CASE
-set -euo pipefail
+set -Eeuo pipefail
+# A command that fails unexpectedly names itself, so a failure is never silent.
+trap 'status=$?; [[ $- != *e* ]] || echo "FAIL: line $LINENO: $BASH_COMMAND: exit $status" >&2' ERR
 
 tool=$1
 case_name=$2
@@ -10,9 +12,12 @@ redis_pid=""
 kafka_pid=""
 pg_stop=()
 cleanup() {
-  [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
-  [[ -n $kafka_pid ]] && kill "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null
-  ((${#pg_stop[@]})) && "${pg_stop[@]}" >/dev/null 2>&1
+  # Best effort: how the servers exit must not change the test's status.
+  trap - ERR
+  set +e
+  if [[ -n $redis_pid ]]; then kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; fi
+  if [[ -n $kafka_pid ]]; then kill "$kafka_pid" 2>/dev/null; wait "$kafka_pid" 2>/dev/null; fi
+  if ((${#pg_stop[@]})); then "${pg_stop[@]}" >/dev/null 2>&1; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -38,7 +43,8 @@ start_redis() {
       kill -0 "$redis_pid" 2>/dev/null || break
       sleep 0.02
     done
-    kill "$redis_pid" 2>/dev/null
+    echo "redis-server on port $port did not answer: $(tail -3 "$work/redis.log")" >&2
+    kill "$redis_pid" 2>/dev/null || true
     wait "$redis_pid" 2>/dev/null || true
     redis_pid=""
   done

@@ -46,9 +46,12 @@ asio::awaitable<void> server::start() {
 
 asio::awaitable<void> server::accept_loop() {
     for (;;) {
-        // Each connection gets its own strand, so --threads N is safe.
+        // With several threads each connection gets its own strand. With one, the
+        // io_context alone serializes: a strand would cost every handler a hop.
+        const auto executor = config_.threads > 1 ? asio::any_io_executor(asio::make_strand(io_))
+                                                  : asio::any_io_executor(io_.get_executor());
         auto [ec, socket] =
-            co_await acceptor_.async_accept(asio::make_strand(io_), asio::as_tuple(use_awaitable));
+            co_await acceptor_.async_accept(executor, asio::as_tuple(use_awaitable));
         if (ec) {
             if (!acceptor_.is_open()) {
                 co_return;  // shutting down
@@ -59,8 +62,8 @@ asio::awaitable<void> server::accept_loop() {
         // sends everything queued for a client in one write).
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        auto executor = socket.get_executor();
-        asio::co_spawn(executor, serve_connection(*this, std::move(socket)), asio::detached);
+        asio::co_spawn(socket.get_executor(), serve_connection(*this, std::move(socket)),
+                       asio::detached);
     }
 }
 

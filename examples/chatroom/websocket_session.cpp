@@ -1,12 +1,13 @@
 // One chat client: a reader that publishes what the client sends, a writer that
 // sends what the room receives, and a watchdog for a client whose socket is stuck.
 // Only the writer writes frames (messages and the close), as Beast requires; the
-// reader asks it to close by ending the subscription. The writer sends every message
-// queued for the client at once: the frames go out in one system call.
+// reader asks it to close by ending the subscription. The writer writes every message
+// queued for the client into the stream's buffer at once: the frames go out in one
+// system call.
 
 #include "websocket_session.hpp"
 
-#include "coalescing_stream.hpp"
+#include "write_behind_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -33,14 +34,15 @@ namespace {
 
 class websocket_session : public std::enable_shared_from_this<websocket_session> {
   public:
+    // The WebSocket layer has its own timeouts, so it runs on the bare socket: the
+    // HTTP stream's timer would only cost time on every write.
     websocket_session(server& srv, beast::tcp_stream stream)
-        : server_(srv), ws_(std::move(stream)), watchdog_(ws_.get_executor()) {}
+        : server_(srv), ws_(stream.release_socket()), watchdog_(ws_.get_executor()) {}
 
     asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
         const auto self = shared_from_this();
         const auto& settings = server_.settings();
         // The WebSocket layer times out from here on (handshake, idle with pings).
-        beast::get_lowest_layer(ws_).expires_never();
         websocket::stream_base::timeout timeouts =
             websocket::stream_base::timeout::suggested(beast::role_type::server);
         timeouts.handshake_timeout = settings.handshake_timeout;
@@ -68,6 +70,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             unavailable.prepare_payload();
             co_await beast::http::async_write(ws_.next_layer(), unavailable,
                                               asio::as_tuple(use_awaitable));
+            co_await ws_.next_layer().async_wait_flushed(asio::as_tuple(use_awaitable));
             co_return;
         }
         auto [accept_ec] = co_await ws_.async_accept(request, asio::as_tuple(use_awaitable));
@@ -153,23 +156,22 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             batch.clear();
             batch.push_back(std::move(ev));
             subscriber_.try_receive_some(batch, max_batch - 1);
-            auto& stream = ws_.next_layer();
-            if (batch.size() > 1) {
-                stream.cork();
-            }
+            // Synchronous frame writes only append to the stream's buffer; the batch
+            // leaves in one system call, and the next waits until it has left.
             ws_.text(true);
-            writing_ = true;
             error_code write_ec;
             for (const auto& message : batch) {
-                auto [frame_ec, n] = co_await ws_.async_write(asio::buffer(message.message()),
-                                                              asio::as_tuple(use_awaitable));
-                if ((write_ec = frame_ec)) {
+                ws_.write(asio::buffer(message.message()), write_ec);
+                if (write_ec) {
                     break;
                 }
             }
-            if (!write_ec && stream.corked()) {
-                std::tie(write_ec) = co_await stream.async_flush(asio::as_tuple(use_awaitable));
+            if (write_ec) {
+                co_return;
             }
+            writing_ = true;
+            std::tie(write_ec) =
+                co_await ws_.next_layer().async_wait_flushed(asio::as_tuple(use_awaitable));
             writing_ = false;
             if (write_ec) {
                 co_return;
@@ -216,7 +218,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // Frames sent together: at most this many per system call.
     static constexpr std::size_t max_batch = 64;
 
-    websocket::stream<coalescing_stream> ws_;
+    websocket::stream<write_behind_stream> ws_;
     broadcaster::subscriber subscriber_;
     asio::steady_timer watchdog_;
     bool writing_ = false;

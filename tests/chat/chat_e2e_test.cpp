@@ -205,6 +205,25 @@ TEST(chat, oversized_and_binary_frames_close_only_that_client) {
     EXPECT_EQ(metric(chat.port, "chat_binary_frames_total"), 1u);
 }
 
+// Beast's own frames (pongs, the closing handshake) share the write buffer with the
+// room's messages.
+TEST(chat, pings_are_answered_and_a_client_close_is_echoed) {
+    chat_instance chat("memory://");
+    client c(chat.port);
+    bool ponged = false;
+    c.ws.control_callback([&](websocket::frame_type kind, beast::string_view payload) {
+        ponged = ponged || (kind == websocket::frame_type::pong && payload == "there?");
+    });
+    c.ws.ping("there?");
+    c.send("after the ping");
+    EXPECT_EQ(c.receive(), "after the ping");
+    EXPECT_TRUE(ponged);
+    beast::error_code ec;
+    c.ws.close(websocket::close_code::normal, ec);  // waits for the server's close frame
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(c.ws.reason().code, websocket::close_code::normal);
+}
+
 TEST(chat, malformed_http_gets_400) {
     chat_instance chat("memory://");
     const auto answer = raw_exchange(chat.port, "THIS IS NOT HTTP\r\n\r\n");

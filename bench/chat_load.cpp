@@ -365,6 +365,7 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(t.reordered));
     std::printf("latency p50 %.0f us, p90 %.0f us, p99 %.0f us\n", at(0.5), at(0.9), at(0.99));
     std::printf("load generator CPU %.0f%% of one core\n", 100 * own_cpu / took.count());
+    double servers_cpu = 0;
     for (std::size_t i = 0; i < pids.size(); ++i) {
         const auto now = cpu_seconds(pids[i]);
         const double user = now.user - server_cpu_before[i].user;
@@ -375,6 +376,11 @@ int main(int argc, char** argv) {
             "kernel %.2f), peak RSS %.1f MiB\n",
             pids[i].c_str(), user + system, (user + system) * per_delivery, user * per_delivery,
             system * per_delivery, peak_rss_kib(pids[i]) / 1024.0);
+        servers_cpu += user + system;
+    }
+    if (pids.size() > 1) {
+        std::printf("servers together: CPU %.2f s, %.2f us per delivery\n", servers_cpu,
+                    1e6 * servers_cpu / std::max<double>(t.delivered, 1));
     }
     return t.delivered == expected && t.duplicates == 0 && t.reordered == 0 ? 0 : 1;
 }

@@ -25,12 +25,12 @@ free_port() {
   done
 }
 
-wait_port() {
-  for _ in $(seq 300); do
+wait_port() {  # an instance listens once its backend is connected
+  for _ in $(seq 1000); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.02
   done
-  echo "nothing listens on $1" >&2
+  echo "nothing listens on $1: $(tail -3 "$dir/chat.log" 2>/dev/null)" >&2
   exit 1
 }
 

@@ -144,9 +144,12 @@ class write_behind_stream {
     std::size_t append(const ConstBuffers& buffers) {
         auto& s = *state_;
         const auto size = boost::asio::buffer_size(buffers);
-        const auto old = s.pending.size();
-        s.pending.resize(old + size);
-        boost::asio::buffer_copy(boost::asio::buffer(s.pending.data() + old, size), buffers);
+        s.pending.reserve(s.pending.size() + size);
+        for (auto it = boost::asio::buffer_sequence_begin(buffers);
+             it != boost::asio::buffer_sequence_end(buffers); ++it) {
+            const boost::asio::const_buffer piece = *it;
+            s.pending.append(static_cast<const char*>(piece.data()), piece.size());
+        }
         if (!s.flush_scheduled) {
             // Posted, not started: what the caller writes next joins this flush.
             s.flush_scheduled = true;
@@ -155,10 +158,20 @@ class write_behind_stream {
         return size;
     }
 
+    // Empties a buffer; one that a burst of big messages grew does not keep its memory.
+    static void release(std::string& buffer) {
+        constexpr std::size_t kept_capacity = 64 * 1024;
+        if (buffer.capacity() > kept_capacity) {
+            std::string().swap(buffer);
+        } else {
+            buffer.clear();
+        }
+    }
+
     static void flush(const std::shared_ptr<state>& s) {
         if (s->pending.empty() || s->error) {
             s->flush_scheduled = false;
-            s->pending.clear();
+            release(s->pending);
             auto waiters = std::exchange(s->flushed_waiters, {});
             for (auto& waiter : waiters) {
                 boost::asio::dispatch(boost::asio::append(std::move(waiter), s->error));
@@ -168,7 +181,7 @@ class write_behind_stream {
         s->on_the_wire.swap(s->pending);
         boost::asio::async_write(s->socket, boost::asio::buffer(s->on_the_wire),
                                  [s](boost::system::error_code ec, std::size_t) {
-                                     s->on_the_wire.clear();
+                                     release(s->on_the_wire);
                                      if (ec && !s->error) {
                                          s->error = ec;
                                      }

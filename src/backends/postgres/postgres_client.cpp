@@ -37,11 +37,6 @@ bool fits_inline(const std::string& message) {
            is_valid_utf8(message) && (message.empty() || message.front() != reference_marker);
 }
 
-template <typename Awaitable>
-void spawn(const asio::any_io_executor& strand, Awaitable&& work) {
-    asio::co_spawn(strand, std::forward<Awaitable>(work), [](std::exception_ptr) {});
-}
-
 }  // namespace
 
 std::string postgres_channel(const std::string& channel) {
@@ -63,83 +58,38 @@ std::string postgres_channel(const std::string& channel) {
 
 postgres_client::postgres_client(asio::any_io_executor strand, const postgres_config& config,
                                  std::weak_ptr<backend_sink> sink)
-    : strand_(std::move(strand)),
+    : supervised_client(std::move(strand), config, std::move(sink)),
       config_(config),
-      sink_(std::move(sink)),
-      lost_signal_(strand_),
-      backoff_timer_(strand_),
-      backoff_(config_.reconnect_min, config_.reconnect_max),
       publish_wake_(strand_),
       publish_deadline_(strand_) {}
 
 // ---- supervision -------------------------------------------------------------------
 
 void postgres_client::connect(completion_handler handler) {
-    connect_handler_.swap(handler);
-    spawn(strand_, supervise());
+    start_supervision(std::move(handler), shared_from_this());
 }
 
-asio::awaitable<void> postgres_client::supervise() {
-    const auto self = shared_from_this();
-    bool first = true;
-    while (!stopping_) {
-        error_code ec;
-        try {
-            ++generation_;
-            listener_ = std::make_shared<pg_connection>(
-                strand_, config_.conninfo, config_.connect_timeout, config_.redacted_url);
-            publisher_ = std::make_shared<pg_connection>(
-                strand_, config_.conninfo, config_.connect_timeout, config_.redacted_url);
-            const auto listener = listener_;
-            const auto publisher = publisher_;
-            co_await listener->open();
-            co_await publisher->open();
-        } catch (const system_error& e) {
-            ec = e.code();
-        }
-        if (stopping_) {
-            break;
-        }
-        if (first) {
-            first = false;
-            if (ec) {
-                stopping_ = true;
-                close_connections();
-                post_completion(std::move(connect_handler_), strand_, ec);
-                co_return;
-            }
-            post_completion(std::move(connect_handler_), strand_, error_code());
-        }
-        if (!ec) {
-            backoff_.reset();
-            ready_ = true;
-            table_ready_ = false;
-            spawn(strand_, run_listener(generation_, listener_));
-            spawn(strand_, run_publisher(generation_, publisher_));
-            lost_signal_.expires_at(asio::steady_timer::time_point::max());
-            co_await lost_signal_.async_wait(asio::as_tuple(use_awaitable));
-            if (stopping_) {
-                break;
-            }
-            ec = lost_reason_;
-        }
-        ready_ = false;
-        close_connections();
-        if (!reconnecting_) {
-            reconnecting_ = true;
-            report(connection_state::reconnecting, ec);
-        }
-        backoff_timer_.expires_after(backoff_.next());
-        co_await backoff_timer_.async_wait(asio::as_tuple(use_awaitable));
-    }
+asio::awaitable<void> postgres_client::open_connections() {
+    listener_ = std::make_shared<pg_connection>(strand_, config_.conninfo, config_.connect_timeout,
+                                                config_.redacted_url);
+    publisher_ = std::make_shared<pg_connection>(strand_, config_.conninfo, config_.connect_timeout,
+                                                 config_.redacted_url);
+    const auto listener = listener_;
+    const auto publisher = publisher_;
+    co_await listener->open();
+    co_await publisher->open();
+}
+
+void postgres_client::on_connected() {
+    table_ready_ = false;
+    spawn(strand_, run_listener(generation_, listener_));
+    spawn(strand_, run_publisher(generation_, publisher_));
 }
 
 void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
-    if (generation != generation_ || !ready_) {
+    if (!mark_lost(generation, ec)) {
         return;
     }
-    ready_ = false;
-    lost_reason_ = ec;
     // The publish being sent may or may not have reached the server.
     for (; publishes_in_flight_ > 0 && !publishes_.empty(); --publishes_in_flight_) {
         post_completion(std::move(publishes_.front().handler), strand_,
@@ -156,7 +106,6 @@ void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
         post_completion(std::move(command.handler), strand_,
                         command.listen ? error_code(error::not_connected) : error_code());
     }
-    lost_signal_.cancel();
     arm_publish_deadline();
 }
 
@@ -169,12 +118,6 @@ void postgres_client::close_connections() {
     }
 }
 
-void postgres_client::report(connection_state state, error_code ec) {
-    if (auto sink = sink_.lock()) {
-        sink->state_changed(state, ec);
-    }
-}
-
 void postgres_client::disconnect(completion_handler handler) {
     stop();
     post_completion(std::move(handler), strand_, error_code());
@@ -184,20 +127,12 @@ void postgres_client::stop() {
     if (stopping_ && !listener_) {
         return;
     }
-    stopping_ = true;
-    ready_ = false;
-    ++generation_;
+    stop_supervision();
     close_connections();
     listener_.reset();
     publisher_.reset();
-    lost_signal_.cancel();
-    backoff_timer_.cancel();
     publish_wake_.cancel();
     publish_deadline_.cancel();
-    if (connect_handler_) {
-        post_completion(std::move(connect_handler_), strand_,
-                        error_code(asio::error::operation_aborted));
-    }
     fail_everything(error::not_connected);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "../reconnect_backoff.hpp"
+#include "../supervised_client.hpp"
 #include "pg_connection.hpp"
 #include "postgres_config.hpp"
 
@@ -20,12 +20,12 @@ std::string postgres_channel(const std::string& channel);
 
 // The Postgres backend's state, shared with its pending operations. Two connections:
 // a listener (LISTEN/UNLISTEN, notifications) and a publisher (pg_notify), so a flood
-// of publishes never delays notifications and each publisher's order is kept. A
-// supervisor reconnects both after a loss and LISTENs again. Runs on the strand.
-class postgres_client : public std::enable_shared_from_this<postgres_client> {
+// of publishes never delays notifications and each publisher's order is kept. The
+// supervisor (supervised_client) reconnects both after a loss; every channel is then
+// listened to again. Runs on the strand.
+class postgres_client : public supervised_client,
+                        public std::enable_shared_from_this<postgres_client> {
   public:
-    using completion_handler = backend::completion_handler;
-
     postgres_client(boost::asio::any_io_executor strand, const postgres_config& config,
                     std::weak_ptr<backend_sink> sink);
 
@@ -50,7 +50,9 @@ class postgres_client : public std::enable_shared_from_this<postgres_client> {
         clock::time_point deadline;
     };
 
-    boost::asio::awaitable<void> supervise();
+    boost::asio::awaitable<void> open_connections() override;
+    void on_connected() override;
+    void close_connections() override;
     boost::asio::awaitable<void> run_listener(std::uint64_t generation,
                                               std::shared_ptr<pg_connection> connection);
     boost::asio::awaitable<void> run_publisher(std::uint64_t generation,
@@ -61,27 +63,14 @@ class postgres_client : public std::enable_shared_from_this<postgres_client> {
     // Stores `p` in the payload table and notifies a reference to it.
     boost::asio::awaitable<void> send_large(pg_connection& connection, const pending_publish& p);
     void connection_lost(std::uint64_t generation, boost::system::error_code ec);
-    void close_connections();
     void arm_publish_deadline();
     void on_publish_deadline();
     void fail_everything(boost::system::error_code ec);
-    void report(connection_state state, boost::system::error_code ec);
 
-    const boost::asio::any_io_executor strand_;
     const postgres_config config_;
-    const std::weak_ptr<backend_sink> sink_;
 
     std::shared_ptr<pg_connection> listener_;
     std::shared_ptr<pg_connection> publisher_;
-    std::uint64_t generation_ = 0;
-    bool ready_ = false;
-    bool stopping_ = false;
-    bool reconnecting_ = false;
-    completion_handler connect_handler_;
-    boost::system::error_code lost_reason_;
-    boost::asio::steady_timer lost_signal_;
-    boost::asio::steady_timer backoff_timer_;
-    reconnect_backoff backoff_;
 
     // Channels listened to (Postgres name -> ours), restored after a reconnect.
     std::unordered_map<std::string, std::string> channels_;

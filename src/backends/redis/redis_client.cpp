@@ -19,13 +19,6 @@ using boost::system::system_error;
 
 namespace {
 
-// Runs a coroutine of the client without letting an exception escape into the
-// io_context: they are all handled inside, this is the last resort.
-template <typename Awaitable>
-void spawn(const asio::any_io_executor& strand, Awaitable&& work) {
-    asio::co_spawn(strand, std::forward<Awaitable>(work), [](std::exception_ptr) {});
-}
-
 bool is(const redisReply& reply, std::string_view text) {
     return reply.type == REDIS_REPLY_STRING && reply_text(reply) == text;
 }
@@ -35,71 +28,18 @@ bool is(const redisReply& reply, std::string_view text) {
 redis_client::redis_client(asio::any_io_executor strand, const redis_config& config,
                            std::shared_ptr<asio::ssl::context> tls,
                            std::weak_ptr<backend_sink> sink)
-    : strand_(std::move(strand)),
+    : supervised_client(std::move(strand), config, std::move(sink)),
       config_(config),
       tls_(std::move(tls)),
-      sink_(std::move(sink)),
-      lost_signal_(strand_),
-      backoff_timer_(strand_),
-      backoff_(config_.reconnect_min, config_.reconnect_max),
       publish_deadline_(strand_) {}
 
 // ---- supervision -------------------------------------------------------------------
 
 void redis_client::connect(completion_handler handler) {
-    connect_handler_.swap(handler);
-    spawn(strand_, supervise());
-}
-
-asio::awaitable<void> redis_client::supervise() {
-    const auto self = shared_from_this();  // alive while this loop runs
-    bool first = true;
-    while (!stopping_) {
-        error_code ec;
-        try {
-            co_await open_connections();
-        } catch (const system_error& e) {
-            ec = e.code();
-        }
-        if (stopping_) {
-            break;
-        }
-        if (first) {
-            first = false;
-            // The first attempt decides the connect: a wrong password or an unreachable
-            // host is the app's to know now, not a reason to retry forever.
-            if (ec) {
-                stopping_ = true;
-                close_connections();
-                post_completion(std::move(connect_handler_), strand_, ec);
-                co_return;
-            }
-            post_completion(std::move(connect_handler_), strand_, error_code());
-        }
-        if (!ec) {
-            backoff_.reset();
-            on_connected();
-            lost_signal_.expires_at(asio::steady_timer::time_point::max());
-            co_await lost_signal_.async_wait(asio::as_tuple(use_awaitable));
-            if (stopping_) {
-                break;
-            }
-            ec = lost_reason_;
-        }
-        ready_ = false;
-        close_connections();
-        fail_publishes(publishes_in_flight_, error::not_connected);
-        if (!reconnecting_) {
-            reconnecting_ = true;
-            report(connection_state::reconnecting, ec);
-        }
-        backoff_timer_.expires_after(backoff_.next());
-        co_await backoff_timer_.async_wait(asio::as_tuple(use_awaitable));
-    }
+    start_supervision(std::move(handler), shared_from_this());
 }
 
 asio::awaitable<void> redis_client::open_connections() {
-    ++generation_;
     publisher_ = std::make_shared<redis_connection>(strand_, config_, tls_.get());
     subscriber_ = std::make_shared<redis_connection>(strand_, config_, tls_.get());
     const auto publisher = publisher_;
@@ -109,7 +49,6 @@ asio::awaitable<void> redis_client::open_connections() {
 }
 
 void redis_client::on_connected() {
-    ready_ = true;
     const auto generation = generation_;
     spawn(strand_, read_publish_replies(generation, publisher_));
     spawn(strand_, read_subscriber_events(generation, subscriber_));
@@ -130,11 +69,9 @@ void redis_client::on_connected() {
 }
 
 void redis_client::connection_lost(std::uint64_t generation, error_code ec) {
-    if (generation != generation_ || !ready_) {
+    if (!mark_lost(generation, ec)) {
         return;  // an older connection, or the loss is already being handled
     }
-    ready_ = false;
-    lost_reason_ = ec;
     // A subscribe still waiting for its confirmation fails now rather than waiting an
     // unknown time for the reconnect; the app sees not_connected and can retry.
     for (auto& [channel, waiters] : subscribe_waiters_) {
@@ -153,7 +90,6 @@ void redis_client::connection_lost(std::uint64_t generation, error_code ec) {
         }
         waiters.clear();
     }
-    lost_signal_.cancel();
 }
 
 void redis_client::close_connections() {
@@ -167,10 +103,9 @@ void redis_client::close_connections() {
     subscriber_out_.active = false;
 }
 
-void redis_client::report(connection_state state, error_code ec) {
-    if (auto sink = sink_.lock()) {
-        sink->state_changed(state, ec);
-    }
+void redis_client::on_lost() {
+    // Their replies will not come: whether Redis got them is unknown.
+    fail_publishes(publishes_in_flight_, error::not_connected);
 }
 
 void redis_client::disconnect(completion_handler handler) {
@@ -182,19 +117,11 @@ void redis_client::stop() {
     if (stopping_ && !ready_ && !publisher_) {
         return;
     }
-    stopping_ = true;
-    ready_ = false;
-    ++generation_;
+    stop_supervision();
     close_connections();
     publisher_.reset();
     subscriber_.reset();
-    lost_signal_.cancel();
-    backoff_timer_.cancel();
     publish_deadline_.cancel();
-    if (connect_handler_) {
-        post_completion(std::move(connect_handler_), strand_,
-                        error_code(asio::error::operation_aborted));
-    }
     fail_everything(error::not_connected);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "../reconnect_backoff.hpp"
+#include "../supervised_client.hpp"
 #include "redis_config.hpp"
 #include "redis_connection.hpp"
 
@@ -19,13 +19,11 @@ namespace broadcaster::detail {
 // The Redis backend's state and its connections, shared with every pending
 // operation so that it outlives the backend object until they finish. Two
 // connections: one in subscribe mode for SUBSCRIBE/UNSUBSCRIBE and incoming
-// messages, one for pipelined PUBLISH. A supervisor coroutine reconnects both after
-// a loss, with exponential backoff and jitter, and restores every subscription.
-// Everything runs on the backend's strand.
-class redis_client : public std::enable_shared_from_this<redis_client> {
+// messages, one for pipelined PUBLISH. The supervisor (supervised_client) reconnects
+// both after a loss; every subscription is then restored. Everything runs on the
+// backend's strand.
+class redis_client : public supervised_client, public std::enable_shared_from_this<redis_client> {
   public:
-    using completion_handler = backend::completion_handler;
-
     redis_client(boost::asio::any_io_executor strand, const redis_config& config,
                  std::shared_ptr<boost::asio::ssl::context> tls, std::weak_ptr<backend_sink> sink);
 
@@ -57,15 +55,15 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
         bool restore;  // re-issued after a reconnect
     };
 
-    boost::asio::awaitable<void> supervise();
-    boost::asio::awaitable<void> open_connections();
+    boost::asio::awaitable<void> open_connections() override;
     boost::asio::awaitable<void> read_publish_replies(std::uint64_t generation,
                                                       std::shared_ptr<redis_connection> connection);
     boost::asio::awaitable<void> read_subscriber_events(
         std::uint64_t generation, std::shared_ptr<redis_connection> connection);
-    void on_connected();
+    void on_connected() override;
+    void close_connections() override;
+    void on_lost() override;
     void connection_lost(std::uint64_t generation, boost::system::error_code ec);
-    void close_connections();
 
     void flush_publishes();
     void flush_subscriber();
@@ -81,23 +79,12 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
     void on_publish_deadline();
     void fail_publishes(std::size_t count, boost::system::error_code ec);
     void fail_everything(boost::system::error_code ec);
-    void report(connection_state state, boost::system::error_code ec);
 
-    const boost::asio::any_io_executor strand_;
     const redis_config config_;
     const std::shared_ptr<boost::asio::ssl::context> tls_;
-    const std::weak_ptr<backend_sink> sink_;
 
     std::shared_ptr<redis_connection> publisher_;
     std::shared_ptr<redis_connection> subscriber_;
-    std::uint64_t generation_ = 0;  // bumped per connection attempt: stale callbacks see it
-    bool ready_ = false;            // both connections are up
-    bool stopping_ = false;
-    completion_handler connect_handler_;
-    boost::system::error_code lost_reason_;
-    boost::asio::steady_timer lost_signal_;  // cancelled when a connection is lost
-    boost::asio::steady_timer backoff_timer_;
-    reconnect_backoff backoff_;
 
     // Publishes in order: the first `publishes_in_flight_` were handed to the socket
     // and await their reply; the others wait, encoded, in `publish_out_.queued`.
@@ -115,7 +102,6 @@ class redis_client : public std::enable_shared_from_this<redis_client> {
     std::deque<sent_command> subscriber_sent_;
     outbox subscriber_out_;
     std::size_t resubscriptions_pending_ = 0;
-    bool reconnecting_ = false;
 };
 
 }  // namespace broadcaster::detail

@@ -1,0 +1,104 @@
+#include "supervised_client.hpp"
+
+#include "../completion.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+namespace broadcaster::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+supervised_client::supervised_client(asio::any_io_executor strand,
+                                     const connection_options& options,
+                                     std::weak_ptr<backend_sink> sink)
+    : strand_(std::move(strand)),
+      sink_(std::move(sink)),
+      lost_signal_(strand_),
+      backoff_timer_(strand_),
+      backoff_(options.reconnect_min, options.reconnect_max) {}
+
+void supervised_client::start_supervision(completion_handler handler, std::shared_ptr<void> self) {
+    connect_handler_.swap(handler);
+    spawn(strand_, supervise(std::move(self)));
+}
+
+// `self` lives in the coroutine frame: it keeps the client alive while the loop runs.
+asio::awaitable<void> supervised_client::supervise([[maybe_unused]] std::shared_ptr<void> self) {
+    bool first = true;
+    while (!stopping_) {
+        error_code ec;
+        try {
+            ++generation_;
+            co_await open_connections();
+        } catch (const boost::system::system_error& e) {
+            ec = e.code();
+        }
+        if (stopping_) {
+            break;
+        }
+        if (first) {
+            first = false;
+            if (ec) {
+                stopping_ = true;
+                close_connections();
+                post_completion(std::move(connect_handler_), strand_, ec);
+                co_return;
+            }
+            post_completion(std::move(connect_handler_), strand_, error_code());
+        }
+        if (!ec) {
+            backoff_.reset();
+            ready_ = true;
+            on_connected();
+            lost_signal_.expires_at(asio::steady_timer::time_point::max());
+            co_await lost_signal_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (stopping_) {
+                break;
+            }
+            ec = lost_reason_;
+        }
+        ready_ = false;
+        close_connections();
+        on_lost();
+        if (!reconnecting_) {
+            reconnecting_ = true;
+            report(connection_state::reconnecting, ec);
+        }
+        backoff_timer_.expires_after(backoff_.next());
+        co_await backoff_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
+void supervised_client::stop_supervision() {
+    stopping_ = true;
+    ready_ = false;
+    ++generation_;
+    lost_signal_.cancel();
+    backoff_timer_.cancel();
+    if (connect_handler_) {
+        post_completion(std::move(connect_handler_), strand_,
+                        error_code(asio::error::operation_aborted));
+    }
+}
+
+bool supervised_client::mark_lost(std::uint64_t generation, error_code ec) {
+    if (generation != generation_ || !ready_) {
+        return false;
+    }
+    ready_ = false;
+    lost_reason_ = ec;
+    lost_signal_.cancel();
+    return true;
+}
+
+void supervised_client::report(connection_state state, error_code ec) {
+    if (auto sink = sink_.lock()) {
+        sink->state_changed(state, ec);
+    }
+}
+
+}  // namespace broadcaster::detail

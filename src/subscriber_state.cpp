@@ -158,7 +158,11 @@ subscriber_state::taken_receive subscriber_state::take_pending() {
 }
 
 void subscriber_state::complete(taken_receive receive, error_code ec, event ev) {
-    const auto executor = asio::get_associated_executor(receive.handler, default_executor_);
+    // A pending receive already holds its associated executor (tracked): reuse it, since
+    // building another type-erased executor costs an allocation per wake-up.
+    const auto executor = receive.work
+                              ? receive.work
+                              : asio::get_associated_executor(receive.handler, default_executor_);
     // The slot is cleared on the handler's executor, where the app emits cancellation.
     post_via(executor, default_executor_,
              [once = move_only{}, receive = std::move(receive), ec, ev = std::move(ev)]() mutable {

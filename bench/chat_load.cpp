@@ -196,7 +196,6 @@ std::vector<std::string> split(const std::string& text) {
 struct cpu_times {
     double user = 0;
     double system = 0;  // in the kernel: on loopback, mostly the TCP sends
-    double total() const { return user + system; }
 };
 
 cpu_times cpu_seconds(const std::string& pid) {

@@ -45,7 +45,9 @@ std::pair<int, int> connected_pair(int listener, const sockaddr_in& address) {
     return {server, client};
 }
 
-double seconds(const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; }
+double seconds(const timeval& t) {
+    return t.tv_sec + t.tv_usec / 1e6;
+}
 
 }  // namespace
 
@@ -113,8 +115,8 @@ int main(int argc, char** argv) {
     const double sends = static_cast<double>(rounds) * connections;
     const double user = seconds(after.ru_utime) - seconds(before.ru_utime);
     const double system = seconds(after.ru_stime) - seconds(before.ru_stime);
-    std::printf("%.0f sends of %zu bytes to %d loopback connections, %.0f rounds/s\n", sends,
-                size, connections, rate);
+    std::printf("%.0f sends of %zu bytes to %d loopback connections, %.0f rounds/s\n", sends, size,
+                connections, rate);
     std::printf("sender CPU per send: %.2f us (user %.2f, kernel %.2f)\n",
                 1e6 * (user + system) / sends, 1e6 * user / sends, 1e6 * system / sends);
     return 0;

@@ -12,8 +12,8 @@
 
 #include <unistd.h>
 #include <algorithm>
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iomanip>

@@ -1,8 +1,8 @@
 #pragma once
 
 // What the network backends (Redis, Postgres, Kafka) share: the backend object the
-// broadcast owns holds one supervised client, shared with the client's pending
-// operations, so destroying the backend only asks the client to stop.
+// broadcast owns holds one client, shared with the client's pending operations, so
+// destroying the backend only asks the client to stop.
 
 #include "../completion.hpp"
 

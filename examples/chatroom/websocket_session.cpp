@@ -10,6 +10,7 @@
 #include "write_behind_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -37,7 +38,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // The WebSocket layer has its own timeouts, so it runs on the bare socket: the
     // HTTP stream's timer would only cost time on every write.
     websocket_session(server& srv, beast::tcp_stream stream)
-        : server_(srv), ws_(stream.release_socket()), watchdog_(ws_.get_executor()) {}
+        : server_(srv),
+          ws_(stream.release_socket()),
+          watchdog_(ws_.get_executor()),
+          publish_done_(ws_.get_executor()) {}
 
     asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
         const auto self = shared_from_this();
@@ -99,6 +103,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     }
 
   private:
+    // Publishes are pipelined: the next message is read while earlier ones are still
+    // on their way to the broker, so a client's messages do not wait for each other's
+    // round trips. One coroutine publishes them, so their order is kept. Beyond a
+    // window the reader stops reading and TCP holds the client back.
     asio::awaitable<void> read_loop() {
         const auto self = shared_from_this();
         beast::flat_buffer buffer;
@@ -119,19 +127,47 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 request_close(websocket::close_code::unknown_data, "text messages only");
                 co_return;
             }
-            auto [publish_ec] = co_await server_.broadcast().async_publish(
-                room_channel, beast::buffers_to_string(buffer.data()),
-                asio::as_tuple(use_awaitable));
-            if (publish_ec) {
-                // Only this client is told; the room goes on.
-                stats.publish_failures.fetch_add(1, std::memory_order_relaxed);
-                const bool too_big = publish_ec == broadcaster::error::payload_too_large;
-                request_close(too_big ? websocket::close_code::too_big
-                                      : websocket::close_code::internal_error,
-                              "message refused: " + publish_ec.message());
-                co_return;
+            while (publishing_messages_ >= max_publishing_messages ||
+                   publishing_bytes_ >= max_publishing_bytes) {
+                publish_done_.expires_at(asio::steady_timer::time_point::max());
+                co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
             }
+            if (publish_failed_) {
+                co_return;  // the writer is closing this client
+            }
+            publish(beast::buffers_to_string(buffer.data()));
+        }
+    }
+
+    void publish(std::string text) {
+        const auto size = text.size();
+        ++publishing_messages_;
+        publishing_bytes_ += size;
+        server_.broadcast().async_publish(
+            room_channel, std::move(text),
+            asio::bind_executor(ws_.get_executor(),
+                                [self = shared_from_this(), size](error_code ec) {
+                                    self->on_published(ec, size);
+                                }));
+    }
+
+    void on_published(error_code ec, std::size_t size) {
+        --publishing_messages_;
+        publishing_bytes_ -= size;
+        publish_done_.cancel();
+        auto& stats = server_.stats();
+        if (!ec) {
             stats.messages_in.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        if (!publish_failed_) {
+            // Only this client is told; the room goes on.
+            publish_failed_ = true;
+            stats.publish_failures.fetch_add(1, std::memory_order_relaxed);
+            const bool too_big = ec == broadcaster::error::payload_too_large;
+            request_close(
+                too_big ? websocket::close_code::too_big : websocket::close_code::internal_error,
+                "message refused: " + ec.message());
         }
     }
 
@@ -218,9 +254,17 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // Frames sent together: at most this many per system call.
     static constexpr std::size_t max_batch = 64;
 
+    // Publishes in flight per client, at most.
+    static constexpr std::size_t max_publishing_messages = 64;
+    static constexpr std::size_t max_publishing_bytes = 256 * 1024;
+
     websocket::stream<write_behind_stream> ws_;
     broadcaster::subscriber subscriber_;
     asio::steady_timer watchdog_;
+    asio::steady_timer publish_done_;  // wakes the reader when a publish completes
+    std::size_t publishing_messages_ = 0;
+    std::size_t publishing_bytes_ = 0;
+    bool publish_failed_ = false;
     bool writing_ = false;
     std::optional<websocket::close_code> close_code_;
     std::string close_text_;

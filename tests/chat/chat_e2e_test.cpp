@@ -167,6 +167,15 @@ void expect_one_room(const std::string& url) {
     on_second.send("and back");
     EXPECT_EQ(on_first.receive(), "and back");
     EXPECT_EQ(on_second.receive(), "and back");
+    // A client's messages are published without waiting for each other: their order
+    // must survive the broker.
+    constexpr int count = 200;
+    for (int i = 0; i < count; ++i) {
+        on_first.send("burst " + std::to_string(i));
+    }
+    for (int i = 0; i < count; ++i) {
+        ASSERT_EQ(on_second.receive(), "burst " + std::to_string(i));
+    }
 }
 
 #ifdef BROADCASTER_WITH_REDIS
@@ -184,6 +193,26 @@ TEST(chat, two_instances_on_postgres_form_one_room) {
 #ifdef BROADCASTER_WITH_KAFKA
 TEST(chat, two_instances_on_kafka_form_one_room) {
     expect_one_room(kafka_test_url());
+}
+#endif
+
+#ifdef BROADCASTER_WITH_KAFKA
+// A message the chat accepts but the backend cannot carry (over the producer's
+// message.max.bytes here) closes only its sender, with the backend's reason.
+TEST(chat, a_message_the_backend_refuses_closes_only_its_sender) {
+    auto url = kafka_test_url();
+    url += url.find('?') == std::string::npos ? "?" : "&";
+    chat_instance chat(url + "producer.message.max.bytes=1000");
+    client bystander(chat.port);
+    client sender(chat.port);
+    sender.send(std::string(4000, 'x'));
+    EXPECT_EQ(sender.close_code(), websocket::close_code::too_big);
+    const std::string reason(sender.ws.reason().reason.data(), sender.ws.reason().reason.size());
+    EXPECT_NE(reason.find("message refused"), std::string::npos) << reason;
+
+    bystander.send("still fine");
+    EXPECT_EQ(bystander.receive(), "still fine");
+    EXPECT_EQ(metric(chat.port, "chat_publish_failures_total"), 1u);
 }
 #endif
 

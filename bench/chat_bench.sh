@@ -17,10 +17,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
+free_port() {  # below the ephemeral range: no outgoing connection holds it
   local port
   for _ in $(seq 50); do
-    port=$(shuf -i 20000-60000 -n 1)
+    port=$(shuf -i 20000-32000 -n 1)
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
 }

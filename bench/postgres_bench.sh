@@ -12,7 +12,7 @@ if [[ $(id -u) -eq 0 ]]; then
   chmod 755 "$dir"
   as=(runuser -u postgres --)
 fi
-port=$(shuf -i 20000-60000 -n 1)
+port=$(shuf -i 20000-32000 -n 1)
 "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
   --no-sync >/dev/null
 "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w \

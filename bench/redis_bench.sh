@@ -5,7 +5,7 @@
 set -euo pipefail
 build=${1:-build}
 dir=$(mktemp -d)
-port=$(shuf -i 20000-60000 -n 1)
+port=$(shuf -i 20000-32000 -n 1)
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
   --logfile "$dir/redis.log" &
 pid=$!

@@ -25,11 +25,11 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 start_redis() {
-  # A random high port nobody listens on; another one if the server cannot have it
+  # A random port below the ephemeral range that nobody listens on; another one if the server cannot have it
   # (another test may have taken it meanwhile).
   for _ in $(seq 3); do
     for _ in $(seq 20); do
-      port=$(shuf -i 20000-60000 -n 1)
+      port=$(shuf -i 20000-32000 -n 1)
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
     done
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
@@ -60,7 +60,7 @@ start_postgres() {
     as=(runuser -u postgres --)
   fi
   for _ in $(seq 20); do
-    port=$(shuf -i 20000-60000 -n 1)
+    port=$(shuf -i 20000-32000 -n 1)
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
   done
   "${as[@]}" "$bin/initdb" -D "$work/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
@@ -166,7 +166,7 @@ case $case_name in
     expect_status 4 "no backend for scheme 'nats'" "$tool" publish "nats://u:hunter2@h" c m
     expect_status 3 "not a valid URL\|invalid URL" "$tool" publish "redis://u:hunter2@[::1" c m
     expect_status 3 "unknown option 'bogus'" "$tool" publish "redis://:hunter2@h?bogus=1" c m
-    port=$(shuf -i 20000-60000 -n 1)
+    port=$(shuf -i 20000-32000 -n 1)
     expect_status 5 "cannot connect to redis://:\*\*\*@127.0.0.1:$port" \
       "$tool" publish "redis://:hunter2@127.0.0.1:$port" c m
     expect_status 2 "" "$tool" publish

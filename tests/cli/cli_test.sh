@@ -25,8 +25,9 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 start_redis() {
-  # A random port below the ephemeral range that nobody listens on; another one if the server cannot have it
-  # (another test may have taken it meanwhile).
+  # A random port below the ephemeral range (no outgoing connection holds it) that
+  # nobody listens on; another one if the server cannot have it (another test may
+  # have taken it meanwhile).
   for _ in $(seq 3); do
     for _ in $(seq 20); do
       port=$(shuf -i 20000-32000 -n 1)

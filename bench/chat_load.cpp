@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -51,7 +52,8 @@ struct totals {
 
 class client : public std::enable_shared_from_this<client> {
   public:
-    client(asio::io_context& io, totals& t, int senders) : ws_(io), totals_(t), last_(senders, 0) {}
+    client(asio::io_context& io, totals& t, int senders, int index)
+        : ws_(io), totals_(t), last_(senders, 0), index_(index) {}
 
     void start(unsigned short port) {
         ws_.next_layer().async_connect(
@@ -85,6 +87,12 @@ class client : public std::enable_shared_from_this<client> {
     }
 
     std::uint64_t received() const { return received_; }
+
+    // The highest sequence number received from `sender`.
+    std::uint64_t seen_from(int sender) const { return last_[sender]; }
+
+    // Called whenever this client receives a message it sent itself.
+    void on_own_message(std::function<void()> callback) { on_own_message_ = std::move(callback); }
 
   private:
     // After the handshake the client reads the socket in bulk and splits the server's
@@ -169,6 +177,9 @@ class client : public std::enable_shared_from_this<client> {
             }
             last_[sender] = std::max(last_[sender], seq);
         }
+        if (static_cast<int>(sender) == index_ && on_own_message_) {
+            on_own_message_();
+        }
         totals_.latency_us.push_back(
             static_cast<float>(clock_type::now().time_since_epoch().count() - sent) / 1000.0f);
     }
@@ -179,6 +190,8 @@ class client : public std::enable_shared_from_this<client> {
     std::string outgoing_;
     totals& totals_;
     std::vector<std::uint64_t> last_;  // highest sequence seen per sender (1-based)
+    const int index_;                  // as a sender
+    std::function<void()> on_own_message_;
     std::uint64_t received_ = 0;
 };
 
@@ -237,6 +250,7 @@ int main(int argc, char** argv) {
     int clients = 100;
     int senders = 10;
     std::uint64_t messages = 1000;  // per sender, flood mode
+    std::uint64_t window = 0;       // flood: per sender, not yet come back; 0: no limit
     double rate = 0;                // messages/s over all senders; 0: flood
     double duration = 10;
     std::size_t size = 64;
@@ -246,6 +260,10 @@ int main(int argc, char** argv) {
     app.add_option("--clients", clients)->capture_default_str();
     app.add_option("--senders", senders)->capture_default_str();
     app.add_option("--messages", messages, "Per sender (flood mode)")->capture_default_str();
+    app.add_option("--window", window,
+                   "Flood mode: a sender waits while this many of its messages have not come "
+                   "back to it (0: no limit)")
+        ->capture_default_str();
     app.add_option("--rate", rate, "Messages/s over all senders (fixed-rate mode)");
     app.add_option("--duration", duration, "Seconds (fixed-rate mode)")->capture_default_str();
     app.add_option("--size", size, "Message size in bytes")->capture_default_str();
@@ -258,7 +276,7 @@ int main(int argc, char** argv) {
     totals t;
     std::vector<std::shared_ptr<client>> all;
     for (int i = 0; i < clients; ++i) {
-        all.push_back(std::make_shared<client>(io, t, senders));
+        all.push_back(std::make_shared<client>(io, t, senders, i));
         all.back()->start(static_cast<unsigned short>(std::stoi(ports[i % ports.size()])));
     }
     while (t.connected < static_cast<std::uint64_t>(clients)) {
@@ -284,14 +302,22 @@ int main(int argc, char** argv) {
     const double own_before = own_cpu_seconds();
     const auto start = clock_type::now();
     asio::steady_timer pace(io);
+    // Flood: each sender sends as fast as its socket takes messages; with a window, it
+    // stops while that many of its messages have not come back to it yet.
+    std::vector<bool> busy(senders, false);  // a write is in progress
     std::function<void(int)> flood = [&](int sender) {
-        if (next[sender] < per_sender) {
-            all[sender]->send(message(sender), [&, sender] { flood(sender); });
+        if (busy[sender] || next[sender] >= per_sender ||
+            (window > 0 && next[sender] - all[sender]->seen_from(sender) >= window)) {
+            return;  // resumes when the write completes or its message comes back
         }
+        busy[sender] = true;
+        all[sender]->send(message(sender), [&, sender] {
+            busy[sender] = false;
+            flood(sender);
+        });
     };
     // Fixed rate: the senders take turns, one message every 1/rate seconds, so the
     // load is even (all senders at the same instant would send bursts of S messages).
-    std::vector<bool> busy(senders, false);
     const auto due = [&](int sender) {
         const std::chrono::duration<double> offset((next[sender] * senders + sender) / rate);
         return start + std::chrono::duration_cast<clock_type::duration>(offset);
@@ -326,6 +352,7 @@ int main(int argc, char** argv) {
         step();
     } else {
         for (int s = 0; s < senders; ++s) {
+            all[s]->on_own_message([&, s] { flood(s); });
             flood(s);
         }
     }
@@ -353,7 +380,8 @@ int main(int argc, char** argv) {
     std::printf("clients %d on %zu instance(s), %d senders, %s\n", clients, ports.size(), senders,
                 rate > 0
                     ? ("fixed rate " + std::to_string(static_cast<int>(rate)) + " msg/s").c_str()
-                    : "flood");
+                : window > 0 ? ("flood, window " + std::to_string(window)).c_str()
+                             : "flood");
     std::printf(
         "deliveries %llu of %llu in %.2f s: %.0f/s; lost %llu, duplicates %llu, "
         "order violations %llu\n",

@@ -225,11 +225,12 @@ cpu_times cpu_seconds(const std::string& pid) {
     return {utime / tick, stime / tick};
 }
 
-long peak_rss_kib(const std::string& pid) {
+// A field of /proc/PID/status, in KiB: VmHWM (peak RSS), RssAnon (private memory).
+long status_kib(const std::string& pid, const std::string& field) {
     std::ifstream status("/proc/" + pid + "/status");
     for (std::string line; std::getline(status, line);) {
-        if (line.rfind("VmHWM:", 0) == 0) {
-            return std::stol(line.substr(6));
+        if (line.rfind(field + ":", 0) == 0) {
+            return std::stol(line.substr(field.size() + 1));
         }
     }
     return 0;
@@ -359,8 +360,21 @@ int main(int argc, char** argv) {
     const auto expected = t.expected_per_client * clients;
     auto last_progress = clock_type::now();
     std::uint64_t last_delivered = 0;
+    // The kernel keeps the peak RSS, shared library pages included; the peak of the
+    // servers' private memory is sampled here.
+    std::vector<long> peak_private_kib(pids.size(), 0);
+    auto last_sample = clock_type::time_point();
+    const auto sample_private = [&] {
+        for (std::size_t i = 0; i < pids.size(); ++i) {
+            peak_private_kib[i] = std::max(peak_private_kib[i], status_kib(pids[i], "RssAnon"));
+        }
+        last_sample = clock_type::now();
+    };
     while (t.delivered < expected) {
-        io.run_one_for(std::chrono::milliseconds(100));
+        if (clock_type::now() - last_sample > std::chrono::milliseconds(20)) {
+            sample_private();
+        }
+        io.run_one_for(std::chrono::milliseconds(20));
         if (t.delivered != last_delivered) {
             last_delivered = t.delivered;
             last_progress = clock_type::now();
@@ -369,6 +383,7 @@ int main(int argc, char** argv) {
         }
     }
     const std::chrono::duration<double> took = clock_type::now() - start;
+    sample_private();
     const double own_cpu = own_cpu_seconds() - own_before;
 
     std::sort(t.latency_us.begin(), t.latency_us.end());
@@ -400,9 +415,10 @@ int main(int argc, char** argv) {
         const double per_delivery = 1e6 / std::max<double>(t.delivered, 1);
         std::printf(
             "server %s: CPU %.2f s (%.2f us per delivery over all servers' share: user %.2f, "
-            "kernel %.2f), peak RSS %.1f MiB\n",
+            "kernel %.2f), peak RSS %.1f MiB (private %.1f MiB)\n",
             pids[i].c_str(), user + system, (user + system) * per_delivery, user * per_delivery,
-            system * per_delivery, peak_rss_kib(pids[i]) / 1024.0);
+            system * per_delivery, status_kib(pids[i], "VmHWM") / 1024.0,
+            peak_private_kib[i] / 1024.0);
         servers_cpu += user + system;
     }
     if (pids.size() > 1) {

@@ -2,7 +2,7 @@
 // instances, S of them also senders. Each message carries its sender, a sequence
 // number and a timestamp; every client checks what it receives.
 //
-//   bench_chat_load --ports 8001,8002 --clients 100 --senders 10 --messages 2000
+//   bench_chat_load --ports 8001,8002 --clients 100 --senders 10 --messages 5000 --window 100
 //   bench_chat_load --ports 8001 --rate 500 --duration 10       # fixed rate, all senders
 //   ... --pids 1234,1235   # also report those servers' CPU per delivery and peak RSS
 //

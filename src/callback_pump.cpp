@@ -18,9 +18,11 @@ callback_pump::callback_pump(std::shared_ptr<subscriber_state> state, event_call
 
 void callback_pump::start() {
     state_->async_receive(receive_handler(asio::bind_executor(
-        executor_, [self = shared_from_this()](boost::system::error_code ec, event ev) {
-            self->on_receive(ec, std::move(ev));
-        })));
+                              executor_,
+                              [self = shared_from_this()](boost::system::error_code ec, event ev) {
+                                  self->on_receive(ec, std::move(ev));
+                              })),
+                          receive_executor{executor_, false});
 }
 
 void callback_pump::on_receive(boost::system::error_code ec, event ev) {

@@ -10,14 +10,15 @@
 namespace broadcaster {
 
 namespace detail {
-void async_receive(const std::shared_ptr<subscriber_state>& state, receive_handler handler) {
+void async_receive(const std::shared_ptr<subscriber_state>& state, receive_executor executor,
+                   receive_handler handler) {
     if (!state) {
         // An empty handle has nothing to receive: it has ended.
         post_completion(std::move(handler), boost::asio::system_executor(),
                         boost::system::error_code(error::end_of_stream), event());
         return;
     }
-    state->async_receive(std::move(handler));
+    state->async_receive(std::move(handler), std::move(executor));
 }
 }  // namespace detail
 

@@ -108,29 +108,36 @@ void subscriber_state::abort() {
     }
 }
 
-void subscriber_state::async_receive(receive_handler handler) {
+void subscriber_state::async_receive(receive_handler handler, receive_executor executor) {
+    auto handler_executor = executor.none ? default_executor_ : std::move(executor.own);
     std::unique_lock lock(mutex_);
     if (pending_) {
         lock.unlock();
-        complete({std::move(handler), {}, {}}, error::receive_in_progress, {});
+        complete({std::move(handler), {}, {}, std::move(handler_executor)},
+                 error::receive_in_progress, {});
         return;
     }
     if (!queue_.empty()) {
         auto ev = pop_front_locked();
         queue_.shrink_if_idle();
         lock.unlock();
-        complete({std::move(handler), {}, {}}, {}, std::move(ev));
+        complete({std::move(handler), {}, {}, std::move(handler_executor)}, {}, std::move(ev));
         return;
     }
     if (closed_) {
         const auto reason = close_reason_;
         lock.unlock();
-        complete({std::move(handler), {}, {}}, reason, {});
+        complete({std::move(handler), {}, {}, std::move(handler_executor)}, reason, {});
         return;
     }
     // Keep the handler's executor busy while we wait, as Asio's own operations do.
-    pending_work_ = asio::prefer(asio::get_associated_executor(handler, default_executor_),
-                                 asio::execution::outstanding_work.tracked);
+    if (handler_executor) {
+        pending_io_work_ =
+            asio::prefer(std::move(handler_executor), asio::execution::outstanding_work.tracked);
+    } else {
+        pending_work_ = asio::prefer(asio::get_associated_executor(handler, default_executor_),
+                                     asio::execution::outstanding_work.tracked);
+    }
     pending_slot_ = asio::get_associated_cancellation_slot(handler);
     pending_.swap(handler);  // not operator=: see move_only in completion.hpp
     const auto id = ++pending_id_;
@@ -154,23 +161,35 @@ void subscriber_state::cancel_receive(std::uint64_t receive_id) {
 }
 
 subscriber_state::taken_receive subscriber_state::take_pending() {
-    return {std::move(pending_), std::exchange(pending_slot_, {}), std::move(pending_work_)};
+    return {std::move(pending_), std::exchange(pending_slot_, {}), std::exchange(pending_work_, {}),
+            std::exchange(pending_io_work_, {})};
 }
 
 void subscriber_state::complete(taken_receive receive, error_code ec, event ev) {
-    // A pending receive already holds its associated executor (tracked): reuse it, since
-    // building another type-erased executor costs an allocation per wake-up.
+    // The slot is cleared on the handler's executor, where the app emits cancellation.
+    auto call = [once = move_only{}, ec, ev = std::move(ev)](taken_receive& receive) mutable {
+        if (receive.slot.is_connected()) {
+            receive.slot.clear();
+        }
+        std::move(receive.handler)(ec, std::move(ev));
+    };
+    // The handler's own I/O executor, when known, is the cheapest to complete through:
+    // posted straight to it, by an untracked copy (copying a tracked executor counts
+    // work atomically, twice per copy). The tracked one travels along and keeps the
+    // work counted until the handler has run.
+    if (receive.io_work) {
+        const auto executor =
+            asio::prefer(receive.io_work, asio::execution::outstanding_work.untracked);
+        asio::post(executor, [call = std::move(call), receive = std::move(receive)]() mutable {
+            call(receive);
+        });
+        return;
+    }
     const auto executor = receive.work
                               ? receive.work
                               : asio::get_associated_executor(receive.handler, default_executor_);
-    // The slot is cleared on the handler's executor, where the app emits cancellation.
     post_via(executor, default_executor_,
-             [once = move_only{}, receive = std::move(receive), ec, ev = std::move(ev)]() mutable {
-                 if (receive.slot.is_connected()) {
-                     receive.slot.clear();
-                 }
-                 std::move(receive.handler)(ec, std::move(ev));
-             });
+             [call = std::move(call), receive = std::move(receive)]() mutable { call(receive); });
 }
 
 event subscriber_state::pop_front_locked() noexcept {

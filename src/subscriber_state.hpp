@@ -35,7 +35,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     // pending receive completes with operation_aborted.
     void abort();
 
-    void async_receive(receive_handler handler);
+    void async_receive(receive_handler handler, receive_executor executor = {});
     std::optional<event> try_receive();
     std::size_t try_receive_some(std::vector<event>& out, std::size_t max);
     std::optional<event> receive_for(std::chrono::milliseconds timeout);
@@ -49,10 +49,13 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
   private:
     void cancel_receive(std::uint64_t receive_id);
     // Takes the pending receive out of the state; complete it after unlocking.
+    // The handler's executor, tracked, is kept in `io_work` when it is an I/O
+    // executor, else in `work`; neither when it is completed at once.
     struct taken_receive {
         receive_handler handler;
         boost::asio::cancellation_slot slot;
         boost::asio::any_completion_executor work;
+        boost::asio::any_io_executor io_work;
     };
     taken_receive take_pending();
     event pop_front_locked() noexcept;
@@ -75,6 +78,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     receive_handler pending_;
     boost::asio::cancellation_slot pending_slot_;
     boost::asio::any_completion_executor pending_work_;
+    boost::asio::any_io_executor pending_io_work_;
     std::uint64_t pending_id_ = 0;
 };
 

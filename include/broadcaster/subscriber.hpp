@@ -6,6 +6,8 @@
 #include <broadcaster/event.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -15,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -24,7 +27,31 @@ namespace detail {
 class subscriber_state;
 class broadcast_core;
 using receive_handler = boost::asio::any_completion_handler<void(boost::system::error_code, event)>;
-void async_receive(const std::shared_ptr<subscriber_state>& state, receive_handler handler);
+// Where a receive completes, found before its handler is type-erased: completing
+// through an `any_io_executor` then avoids a second layer of type erasure (and its
+// reference counting) on every wake-up.
+struct receive_executor {
+    // The handler's associated executor, when it has one that `any_io_executor` holds.
+    boost::asio::any_io_executor own;
+    // The handler has no associated executor: it completes on the broadcast's.
+    bool none = false;
+};
+
+template <typename Handler>
+receive_executor receive_executor_of(const Handler& handler) {
+    struct no_executor {};
+    using executor = boost::asio::associated_executor_t<Handler, no_executor>;
+    if constexpr (std::is_same_v<executor, no_executor>) {
+        return {{}, true};
+    } else if constexpr (std::is_constructible_v<boost::asio::any_io_executor, executor>) {
+        return {boost::asio::get_associated_executor(handler), false};
+    } else {
+        return {};  // completes through the type-erased handler's executor
+    }
+}
+
+void async_receive(const std::shared_ptr<subscriber_state>& state, receive_executor executor,
+                   receive_handler handler);
 }  // namespace detail
 
 /// A subscription to one or more channels, with its own bounded queue of events.
@@ -73,7 +100,9 @@ class subscriber {
     auto async_receive(CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, event)>(
             [](auto handler, std::shared_ptr<detail::subscriber_state> state) {
-                detail::async_receive(state, detail::receive_handler(std::move(handler)));
+                auto executor = detail::receive_executor_of(handler);
+                detail::async_receive(state, std::move(executor),
+                                      detail::receive_handler(std::move(handler)));
             },
             token, state_);
     }

@@ -6,7 +6,9 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_future.hpp>
 
 namespace broadcaster::test {
@@ -131,6 +133,42 @@ TEST(fanout, works_with_callbacks_futures_and_deferred) {
     bc.async_disconnect(asio::use_future).get();
     guard.reset();
     runner.join();
+}
+
+// A receive completes on its handler's own executor (here a strand of another
+// io_context), which counts it as work while it is pending.
+TEST(fanout, a_receive_completes_on_its_handlers_executor) {
+    asio::io_context io;     // the broadcast's
+    asio::io_context other;  // the handler's
+    broadcast bc(io, "memory://");
+    bc.async_connect([](error_code ec) { EXPECT_FALSE(ec); });
+    io.run();
+    io.restart();
+    subscriber sub;
+    bc.async_subscribe("where", [&](error_code ec, subscriber s) {
+        EXPECT_FALSE(ec);
+        sub = std::move(s);
+    });
+    io.run();
+    io.restart();
+
+    auto strand = asio::make_strand(other);
+    std::optional<std::string> received;
+    bool on_strand = false;
+    sub.async_receive(asio::bind_executor(strand, [&](error_code ec, event ev) {
+        EXPECT_FALSE(ec);
+        on_strand = strand.running_in_this_thread();
+        received = std::string(ev.message());
+    }));
+    EXPECT_EQ(other.poll(), 0u);
+    EXPECT_FALSE(other.stopped());  // the pending receive is work of `other`
+
+    bc.async_publish("where", "here", [](error_code ec) { EXPECT_FALSE(ec); });
+    io.run();
+    EXPECT_FALSE(received);  // not on the broadcast's io_context
+    other.run();             // returns once the handler has run: no work is left
+    EXPECT_EQ(received, "here");
+    EXPECT_TRUE(on_strand);
 }
 
 TEST(fanout, a_pending_receive_can_be_cancelled) {

@@ -49,8 +49,9 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
   private:
     void cancel_receive(std::uint64_t receive_id);
     // Takes the pending receive out of the state; complete it after unlocking.
-    // The handler's executor, tracked, is kept in `io_work` when it is an I/O
-    // executor, else in `work`; neither when it is completed at once.
+    // The handler's executor: `io_work` when it is an I/O executor (see
+    // receive_executor_of), else `work`, the type-erased handler's; tracked while the
+    // receive is pending.
     struct taken_receive {
         receive_handler handler;
         boost::asio::cancellation_slot slot;

@@ -28,8 +28,7 @@ class subscriber_state;
 class broadcast_core;
 using receive_handler = boost::asio::any_completion_handler<void(boost::system::error_code, event)>;
 // Where a receive completes, found before its handler is type-erased: completing
-// through an `any_io_executor` then avoids a second layer of type erasure (and its
-// reference counting) on every wake-up.
+// through an `any_io_executor` avoids a second layer of type erasure on every wake-up.
 struct receive_executor {
     // The handler's associated executor, when it has one that `any_io_executor` holds.
     boost::asio::any_io_executor own;

@@ -165,14 +165,23 @@ subscriber_state::taken_receive subscriber_state::take_pending() {
             std::exchange(pending_io_work_, {})};
 }
 
-void subscriber_state::complete(taken_receive receive, error_code ec, event ev) {
-    // The slot is cleared on the handler's executor, where the app emits cancellation.
-    auto call = [once = move_only{}, ec, ev = std::move(ev)](taken_receive& receive) mutable {
+// Runs a receive's handler, on the handler's executor: the slot is cleared there,
+// where the app emits cancellation.
+struct subscriber_state::run_receive {
+    move_only once;  // see completion.hpp
+    taken_receive receive;
+    error_code ec;
+    event ev;
+
+    void operator()() {
         if (receive.slot.is_connected()) {
             receive.slot.clear();
         }
         std::move(receive.handler)(ec, std::move(ev));
-    };
+    }
+};
+
+void subscriber_state::complete(taken_receive receive, error_code ec, event ev) {
     // The handler's own I/O executor, when known, is the cheapest to complete through:
     // posted straight to it, by an untracked copy (copying a tracked executor counts
     // work atomically, twice per copy). The tracked one travels along and keeps the
@@ -180,16 +189,13 @@ void subscriber_state::complete(taken_receive receive, error_code ec, event ev) 
     if (receive.io_work) {
         const auto executor =
             asio::prefer(receive.io_work, asio::execution::outstanding_work.untracked);
-        asio::post(executor, [call = std::move(call), receive = std::move(receive)]() mutable {
-            call(receive);
-        });
+        asio::post(executor, run_receive{{}, std::move(receive), ec, std::move(ev)});
         return;
     }
     const auto executor = receive.work
                               ? receive.work
                               : asio::get_associated_executor(receive.handler, default_executor_);
-    post_via(executor, default_executor_,
-             [call = std::move(call), receive = std::move(receive)]() mutable { call(receive); });
+    post_via(executor, default_executor_, run_receive{{}, std::move(receive), ec, std::move(ev)});
 }
 
 event subscriber_state::pop_front_locked() noexcept {

@@ -58,6 +58,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
         boost::asio::any_completion_executor work;
         boost::asio::any_io_executor io_work;
     };
+    struct run_receive;  // a taken receive's completion, posted to its executor
     taken_receive take_pending();
     event pop_front_locked() noexcept;
     void complete(taken_receive receive, boost::system::error_code ec, event ev);

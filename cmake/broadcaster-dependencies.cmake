@@ -1,0 +1,74 @@
+# Finds the libraries the backends link, without ever failing by itself: each library found
+# becomes an imported target (broadcaster::hiredis, broadcaster::rdkafka, or the targets of
+# CMake's FindOpenSSL / FindPostgreSQL), each one missing is appended to the list named by
+# `missing_var` as "<library> (Debian: <package>)".
+#
+# Used twice: by the build, which turns a missing library into an error naming the option
+# that leaves the backend out, and by the installed package config of a static library,
+# which reports it through broadcaster_NOT_FOUND_MESSAGE. A consumer's configure therefore
+# never runs a REQUIRED pkg_check_modules in its own scope, and pkg-config is optional there.
+
+# Makes broadcaster::<name> from pkg-config module `module` when pkg-config knows it (its
+# flags as the module gives them), or else from `header` and `library` found on the usual
+# paths. `pc_prefix` names pkg-config's own target, PkgConfig::<pc_prefix>.
+function(broadcaster_find_library name pc_prefix module header library package missing_var)
+  if(TARGET broadcaster::${name})
+    return()
+  endif()
+  find_package(PkgConfig QUIET)
+  if(PkgConfig_FOUND)
+    pkg_check_modules(${pc_prefix} QUIET IMPORTED_TARGET ${module})
+  endif()
+  if(TARGET PkgConfig::${pc_prefix})
+    add_library(broadcaster::${name} INTERFACE IMPORTED)
+    target_link_libraries(broadcaster::${name} INTERFACE PkgConfig::${pc_prefix})
+    return()
+  endif()
+  find_path(BROADCASTER_${name}_INCLUDE_DIR ${header})
+  find_library(BROADCASTER_${name}_LIBRARY ${library})
+  mark_as_advanced(BROADCASTER_${name}_INCLUDE_DIR BROADCASTER_${name}_LIBRARY)
+  if(BROADCASTER_${name}_INCLUDE_DIR AND BROADCASTER_${name}_LIBRARY)
+    add_library(broadcaster::${name} INTERFACE IMPORTED)
+    target_include_directories(broadcaster::${name} INTERFACE ${BROADCASTER_${name}_INCLUDE_DIR})
+    target_link_libraries(broadcaster::${name} INTERFACE ${BROADCASTER_${name}_LIBRARY})
+  else()
+    set(missing ${${missing_var}})
+    list(APPEND missing "${module} (Debian: ${package})")
+    set(${missing_var} ${missing} PARENT_SCOPE)
+  endif()
+endfunction()
+
+# Finds what the enabled backends need. `redis`, `postgres`, `kafka` are booleans;
+# `pc_style` is BUILD (pkg-config targets named as the build's other targets expect them)
+# or CONSUMER (names of our own, so a consumer's pkg_check_modules never meets ours).
+function(broadcaster_find_backend_dependencies redis postgres kafka pc_style missing_var)
+  set(missing "")
+  if(pc_style STREQUAL "BUILD")
+    set(hiredis_prefix HIREDIS)
+    set(rdkafka_prefix RDKAFKA)
+  else()
+    set(hiredis_prefix broadcaster_hiredis)
+    set(rdkafka_prefix broadcaster_rdkafka)
+  endif()
+  if(redis OR postgres)
+    find_package(OpenSSL QUIET)
+    if(NOT OpenSSL_FOUND)
+      list(APPEND missing "OpenSSL (Debian: libssl-dev)")
+    endif()
+  endif()
+  if(redis)
+    broadcaster_find_library(hiredis ${hiredis_prefix} hiredis hiredis/hiredis.h hiredis
+                             libhiredis-dev missing)
+  endif()
+  if(postgres)
+    find_package(PostgreSQL QUIET)
+    if(NOT PostgreSQL_FOUND)
+      list(APPEND missing "libpq (Debian: libpq-dev)")
+    endif()
+  endif()
+  if(kafka)
+    broadcaster_find_library(rdkafka ${rdkafka_prefix} rdkafka librdkafka/rdkafka.h rdkafka
+                             librdkafka-dev missing)
+  endif()
+  set(${missing_var} ${missing} PARENT_SCOPE)
+endfunction()

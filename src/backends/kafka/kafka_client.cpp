@@ -1,7 +1,6 @@
 #include "kafka_client.hpp"
 
 #include "../../completion.hpp"
-#include "kafka_requests.hpp"
 
 #include <broadcaster/error.hpp>
 
@@ -62,7 +61,7 @@ kafka_client::kafka_client(asio::any_io_executor strand, kafka_config config,
           asio::use_service<blocking_service>(asio::query(strand_, asio::execution::context))),
       probe_timer_(strand_),
       backoff_(config_.reconnect_min, config_.reconnect_max),
-      publisher_key_(random_name("publisher")) {}
+      subscribe_timer_(strand_) {}
 
 kafka_client::~kafka_client() {
     if (handles_) {
@@ -130,11 +129,12 @@ void kafka_client::after_poll() {
         report(connection_state::reconnecting, error::not_connected);
         probe();
     }
-    std::vector<finished_publish> finished;
-    finished.swap(finished_);
-    for (auto& done : finished) {
-        dispatch_completion(std::move(done.handler), strand_, done.ec);
+    // Posted, never run from here: app code must not run inside the drain (a handler
+    // that publishes or throws would re-enter or break it).
+    for (auto& done : finished_) {
+        post_completion(std::move(done.handler), strand_, done.ec);
     }
+    finished_.clear();
 }
 
 void kafka_client::probe() {
@@ -198,6 +198,12 @@ void kafka_client::stop(completion_handler then) {
     }
     waiting_.clear();
     topics_.clear();
+    subscribe_timer_.cancel();
+    while (!pending_.empty()) {
+        finish_pending(pending_.begin()->first, error::not_connected);
+    }
+    queued_.clear();
+    deadlines_.clear();
     release_handles(std::move(then));
 }
 
@@ -214,43 +220,167 @@ void kafka_client::release_handles(completion_handler then) {
 // ---- subscriptions -----------------------------------------------------------------
 
 void kafka_client::subscribe(std::string topic, completion_handler handler) {
-    if (stopped_ || topics_.contains(topic)) {
-        post_completion(std::move(handler), strand_,
-                        stopped_ ? error_code(error::not_connected) : error_code());
+    if (stopped_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        return;
+    }
+    if (const auto found = pending_.find(topic); found != pending_.end()) {
+        found->second.wanted = true;
+        found->second.calls.emplace_back(true, std::move(handler));
+        return;
+    }
+    if (topics_.contains(topic)) {
+        post_completion(std::move(handler), strand_, error_code());
+        return;
+    }
+    auto& pending = pending_[topic];
+    pending.id = ++next_pending_id_;
+    pending.deadline = clock::now() + config_.connect_timeout;
+    pending.calls.emplace_back(true, std::move(handler));
+    deadlines_.emplace_back(pending.deadline, topic, pending.id);
+    queued_.push_back(std::move(topic));
+    arm_subscribe_timer();
+    schedule_batch();
+}
+
+void kafka_client::schedule_batch() {
+    if (batch_running_ || queued_.empty() || stopped_) {
+        return;
+    }
+    // Posted: the other subscribes of this strand turn (a multi-channel subscribe) join.
+    batch_running_ = true;
+    asio::post(strand_, [self = shared_from_this()] { self->start_batch(); });
+}
+
+void kafka_client::start_batch() {
+    std::vector<std::string> batch;
+    auto deadline = clock::time_point::max();
+    for (auto& topic : queued_) {
+        const auto found = pending_.find(topic);
+        if (found != pending_.end() && !found->second.in_batch) {
+            found->second.in_batch = true;
+            deadline = std::min(deadline, found->second.deadline);
+            topic_handle(topic, false);  // the batch's metadata request asks for it
+            batch.push_back(std::move(topic));
+        }
+    }
+    queued_.clear();
+    if (stopped_ || batch.empty()) {
+        batch_running_ = false;
         return;
     }
     // Assigning every partition at its high watermark, read before subscribe
     // completes, is what makes everything published afterwards arrive.
+    const auto timeout = std::chrono::duration_cast<milliseconds>(deadline - clock::now());
     run_blocking(
-        [handle = topic_handle(topic), timeout = config_.connect_timeout](kafka_handles& clients) {
-            return find_high_watermarks(clients.producer, clients.consumer, handle, timeout);
+        [batch = std::move(batch), timeout](kafka_handles& clients) {
+            return find_high_watermarks(clients.producer, clients.consumer, batch, timeout);
         },
-        [once = move_only{}, topic, handler = std::move(handler)](kafka_client& self,
-                                                                  watermarks found) mutable {
-            error_code ec = found.ec;
-            if (self.stopped_) {
-                ec = error::not_connected;
-            } else if (!ec && !self.topics_.contains(topic)) {
-                const int count = static_cast<int>(found.high.size());
-                auto* partitions = rd_kafka_topic_partition_list_new(count);
-                for (int p = 0; p < count; ++p) {
-                    rd_kafka_topic_partition_list_add(partitions, topic.c_str(), p)->offset =
-                        found.high[p];
-                }
-                if (auto* failure =
-                        rd_kafka_incremental_assign(self.handles_->consumer, partitions)) {
-                    rd_kafka_error_destroy(failure);
-                    ec = error::broker_error;
-                } else {
-                    self.topics_.emplace(topic, count);
-                }
-                rd_kafka_topic_partition_list_destroy(partitions);
-            }
-            post_completion(std::move(handler), self.strand_, ec);
+        [](kafka_client& self, std::vector<topic_watermarks> found) {
+            self.finish_batch(std::move(found));
         });
 }
 
+void kafka_client::finish_batch(std::vector<topic_watermarks> found) {
+    batch_running_ = false;
+    if (stopped_) {
+        return;  // stop() completed every pending call
+    }
+    // Only topics still pending from this batch (not expired, not stopped) and still
+    // wanted are assigned: all of them at once.
+    const auto current = [&](const topic_watermarks& t) {
+        const auto at = pending_.find(t.topic);
+        return at != pending_.end() && at->second.in_batch ? &at->second : nullptr;
+    };
+    auto* partitions = rd_kafka_topic_partition_list_new(0);
+    for (const auto& t : found) {
+        if (auto* pending = current(t); pending && pending->wanted && !t.ec && !t.high.empty()) {
+            for (std::size_t p = 0; p < t.high.size(); ++p) {
+                rd_kafka_topic_partition_list_add(partitions, t.topic.c_str(),
+                                                  static_cast<std::int32_t>(p))
+                    ->offset = t.high[p];
+            }
+        }
+    }
+    error_code assign_ec;
+    if (partitions->cnt > 0) {
+        if (auto* failure = rd_kafka_incremental_assign(handles_->consumer, partitions)) {
+            rd_kafka_error_destroy(failure);
+            assign_ec = error::broker_error;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(partitions);
+
+    for (auto& t : found) {
+        auto* pending = current(t);
+        if (!pending) {
+            continue;
+        }
+        if (t.ec || !t.high.empty()) {
+            error_code ec = t.ec;
+            if (!ec && pending->wanted) {
+                ec = assign_ec;
+                if (!ec) {
+                    topics_.emplace(t.topic, static_cast<std::int32_t>(t.high.size()));
+                }
+            }
+            finish_pending(t.topic, ec);
+        } else {
+            // Not found in time: again in the next batch, until its own deadline.
+            pending->in_batch = false;
+            queued_.push_back(std::move(t.topic));
+        }
+    }
+    schedule_batch();
+}
+
+void kafka_client::finish_pending(const std::string& topic, error_code ec) {
+    const auto found = pending_.find(topic);
+    if (found == pending_.end()) {
+        return;
+    }
+    auto calls = std::move(found->second.calls);
+    pending_.erase(found);
+    for (auto& [is_subscribe, handler] : calls) {
+        post_completion(std::move(handler), strand_, is_subscribe ? ec : error_code());
+    }
+}
+
+void kafka_client::arm_subscribe_timer() {
+    if (subscribe_timer_armed_ || deadlines_.empty() || stopped_) {
+        return;
+    }
+    subscribe_timer_armed_ = true;
+    subscribe_timer_.expires_at(std::get<0>(deadlines_.front()));
+    subscribe_timer_.async_wait([self = shared_from_this()](error_code ec) {
+        self->subscribe_timer_armed_ = false;
+        if (!ec && !self->stopped_) {
+            self->expire_subscribes();
+        }
+    });
+}
+
+// connect_timeout bounds the whole subscribe, however long the batches before it took.
+void kafka_client::expire_subscribes() {
+    const auto now = clock::now();
+    while (!deadlines_.empty() && std::get<0>(deadlines_.front()) <= now) {
+        const auto [deadline, topic, id] = std::move(deadlines_.front());
+        deadlines_.pop_front();
+        if (const auto found = pending_.find(topic);
+            found != pending_.end() && found->second.id == id) {
+            finish_pending(topic, connected_ ? error::timeout : error::not_connected);
+        }
+    }
+    arm_subscribe_timer();
+}
+
 void kafka_client::unsubscribe(const std::string& topic, completion_handler handler) {
+    if (const auto at = pending_.find(topic); at != pending_.end()) {
+        // Being subscribed: completes in turn, and the topic is not assigned.
+        at->second.wanted = false;
+        at->second.calls.emplace_back(false, std::move(handler));
+        return;
+    }
     const auto found = topics_.find(topic);
     error_code ec;
     if (!stopped_ && found != topics_.end()) {
@@ -333,7 +463,9 @@ bool kafka_client::produce(const std::string& topic, std::string_view message,
         handles_->producer, RD_KAFKA_V_RKT(topic_handle(topic)),
         RD_KAFKA_V_VALUE(const_cast<char*>(message.data()), message.size()),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(publisher_key_.data(), publisher_key_.size()),
+        // Keyed by topic: a channel's messages, whoever publishes them, share a
+        // partition, so every subscriber sees them in one order.
+        RD_KAFKA_V_KEY(topic.data(), topic.size()),
         RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(id))),
         RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -347,10 +479,13 @@ bool kafka_client::produce(const std::string& topic, std::string_view message,
     return true;
 }
 
-rd_kafka_topic_t* kafka_client::topic_handle(const std::string& topic) {
+rd_kafka_topic_t* kafka_client::topic_handle(const std::string& topic, bool ask_now) {
     auto& handle = handles_->topics[topic];
     if (!handle) {
         handle = rd_kafka_topic_new(handles_->producer, topic.c_str(), nullptr);
+        if (!ask_now) {
+            return handle;
+        }
         // librdkafka would look a new topic up on its next one-second scan; ask now,
         // which also creates it if the broker creates topics on first use.
         run_blocking(

@@ -4,6 +4,7 @@
 #include "blocking_service.hpp"
 #include "kafka_config.hpp"
 #include "kafka_handles.hpp"
+#include "kafka_requests.hpp"
 #include "queue_wakeup.hpp"
 
 #include <broadcaster/backend.hpp>
@@ -16,7 +17,10 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace broadcaster::detail {
@@ -58,6 +62,16 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
         clock::time_point deadline;
     };
 
+    // A topic being subscribed: the calls made for it meanwhile, completed in order once
+    // its watermarks are known (or it failed, or connect_timeout passed).
+    struct pending_topic {
+        std::uint64_t id = 0;
+        clock::time_point deadline;
+        bool wanted = true;     // the last call was a subscribe
+        bool in_batch = false;  // its watermarks are being asked for
+        std::vector<std::pair<bool, completion_handler>> calls;  // (is subscribe, handler)
+    };
+
     // Runs `request(handles)` on the blocking threads, then `then(*this, result)` on the
     // strand. Keeps the client alive meanwhile.
     template <typename Request, typename Then>
@@ -67,7 +81,15 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     void drain_producer();
     void drain_consumer();
     bool produce(const std::string& topic, std::string_view message, completion_handler& handler);
-    rd_kafka_topic_t* topic_handle(const std::string& topic);
+    // The producer's handle of `topic`; `ask_now` asks for its metadata at once.
+    rd_kafka_topic_t* topic_handle(const std::string& topic, bool ask_now = true);
+    void schedule_batch();
+    void start_batch();
+    void finish_batch(std::vector<topic_watermarks> found);
+    void arm_subscribe_timer();
+    void expire_subscribes();
+    // Completes `topic`'s pending calls: subscribes with `ec`, unsubscribes with success.
+    void finish_pending(const std::string& topic, boost::system::error_code ec);
     void retry_waiting_publishes();
     void complete_publish(std::uint64_t id, rd_kafka_resp_err_t err);
     void after_poll();
@@ -99,9 +121,6 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     // not across topics: a completed entry is emptied and the front trimmed.
     std::deque<completion_handler> publishes_;
     std::uint64_t first_publish_id_ = 0;
-    // The key of every message this client publishes: one partition per publisher
-    // keeps its order, and publishers spread over the partitions.
-    const std::string publisher_key_;
     // Reported during the current poll, acted on after it (no app code runs inside
     // librdkafka's callbacks).
     std::vector<finished_publish> finished_;
@@ -111,6 +130,17 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
 
     // Subscribed topics and their partition counts; only these are delivered.
     std::unordered_map<std::string, std::int32_t> topics_;
+    // Subscribes are batched: the calls of one strand turn, or made while a batch is
+    // running, are served together by one metadata request and one ListOffsets round.
+    std::unordered_map<std::string, pending_topic> pending_;
+    std::vector<std::string> queued_;  // waiting for the next batch
+    bool batch_running_ = false;       // or posted
+    std::uint64_t next_pending_id_ = 0;
+    // Pending topics by deadline (in order: every deadline is now + connect_timeout);
+    // the timer fails what is still pending at its deadline.
+    std::deque<std::tuple<clock::time_point, std::string, std::uint64_t>> deadlines_;
+    boost::asio::steady_timer subscribe_timer_;
+    bool subscribe_timer_armed_ = false;
 };
 
 }  // namespace broadcaster::detail

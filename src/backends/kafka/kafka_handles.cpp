@@ -6,6 +6,7 @@
 
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -25,6 +26,22 @@ std::string random_name(const char* kind) {
     std::snprintf(text, sizeof text, "broadcaster-%s-%016llx", kind,
                   static_cast<unsigned long long>(value));
     return text;
+}
+
+kafka_timing kafka_timing::of(const kafka_config& config) {
+    kafka_timing timing{};
+    timing.reconnect_min = config.reconnect_min;
+    // librdkafka tries a broker again after a delay growing up to
+    // reconnect.backoff.max.ms, plus up to 50% jitter. Capped at a tenth of the publish
+    // timeout, it reconnects soon after an outage ends, whatever reconnect_max says (a
+    // 5 s backoff made a 3 s outage outlast 5 s publishes).
+    timing.reconnect_max =
+        std::clamp(config.publish_timeout / 10, config.reconnect_min, config.reconnect_max);
+    // A message produced as the outage began must outlive it, the reconnect after it
+    // and its retried request.
+    timing.message_timeout =
+        config.publish_timeout + timing.reconnect_max * 3 / 2 + std::chrono::seconds(1);
+    return timing;
 }
 
 kafka_handles::kafka_handles(const kafka_config& config, kafka_callbacks callbacks) {
@@ -66,14 +83,15 @@ rd_kafka_t* kafka_handles::make(rd_kafka_type_t type, const kafka_config& config
     set("bootstrap.servers", config.bootstrap_servers);
     set("client.id", "broadcaster");
     set("socket.nagle.disable", "true");
-    set("reconnect.backoff.ms", std::to_string(config.reconnect_min.count()));
-    set("reconnect.backoff.max.ms", std::to_string(config.reconnect_max.count()));
+    const auto timing = kafka_timing::of(config);
+    set("reconnect.backoff.ms", std::to_string(timing.reconnect_min.count()));
+    set("reconnect.backoff.max.ms", std::to_string(timing.reconnect_max.count()));
     if (type == RD_KAFKA_PRODUCER) {
         // Latency first: send at once (batches still form while requests are in
-        // flight); idempotence keeps each publisher's order across retries.
+        // flight); idempotence keeps the order across retries, and no duplicates.
         set("linger.ms", "0");
         set("enable.idempotence", "true");
-        set("message.timeout.ms", std::to_string(to_ms(config.publish_timeout)));
+        set("message.timeout.ms", std::to_string(to_ms(timing.message_timeout)));
         set("message.max.bytes", std::to_string(2 * 1024 * 1024));
     } else {
         // The group is only a name librdkafka requires for assign(): it is never

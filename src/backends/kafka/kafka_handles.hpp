@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <unordered_map>
 
@@ -39,6 +40,16 @@ struct kafka_handles {
 
   private:
     rd_kafka_t* make(rd_kafka_type_t type, const kafka_config& config, kafka_callbacks callbacks);
+};
+
+// librdkafka's timing settings, derived from the URL's timeouts so that a publish
+// survives any outage shorter than publish_timeout.
+struct kafka_timing {
+    std::chrono::milliseconds reconnect_min;    // reconnect.backoff.ms
+    std::chrono::milliseconds reconnect_max;    // reconnect.backoff.max.ms
+    std::chrono::milliseconds message_timeout;  // message.timeout.ms
+
+    static kafka_timing of(const kafka_config& config);
 };
 
 // "broadcaster-KIND-" and 16 random hex digits.

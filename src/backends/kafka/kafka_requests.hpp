@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace broadcaster::detail {
@@ -24,16 +25,25 @@ rd_kafka_resp_err_t reach_cluster(rd_kafka_t* client, std::chrono::milliseconds 
 void request_topic_metadata(rd_kafka_t* producer, rd_kafka_topic_t* topic,
                             std::chrono::milliseconds timeout);
 
-struct watermarks {
+// What a subscribe needs to know of a topic: the high watermark of each partition.
+struct topic_watermarks {
+    std::string topic;
+    // Set when the topic cannot be subscribed (e.g. the broker refuses it, or does not
+    // create topics on first use).
     boost::system::error_code ec;
-    std::vector<std::int64_t> high;  // per partition
+    // Per partition; empty without `ec`: not found in time (no broker answered, or the
+    // partitions have no leaders yet).
+    std::vector<std::int64_t> high;
 };
 
-// The high watermark of every partition of `topic` (a producer's handle), asking
-// through `producer`, which may create it (auto-creation), and `consumer`, which so
-// learns the partitions' leaders before they are assigned to it. Waits while a new
-// topic's partitions get their leaders, up to `timeout`.
-watermarks find_high_watermarks(rd_kafka_t* producer, rd_kafka_t* consumer, rd_kafka_topic_t* topic,
-                                std::chrono::milliseconds timeout);
+// The high watermarks of every partition of `topics` (each already a topic of
+// `producer`, so one of its locally known topics), for many topics at once: one
+// metadata request through `producer` for all of them, which may create them
+// (auto-creation), repeated while new topics' partitions get their leaders; then one
+// ListOffsets round through `consumer`, which so learns the leaders before the
+// partitions are assigned to it. Gives up on what is still unknown after `timeout`.
+std::vector<topic_watermarks> find_high_watermarks(rd_kafka_t* producer, rd_kafka_t* consumer,
+                                                   const std::vector<std::string>& topics,
+                                                   std::chrono::milliseconds timeout);
 
 }  // namespace broadcaster::detail

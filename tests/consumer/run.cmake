@@ -58,14 +58,17 @@ run(${cxx} -std=c++20 ${SOURCE_DIR}/main.cpp -o ${WORK_DIR}/consumer_pkg_config 
 run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${lib_dir} ${WORK_DIR}/consumer_pkg_config)
 
 # 3. The package config finds the backends' libraries when pkg-config knows none of them
-# (a pkg-config that always fails stands for a system without it or their .pc files).
-run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build_no_pkg_config -G ${GENERATOR}
-    -DCMAKE_PREFIX_PATH=${prefix} -DPKG_CONFIG_EXECUTABLE=/bin/false)
+# (as on a system whose -dev packages ship no .pc files): no REQUIRED pkg-config search
+# in the consumer's scope.
+set(pkg_config_knows_nothing ${CMAKE_COMMAND} -E env PKG_CONFIG_LIBDIR=${WORK_DIR}/no-pc
+                             PKG_CONFIG_PATH=)
+run(${pkg_config_knows_nothing} ${CMAKE_COMMAND} -S ${SOURCE_DIR}
+    -B ${WORK_DIR}/build_no_pkg_config -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix})
 
 # 4. A static library whose backends need a library the system lacks: the consumer's
 # configure fails with a message naming the package to install. Headers in /usr/include
 # are hidden from the search (OpenSSL's, hiredis', librdkafka's; libpq's live in a
-# subdirectory) and pkg-config knows nothing, as on a system without those -dev packages.
+# subdirectory) and pkg-config knows no module, as on a system without those -dev packages.
 cache_value(redis BROADCASTER_WITH_REDIS)
 cache_value(postgres BROADCASTER_WITH_POSTGRES)
 cache_value(kafka BROADCASTER_WITH_KAFKA)
@@ -81,8 +84,8 @@ if(kafka)
 endif()
 if(NOT shared_libs AND expected)
   execute_process(
-    COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build_missing -G ${GENERATOR}
-            -DCMAKE_PREFIX_PATH=${prefix} -DPKG_CONFIG_EXECUTABLE=/bin/false
+    COMMAND ${pkg_config_knows_nothing} ${CMAKE_COMMAND} -S ${SOURCE_DIR}
+            -B ${WORK_DIR}/build_missing -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix}
             -DCMAKE_IGNORE_PATH=/usr/include
     RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(result EQUAL 0)

@@ -46,7 +46,8 @@ struct broadcast_options {
     /// How long a publish may wait for a connection (while reconnecting) and for the
     /// broker's acknowledgement before it fails. Default 5 s.
     std::chrono::milliseconds publish_timeout{5'000};
-    /// First delay before reconnecting after a lost connection. Default 100 ms.
+    /// First delay before reconnecting after a lost connection. Default 100 ms; less
+    /// than 10 ms (0 included) counts as 10 ms, so there is always a delay.
     std::chrono::milliseconds reconnect_backoff_min{100};
     /// Largest delay between reconnect attempts (exponential backoff with jitter). Default 5 s.
     std::chrono::milliseconds reconnect_backoff_max{5'000};

@@ -10,10 +10,17 @@
 
 namespace broadcaster {
 
-/// Returns `url` with every secret replaced by `***`: the password of the user
-/// information (`redis://user:***@host`) and the value of every query parameter whose
-/// name contains `password` (`?sasl.password=***`). Works on malformed URLs too, so it
-/// is safe to use in any log line or error message. Thread-safe.
+/// Returns `url` with every secret replaced by `***`, for log lines and error messages:
+/// - the whole user information (`redis://***@host`), which ends at the last `@` of
+///   the URL, so a password holding a raw `/`, `?`, `#` or `@` is masked whole (an `@`
+///   in an option value makes it mask more, never less);
+/// - the value of every query option not on an allow-list of harmless ones (timeouts,
+///   reconnect delays, `client_name`, `sslmode`, `topic_prefix`, librdkafka tuning
+///   settings such as `kafka.linger.ms`; names compared percent-decoded and
+///   case-insensitively): `?kafka.sasl.password=***`; the name too when it is no
+///   option any backend knows (`?***`), and a fragment (`#***`).
+/// Control characters are escaped (`%0A`), so the result is one line. Works on any
+/// string, URL or not. Thread-safe.
 std::string redact_url(std::string_view url);
 
 /// Returns the lower-cased scheme of `url` (`"redis"` for `redis://host`).

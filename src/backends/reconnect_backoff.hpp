@@ -3,6 +3,8 @@
 // The delays between reconnect attempts of a network backend: exponential from
 // reconnect_min up to reconnect_max, with "equal jitter" (each delay is random in
 // [d/2, d]) so that many instances restarting together do not reconnect in lockstep.
+// A delay below min_reconnect_delay is raised to it: with 0 the loop would retry as
+// fast as the CPU allows while the broker is away.
 
 #include <algorithm>
 #include <chrono>
@@ -10,10 +12,16 @@
 
 namespace broadcaster::detail {
 
+// The shortest first delay (reconnect_min_ms, reconnect_backoff_min) there is.
+inline constexpr std::chrono::milliseconds min_reconnect_delay{10};
+
 class reconnect_backoff {
   public:
     reconnect_backoff(std::chrono::milliseconds min, std::chrono::milliseconds max)
-        : min_(min), max_(std::max(min, max)), ceiling_(min), random_(std::random_device{}()) {}
+        : min_(std::max(min, min_reconnect_delay)),
+          max_(std::max(min_, max)),
+          ceiling_(min_),
+          random_(std::random_device{}()) {}
 
     // The delay before the next attempt; the one after may be twice as long.
     std::chrono::milliseconds next() {

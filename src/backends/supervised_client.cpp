@@ -2,15 +2,37 @@
 
 #include "../completion.hpp"
 
+#include <broadcaster/error.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <new>
+
 namespace broadcaster::detail {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+
+namespace {
+
+// What a failed attempt reports. Anything thrown is a failure of that attempt: an
+// exception that ended the loop would stop reconnecting for good, silently.
+error_code attempt_error(const std::exception_ptr& thrown) {
+    try {
+        std::rethrow_exception(thrown);
+    } catch (const boost::system::system_error& e) {
+        return e.code() ? e.code() : error_code(error::protocol_error);
+    } catch (const std::bad_alloc&) {
+        return make_error_code(boost::system::errc::not_enough_memory);
+    } catch (...) {
+        return error::protocol_error;  // a reply the client could not handle
+    }
+}
+
+}  // namespace
 
 supervised_client::supervised_client(asio::any_io_executor strand,
                                      const connection_options& options,
@@ -34,8 +56,8 @@ asio::awaitable<void> supervised_client::supervise([[maybe_unused]] std::shared_
         try {
             ++generation_;
             co_await open_connections();
-        } catch (const boost::system::system_error& e) {
-            ec = e.code();
+        } catch (...) {
+            ec = attempt_error(std::current_exception());
         }
         if (stopping_) {
             break;
@@ -51,9 +73,16 @@ asio::awaitable<void> supervised_client::supervise([[maybe_unused]] std::shared_
             post_completion(std::move(connect_handler_), strand_, error_code());
         }
         if (!ec) {
-            backoff_.reset();
             ready_ = true;
-            on_connected();
+            try {
+                on_connected();
+                backoff_.reset();
+            } catch (...) {
+                ready_ = false;
+                ec = attempt_error(std::current_exception());
+            }
+        }
+        if (!ec) {
             lost_signal_.expires_at(asio::steady_timer::time_point::max());
             co_await lost_signal_.async_wait(asio::as_tuple(asio::use_awaitable));
             if (stopping_) {

@@ -52,8 +52,11 @@ class supervised_client {
     void report(connection_state state, boost::system::error_code ec);
 
     // Opens both connections (generation_ is already the new one); throws system_error.
+    // Anything else it throws fails the attempt too (protocol_error, or
+    // not_enough_memory for bad_alloc): the loop backs off and tries again.
     virtual boost::asio::awaitable<void> open_connections() = 0;
-    // Both are open (ready_ is set): start reading, restore the subscriptions.
+    // Both are open (ready_ is set): start reading, restore the subscriptions. If it
+    // throws, the attempt failed as above.
     virtual void on_connected() = 0;
     virtual void close_connections() = 0;
     // After a loss, once the connections are closed.

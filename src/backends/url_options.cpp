@@ -1,5 +1,7 @@
 #include "url_options.hpp"
 
+#include "reconnect_backoff.hpp"
+
 #include <broadcaster/error.hpp>
 
 #include <algorithm>
@@ -16,7 +18,8 @@ long long option_number(const backend_config& config, const std::string& key,
     long long n = 0;
     const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
     if (ec != std::errc() || end != value.data() + value.size() || n < 0) {
-        invalid_url(config, "option " + key + " needs a non-negative integer, not '" + value + "'");
+        // Not the value: it may be a piece of a password that a raw '/', '?' or '#' cut off.
+        invalid_url(config, "option " + key + " needs a non-negative integer");
     }
     return n;
 }
@@ -28,15 +31,41 @@ bool option_bool(const backend_config& config, const std::string& key, const std
     if (value == "false" || value == "0" || value == "no") {
         return false;
     }
-    invalid_url(config, "option " + key + " needs true or false, not '" + value + "'");
+    invalid_url(config, "option " + key + " needs true or false");
 }
+
+namespace {
+
+// A raw '/', '?' or '#' in a password ends the authority for a URL parser: the rest of
+// the password becomes a port, a path or a query, and the URL names another host
+// (`redis://user:12/ss@host` is host "user", port 12). Such a URL is refused rather
+// than guessed at; an '@' in an option value must then be percent-encoded too.
+void refuse_mangled_user_information(const backend_config& config) {
+    const std::string_view url = config.url;
+    const auto authority = url.find("://");
+    if (authority == std::string_view::npos) {
+        return;
+    }
+    const auto authority_end = url.find_first_of("/?#", authority + 3);
+    const auto last_at = url.rfind('@');
+    if (authority_end != std::string_view::npos && last_at != std::string_view::npos &&
+        last_at > authority_end) {
+        invalid_url(config,
+                    "an '@' follows the host: percent-encode '/', '?', '#' and '@' in the user "
+                    "name, the password and option values (%2F, %3F, %23, %40)");
+    }
+}
+
+}  // namespace
 
 connection_options::connection_options(const backend_config& config)
     : redacted_url(config.redacted_url),
       connect_timeout(config.options.connect_timeout),
       publish_timeout(config.options.publish_timeout),
       reconnect_min(config.options.reconnect_backoff_min),
-      reconnect_max(config.options.reconnect_backoff_max) {}
+      reconnect_max(config.options.reconnect_backoff_max) {
+    refuse_mangled_user_information(config);
+}
 
 bool connection_options::take(const backend_config& config, const std::string& key,
                               const std::string& value) {
@@ -52,6 +81,7 @@ bool connection_options::take(const backend_config& config, const std::string& k
 }
 
 void connection_options::finish() {
+    reconnect_min = std::max(reconnect_min, min_reconnect_delay);
     reconnect_max = std::max(reconnect_max, reconnect_min);
 }
 

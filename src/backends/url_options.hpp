@@ -13,7 +13,8 @@ namespace broadcaster::detail {
 // Throws system_error(error::invalid_url): "'<redacted url>': <why>".
 [[noreturn]] void invalid_url(const backend_config& config, const std::string& why);
 
-// The option's value as a non-negative integer, or invalid_url naming it.
+// The option's value as a non-negative integer, or invalid_url naming the option (never
+// the value: what looks like an option may be a piece of a mangled password).
 long long option_number(const backend_config& config, const std::string& key,
                         const std::string& value);
 
@@ -29,7 +30,8 @@ struct connection_options {
     std::chrono::milliseconds reconnect_min{};
     std::chrono::milliseconds reconnect_max{};
 
-    // From the broadcast's options.
+    // From the broadcast's options. Refuses (invalid_url) a URL with an '@' after the
+    // host: a password holding a raw '/', '?' or '#' would make it name another host.
     explicit connection_options(const backend_config& config);
 
     // Takes `key=value` if it is connect_timeout_ms, publish_timeout_ms,
@@ -37,7 +39,9 @@ struct connection_options {
     // option is not one of these.
     bool take(const backend_config& config, const std::string& key, const std::string& value);
 
-    // Once every option is read: a reconnect_max below reconnect_min is raised to it.
+    // Once every option is read: a reconnect_min below min_reconnect_delay (10 ms) is
+    // raised to it (0 would mean no backoff at all), then a reconnect_max below
+    // reconnect_min to reconnect_min.
     void finish();
 };
 

@@ -22,8 +22,7 @@ boost::system::system_error construction_error(const std::string& url) {
 TEST(registry, rejects_an_unknown_scheme_and_names_the_url) {
     const auto e = construction_error("nats://user:hunter2@host:4222");
     EXPECT_EQ(e.code(), error::unknown_scheme);
-    EXPECT_NE(std::string(e.what()).find("nats://user:***@host:4222"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("nats://***@host:4222"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
 }
 
@@ -50,12 +49,12 @@ TEST(registry, tells_a_backend_left_out_of_the_build_apart_from_an_unknown_one) 
 TEST(registry, accepts_a_custom_backend_for_a_new_scheme) {
     auto calls = std::make_shared<backend_calls>();
     register_backend("Counting", [calls](const backend_config& config) {
-        EXPECT_EQ(config.redacted_url, "counting://u:***@x");
+        EXPECT_EQ(config.redacted_url, "counting://***@x");
         return std::make_unique<counting_backend>(calls);
     });
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast bc(io, "counting://u:pw@x");
-        EXPECT_EQ(bc.url(), "counting://u:***@x");
+        EXPECT_EQ(bc.url(), "counting://***@x");
         co_await bc.async_connect(use_awaitable);
         auto sub = co_await bc.async_subscribe("c", use_awaitable);
         co_await bc.async_publish("c", "m", use_awaitable);

@@ -1,5 +1,6 @@
 #include "kafka_config.hpp"
 
+#include "../../url_detail.hpp"
 #include "../url_options.hpp"
 
 #include <broadcaster/error.hpp>
@@ -34,12 +35,13 @@ std::string parse_broker(const backend_config& config, std::string_view broker) 
         port = broker.substr(colon + 1);
     }
     if (host.empty() || (host.front() == '[') != (host.back() == ']')) {
-        invalid_url(config, "'" + std::string(broker) + "' is not a broker address (host:port)");
+        // Not the text: a password with a raw '/', '?' or '#' ends up here.
+        invalid_url(config, "a broker address is not host:port");
     }
     if (!port.empty()) {
         const auto number = option_number(config, "port", std::string(port));
         if (number < 1 || number > 65535) {
-            invalid_url(config, "port " + std::string(port) + " is out of range");
+            invalid_url(config, "a broker port is out of range (1 to 65535)");
         }
         return std::string(host) + ":" + std::string(port);
     }
@@ -54,11 +56,11 @@ void check_settings(const backend_config& config, const kafka_settings& settings
     for (const auto& [name, value] : settings) {
         if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error, sizeof error) !=
             RD_KAFKA_CONF_OK) {
-            // librdkafka's message may quote the value: name the setting only.
-            invalid_url(config, "librdkafka setting '" + name + "' was refused: " +
-                                    (name.find("password") == std::string::npos
-                                         ? std::string(error)
-                                         : std::string("invalid value")));
+            // librdkafka's message may quote the value: only for harmless settings.
+            invalid_url(config,
+                        "librdkafka setting '" + name + "' was refused: " +
+                            (harmless_option("kafka." + name) ? std::string(error)
+                                                              : std::string("invalid value")));
         }
     }
 }

@@ -31,7 +31,7 @@ redis_config parse_redis_url(const backend_config& config) {
     }
     if (url.has_port()) {
         if (url.port().empty() || url.port_number() == 0) {
-            invalid_url(config, "invalid port '" + std::string(url.port()) + "'");
+            invalid_url(config, "invalid port (1 to 65535)");
         }
         out.port = url.port();
     }

@@ -168,9 +168,112 @@ case $case_name in
     expect_status 3 "not a valid URL\|invalid URL" "$tool" publish "redis://u:hunter2@[::1" c m
     expect_status 3 "unknown option 'bogus'" "$tool" publish "redis://:hunter2@h?bogus=1" c m
     port=$(shuf -i 20000-32000 -n 1)
-    expect_status 5 "cannot connect to redis://:\*\*\*@127.0.0.1:$port" \
+    expect_status 5 "cannot connect to redis://\*\*\*@127.0.0.1:$port" \
       "$tool" publish "redis://:hunter2@127.0.0.1:$port" c m
     expect_status 2 "" "$tool" publish
+    ;;
+  secrets)
+    # Generated passwords hold raw '/', '?', '#', '@': no piece of them may be printed,
+    # whether the URL is refused or the host is unreachable.
+    port=$(shuf -i 20000-32000 -n 1)
+    for url in "redis://user:Zq1/Yw2@127.0.0.1:$port" "redis://:Zq1?Yw2#Xe3@127.0.0.1:$port" \
+               "redis://u:1234/Yw2@127.0.0.1:$port/0" "redis://:Zq1@Yw2@127.0.0.1:$port" \
+               "rediss://:Zq1%2FYw2@127.0.0.1:$port" "redis://127.0.0.1:$port?password=Zq1&Yw2" \
+               "postgres://u:Zq1/Yw2@127.0.0.1:$port/db" "postgres://u:4321/Yw2@127.0.0.1:$port/db" \
+               "postgres://127.0.0.1:$port/db?password=Zq1#Yw2" \
+               "kafka://u:Zq1/Yw2@127.0.0.1:$port" \
+               "kafka://127.0.0.1:$port?connect_timeout_ms=300&kafka.sasl.password=Zq1" \
+               "kafka://127.0.0.1:$port?kafka.sasl.oauthbearer.client.secret=Zq1&kafka.ssl.key.pem=Yw2&connect_timeout_ms=300" \
+               "kafka://127.0.0.1:$port?kafka.pass%77ord=Zq1" "nats://u:Zq1/Yw2@h" "user:Zq1/Yw2@h"; do
+      for command in publish subscribe; do
+        args=(c m)
+        [[ $command == subscribe ]] && args=(c --timeout 1)
+        set +e
+        "$tool" "$command" "$url" "${args[@]}" > "$work/stdout" 2> "$work/stderr"
+        got=$?
+        set -e
+        [[ $got -ge 2 ]] || fail "$command $url exited $got: $(cat "$work/stderr")"
+        [[ -s $work/stderr ]] || fail "$command $url: no error line"
+        for piece in Zq1 Yw2 Xe3 1234 4321; do
+          if grep -q "$piece" "$work/stderr" "$work/stdout"; then
+            fail "$command $url leaked '$piece': $(cat "$work/stderr")"
+          fi
+        done
+      done
+    done
+    ;;
+  json_channel_base64)
+    start_redis
+    channel=$'bin\xff\x01ch'
+    subscribe_bg "$url" "$channel" "ok✓" --count 2 --json
+    "$tool" publish "$url" "$channel" "hello"
+    "$tool" publish "$url" "ok✓" "fine"
+    wait_sub
+    expected="{\"channel_base64\":\"$(printf 'bin\xff\x01ch' | base64)\",\"message\":\"hello\"}"$'\n'
+    expected+='{"channel":"ok✓","message":"fine"}'
+    [[ $(cat "$work/out") == "$expected" ]] || fail "got '$(cat "$work/out")'"
+    # Every line is valid JSON.
+    /usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]' \
+      "$work/out" || fail "not JSON: $(cat "$work/out")"
+    ;;
+  error_lines_kafka)
+    start_kafka
+    # A channel Kafka refuses, named in the error line: escaped (one line) and shortened.
+    expect_status 6 'channel .evil\\nline\\x01.' "$tool" publish "$url" $'evil\nline\x01' m
+    long=$(head -c 100000 /dev/zero | tr '\0' 'x')
+    expect_status 6 "(100000 bytes)" "$tool" publish "$url" "$long" m
+    (($(wc -c < "$work/stderr") < 400)) || fail "long error line: $(wc -c < "$work/stderr") bytes"
+    expect_status 6 "cannot subscribe to 'bad\\\\nname', 'x\{64\}'\.\.\. (100000 bytes), 'a b' and 1 more on" \
+      "$tool" subscribe "$url" $'bad\nname' "$long" "a b" "c d"
+    (($(wc -c < "$work/stderr") < 400)) || fail "long error line: $(wc -c < "$work/stderr") bytes"
+    ;;
+  epipe)
+    # With SIGPIPE ignored (as some parents leave it), `subscribe | head -1` must end
+    # once head is gone, not keep running.
+    start_redis
+    mkfifo "$work/fifo"
+    (trap '' PIPE; exec "$tool" subscribe "$url" piped > "$work/fifo" 2> "$work/err") &
+    sub_pid=$!
+    head -1 < "$work/fifo" > "$work/first" &
+    head_pid=$!
+    for _ in $(seq 500); do
+      grep -q '^subscribed$' "$work/err" 2>/dev/null && break
+      kill -0 "$sub_pid" 2>/dev/null || fail "subscribe exited early: $(cat "$work/err")"
+      sleep 0.01
+    done
+    grep -q '^subscribed$' "$work/err" || fail "no 'subscribed' line: $(cat "$work/err")"
+    "$tool" publish "$url" piped first
+    wait "$head_pid"
+    [[ $(cat "$work/first") == first ]] || fail "head got '$(cat "$work/first")'"
+    "$tool" publish "$url" piped second
+    for _ in $(seq 100); do
+      kill -0 "$sub_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    if kill -0 "$sub_pid" 2>/dev/null; then
+      kill "$sub_pid"
+      fail "subscribe kept running after its reader left"
+    fi
+    set +e
+    wait "$sub_pid"
+    got=$?
+    set -e
+    [[ $got == 1 ]] || fail "subscribe exited $got, expected 1: $(cat "$work/err")"
+    [[ $(cat "$work/err") == subscribed ]] || fail "unexpected stderr: $(cat "$work/err")"
+    ;;
+  bench_args)
+    for bad in "--rate -5" "--rate 0" "--rate nan" "--duration -1" "--duration inf" "--size 0" \
+               "--size 15" "--count 0"; do
+      # shellcheck disable=SC2086 # one option and its value
+      expect_status 2 "" "$tool" bench memory:// $bad
+      grep -q -- "${bad%% *}" "$work/stderr" || fail "'$bad' not named: $(cat "$work/stderr")"
+    done
+    # The duration bounds the run at any rate (a message every 10 s used to mean 10 s).
+    start=$(date +%s%N)
+    "$tool" bench memory:// --rate 0.1 --duration 1 --json > "$work/bench.json"
+    elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+    ((elapsed_ms < 4000)) || fail "took $elapsed_ms ms"
+    grep -q '"published":1,' "$work/bench.json" || fail "$(cat "$work/bench.json")"
     ;;
   bench_memory)
     "$tool" bench memory:// --subscribers 10 --count 2000 --json > "$work/bench.json"

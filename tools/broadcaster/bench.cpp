@@ -155,6 +155,12 @@ class bench_run {
         if (stopped_sending_) {
             return;
         }
+        // Checked on every pacing tick, not only when a message is due: at a low rate
+        // the next one may be due long after the duration ran out.
+        if (time_is_up()) {
+            stopped_sending_ = true;
+            return;
+        }
         std::uint64_t allowed = 0;
         if (options_.rate > 0) {
             const std::chrono::duration<double> elapsed = clock_type::now() - start_;

@@ -26,8 +26,13 @@ enum exit_status : int {
 // The exit status for an error of the library.
 int status_for(const boost::system::error_code& ec, bool connecting);
 
-// Prints "broadcaster: <what>" on stderr.
+// Prints "broadcaster: <what>" on stderr, as one line (control characters escaped).
 void report(const std::string& what);
+
+// `text` (a channel name) for an error line: in quotes, escaped (\n, \xNN for control
+// characters and for bytes that are not UTF-8), cut after `limit` bytes with the
+// whole length said.
+std::string quoted(std::string_view text, std::size_t limit = 64);
 
 struct publish_options {
     std::string url;

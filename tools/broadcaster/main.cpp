@@ -9,6 +9,25 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace {
+
+// A finite number above 0 (CLI::PositiveNumber lets NaN through).
+const CLI::Validator positive_number(
+    [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || !std::isfinite(value) || value <= 0) {
+            return "must be a number above 0, not " + text;
+        }
+        return {};
+    },
+    "POSITIVE");
+
+}  // namespace
+
 int main(int argc, char** argv) {
     CLI::App app{"broadcaster: publish/subscribe on memory://, redis://, ... from the shell"};
     app.require_subcommand(1);
@@ -34,10 +53,12 @@ int main(int argc, char** argv) {
     sub->add_option("channels", subscribe.channels, "Channels")->required();
     sub->add_flag("--with-channel", subscribe.with_channel, "Prefix each line with CHANNEL<TAB>");
     sub->add_flag("--json", subscribe.json,
-                  "One JSON object per line: channel, message (message_base64 if not UTF-8)");
+                  "One JSON object per line: channel, message (channel_base64, message_base64 "
+                  "when not UTF-8)");
     sub->add_option("--count", subscribe.count, "Exit 0 after N messages");
     sub->add_option("--timeout", subscribe.timeout,
-                    "Exit with status 7 if the messages did not come within SECONDS");
+                    "Exit with status 7 if the messages did not come within SECONDS")
+        ->check(positive_number);
 
     cli::bench_options bench;
     auto* ben = app.add_subcommand(
@@ -53,10 +74,15 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::Range(1, 10'000));
     ben->add_option("--size", bench.size, "Message size in bytes (at least 16: the send time)")
-        ->capture_default_str();
-    ben->add_option("--count", bench.count, "Messages in all")->capture_default_str();
-    ben->add_option("--duration", bench.duration, "Seconds to run (instead of --count)");
-    ben->add_option("--rate", bench.rate, "Messages per second in all (default: unthrottled)");
+        ->capture_default_str()
+        ->check(CLI::Range(std::size_t{16}, std::size_t{1} << 30));
+    ben->add_option("--count", bench.count, "Messages in all")
+        ->capture_default_str()
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
+    ben->add_option("--duration", bench.duration, "Seconds to run (instead of --count)")
+        ->check(positive_number);
+    ben->add_option("--rate", bench.rate, "Messages per second in all (default: unthrottled)")
+        ->check(positive_number);
     ben->add_flag("--binary", bench.binary, "Make every other message binary (not UTF-8)");
     ben->add_flag("--json", bench.json, "Machine-readable output");
 

@@ -5,8 +5,12 @@
 #include <broadcaster/blocking_broadcast.hpp>
 #include <broadcaster/error.hpp>
 
+#include <poll.h>
+#include <unistd.h>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -35,6 +39,36 @@ std::optional<int> open(std::unique_ptr<broadcaster::blocking_broadcast>& bc,
         return status_for(e.code(), true);
     }
     return std::nullopt;
+}
+
+// The channels for an error line: the first few, each escaped and shortened.
+std::string channel_names(const std::vector<std::string>& channels) {
+    constexpr std::size_t shown = 3;
+    std::string out;
+    for (std::size_t i = 0; i < channels.size() && i < shown; ++i) {
+        out += (i ? ", " : "") + quoted(channels[i]);
+    }
+    if (channels.size() > shown) {
+        out += " and " + std::to_string(channels.size() - shown) + " more";
+    }
+    return out;
+}
+
+// True once nobody reads standard output any more (the reader of a pipe is gone):
+// with SIGPIPE ignored, a write would only fail, so look before waiting on.
+bool stdout_closed() {
+    pollfd out{STDOUT_FILENO, 0, 0};
+    return ::poll(&out, 1, 0) == 1 && (out.revents & (POLLERR | POLLHUP)) != 0;
+}
+
+// After a failed write: EPIPE (the reader went away, as `| head -1` does) is how a
+// pipeline ends and needs no message.
+int write_failed(int error) {
+    if (error != EPIPE) {
+        report(std::string("cannot write to standard output: ") +
+               (error ? std::strerror(error) : "write failed"));
+    }
+    return failure;
 }
 
 std::atomic<bool> interrupted{false};
@@ -91,8 +125,9 @@ int publish(const publish_options& options) {
         slots.acquire();  // every publish has completed
     }
     if (failed) {
-        report("publish to " + bc->async().url() + " channel '" + options.channel + "' failed: " +
-               first_error.message() + " (" + std::to_string(failed) + " message(s) not accepted)");
+        report("publish to " + bc->async().url() + " channel " + quoted(options.channel) +
+               " failed: " + first_error.message() + " (" + std::to_string(failed) +
+               " message(s) not accepted)");
         return status_for(first_error, false);
     }
     return ok;
@@ -107,7 +142,8 @@ int subscribe(const subscribe_options& options) {
     try {
         sub = bc->subscribe(options.channels);
     } catch (const boost::system::system_error& e) {
-        report("cannot subscribe on " + bc->async().url() + ": " + e.code().message());
+        report("cannot subscribe to " + channel_names(options.channels) + " on " +
+               bc->async().url() + ": " + e.code().message());
         return status_for(e.code(), false);
     }
     std::signal(SIGINT, on_signal);
@@ -130,11 +166,20 @@ int subscribe(const subscribe_options& options) {
                 report("subscription ended: " + sub.error().message());
                 return failure;
             }
+            if (stdout_closed()) {
+                return write_failed(EPIPE);
+            }
             continue;
         }
         ++received;
+        errno = 0;  // what a failed write leaves here tells EPIPE apart
         if (options.json) {
-            std::cout << "{\"channel\":" << json_string(ev->channel());
+            // Both as JSON strings when they are UTF-8, else base64: JSON carries no bytes.
+            if (is_valid_utf8(ev->channel())) {
+                std::cout << "{\"channel\":" << json_string(ev->channel());
+            } else {
+                std::cout << "{\"channel_base64\":\"" << base64(ev->channel()) << "\"";
+            }
             if (is_valid_utf8(ev->message())) {
                 std::cout << ",\"message\":" << json_string(ev->message());
             } else {
@@ -147,7 +192,9 @@ int subscribe(const subscribe_options& options) {
             }
             std::cout << ev->message() << '\n';
         }
-        std::cout.flush();
+        if (!std::cout.flush()) {
+            return write_failed(errno);
+        }
     }
     return ok;
 }

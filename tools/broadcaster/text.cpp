@@ -32,7 +32,54 @@ int status_for(const boost::system::error_code& ec, bool connecting) {
 }
 
 void report(const std::string& what) {
-    std::cerr << "broadcaster: " << what << std::endl;
+    // One line whatever `what` holds: control characters are escaped.
+    std::string line;
+    for (const unsigned char c : what) {
+        if (c < 0x20 || c == 0x7f) {
+            static const char hex[] = "0123456789abcdef";
+            line += c == '\n' ? std::string("\\n") : std::string("\\x") + hex[c >> 4] + hex[c & 15];
+        } else {
+            line += static_cast<char>(c);
+        }
+    }
+    std::cerr << "broadcaster: " << line << std::endl;
+}
+
+std::string quoted(std::string_view text, std::size_t limit) {
+    const auto whole = text.size();
+    if (whole > limit) {
+        // Not in the middle of a UTF-8 sequence (at most 3 continuation bytes).
+        auto cut = limit;
+        while (cut > 0 && limit - cut < 3 &&
+               (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) {
+            --cut;
+        }
+        text = text.substr(0, cut);
+    }
+    const bool utf8 = is_valid_utf8(text);
+    static const char hex[] = "0123456789abcdef";
+    std::string out = "'";
+    for (const unsigned char c : text) {
+        if (c == '\\' || c == '\'') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    out += "'";
+    if (text.size() < whole) {
+        out += "... (" + std::to_string(whole) + " bytes)";
+    }
+    return out;
 }
 
 std::string json_string(std::string_view text) {

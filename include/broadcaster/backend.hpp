@@ -6,6 +6,7 @@
 /// `broadcast` directly.
 
 #include <broadcaster/event.hpp>
+#include <broadcaster/export.hpp>
 #include <broadcaster/options.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -20,7 +21,7 @@ namespace broadcaster {
 
 /// Where a backend sends what it receives. Implemented by the broadcast core.
 /// Every call must be made on the backend's executor (`backend::executor()`).
-class backend_sink {
+class BROADCASTER_EXPORT backend_sink {
   public:
     /// Hands over one incoming event. The core fans it out to the local subscribers
     /// of `ev.channel()` without copying the message.
@@ -59,7 +60,7 @@ struct backend_config {
 ///
 /// Network backends supervise their connection: they reconnect after a loss, restore
 /// every subscription and report it through `sink().state_changed`.
-class backend {
+class BROADCASTER_EXPORT backend {
   public:
     /// The completion handler type of every backend operation.
     using completion_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
@@ -113,6 +114,6 @@ using backend_factory = std::function<std::unique_ptr<backend>(const backend_con
 /// Registers `factory` for URLs whose scheme is `scheme` (case-insensitive), replacing
 /// any backend registered for it before, built-in ones included. Thread-safe; affects
 /// broadcasts constructed afterwards.
-void register_backend(std::string scheme, backend_factory factory);
+BROADCASTER_EXPORT void register_backend(std::string scheme, backend_factory factory);
 
 }  // namespace broadcaster

@@ -4,6 +4,7 @@
 /// `broadcaster::blocking_broadcast`: a blocking facade for programs not built on Asio.
 
 #include <broadcaster/broadcast.hpp>
+#include <broadcaster/export.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -26,7 +27,7 @@ namespace broadcaster {
 /// Blocking calls throw `boost::system::system_error` on failure, with the codes of the
 /// matching `broadcast` operation. Thread safety: every member function may be called
 /// from any thread except the I/O thread (i.e. not from inside a callback).
-class blocking_broadcast {
+class BROADCASTER_EXPORT blocking_broadcast {
   public:
     /// Starts the I/O thread; does not connect.
     /// @throws boost::system::system_error as `broadcast`'s constructor.

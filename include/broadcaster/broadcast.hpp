@@ -6,6 +6,7 @@
 #include <broadcaster/backend.hpp>
 #include <broadcaster/channel_list.hpp>
 #include <broadcaster/event.hpp>
+#include <broadcaster/export.hpp>
 #include <broadcaster/options.hpp>
 #include <broadcaster/subscriber.hpp>
 #include <broadcaster/subscription.hpp>
@@ -55,15 +56,20 @@ using subscribe_handler =
     boost::asio::any_completion_handler<void(boost::system::error_code, subscriber)>;
 using subscription_handler =
     boost::asio::any_completion_handler<void(boost::system::error_code, subscription)>;
-void async_connect(const std::shared_ptr<broadcast_core>& core, error_handler handler);
-void async_disconnect(const std::shared_ptr<broadcast_core>& core, error_handler handler);
-void async_publish(const std::shared_ptr<broadcast_core>& core, std::string channel,
-                   std::string message, error_handler handler);
-void async_subscribe(const std::shared_ptr<broadcast_core>& core, std::vector<std::string> channels,
-                     subscribe_options options, subscribe_handler handler);
-void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
-                              std::vector<std::string> channels, event_callback on_event,
-                              subscribe_options options, subscription_handler handler);
+BROADCASTER_EXPORT void async_connect(const std::shared_ptr<broadcast_core>& core,
+                                      error_handler handler);
+BROADCASTER_EXPORT void async_disconnect(const std::shared_ptr<broadcast_core>& core,
+                                         error_handler handler);
+BROADCASTER_EXPORT void async_publish(const std::shared_ptr<broadcast_core>& core,
+                                      std::string channel, std::string message,
+                                      error_handler handler);
+BROADCASTER_EXPORT void async_subscribe(const std::shared_ptr<broadcast_core>& core,
+                                        std::vector<std::string> channels,
+                                        subscribe_options options, subscribe_handler handler);
+BROADCASTER_EXPORT void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
+                                                 std::vector<std::string> channels,
+                                                 event_callback on_event, subscribe_options options,
+                                                 subscription_handler handler);
 }  // namespace detail
 
 /// Publish/subscribe over one broker, chosen by URL.
@@ -90,7 +96,7 @@ void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
 /// Lifetime: destroying the broadcast disconnects it in the background (on its
 /// executor); its subscribers then end with `error::end_of_stream`. Pending
 /// operations still complete. Subscribers may outlive the broadcast.
-class broadcast {
+class BROADCASTER_EXPORT broadcast {
   public:
     using executor_type = boost::asio::any_io_executor;
 

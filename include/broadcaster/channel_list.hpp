@@ -3,6 +3,8 @@
 /// @file
 /// `broadcaster::channel_list`: one or several channel names, as subscribe takes them.
 
+#include <broadcaster/export.hpp>
+
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -14,7 +16,7 @@ namespace broadcaster {
 /// (`"chatroom"`, a `std::string`), a braced list (`{"a", "b"}`) or a
 /// `std::vector<std::string>`, so `async_subscribe` takes any of them.
 /// Duplicate names are kept once.
-class channel_list {
+class BROADCASTER_EXPORT channel_list {
   public:
     /// One channel.
     channel_list(const char* channel) : names_{std::string(channel)} {}

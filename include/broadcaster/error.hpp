@@ -5,6 +5,8 @@
 /// `boost::system::error_code` in this category (or an Asio/system code for
 /// transport failures), passed to completion handlers the Asio way.
 
+#include <broadcaster/export.hpp>
+
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -45,7 +47,7 @@ enum class error {
 };
 
 /// The category of `broadcaster::error` codes; its name is `"broadcaster"`.
-const boost::system::error_category& error_category() noexcept;
+BROADCASTER_EXPORT const boost::system::error_category& error_category() noexcept;
 
 /// Makes an error_code from a `broadcaster::error` (found by argument-dependent lookup).
 inline boost::system::error_code make_error_code(error e) noexcept {
@@ -53,7 +55,8 @@ inline boost::system::error_code make_error_code(error e) noexcept {
 }
 
 /// Throws `boost::system::system_error` carrying `ec` and `what` when `ec` is an error.
-void throw_if_error(const boost::system::error_code& ec, const std::string& what);
+BROADCASTER_EXPORT void throw_if_error(const boost::system::error_code& ec,
+                                       const std::string& what);
 
 }  // namespace broadcaster
 

@@ -3,6 +3,8 @@
 /// @file
 /// `broadcaster::event`: one message received on one channel.
 
+#include <broadcaster/export.hpp>
+
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,7 +19,7 @@ namespace broadcaster {
 /// bytes (NUL bytes included) unless a backend documents otherwise.
 ///
 /// Thread safety: events are immutable; copies may be used from any thread.
-class event {
+class BROADCASTER_EXPORT event {
   public:
     /// An empty event (no channel, no message).
     event() = default;

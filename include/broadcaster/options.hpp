@@ -3,6 +3,8 @@
 /// @file
 /// Options of broadcasts and subscribers, with their defaults.
 
+#include <broadcaster/export.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <string_view>
@@ -67,6 +69,6 @@ enum class connection_state {
 };
 
 /// The name of a state (`"connected"`, ...), for logs.
-std::string_view to_string(connection_state state) noexcept;
+BROADCASTER_EXPORT std::string_view to_string(connection_state state) noexcept;
 
 }  // namespace broadcaster

@@ -4,6 +4,7 @@
 /// `broadcaster::subscriber`: the receiving end of a subscription.
 
 #include <broadcaster/event.hpp>
+#include <broadcaster/export.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -49,8 +50,8 @@ receive_executor receive_executor_of(const Handler& handler) {
     }
 }
 
-void async_receive(const std::shared_ptr<subscriber_state>& state, receive_executor executor,
-                   receive_handler handler);
+BROADCASTER_EXPORT void async_receive(const std::shared_ptr<subscriber_state>& state,
+                                      receive_executor executor, receive_handler handler);
 }  // namespace detail
 
 /// A subscription to one or more channels, with its own bounded queue of events.
@@ -72,7 +73,7 @@ void async_receive(const std::shared_ptr<subscriber_state>& state, receive_execu
 /// Thread safety: every member function may be called from any thread, including
 /// the destructor while a receive is pending (which then completes with
 /// `boost::asio::error::operation_aborted`). One `async_receive` at a time.
-class subscriber {
+class BROADCASTER_EXPORT subscriber {
   public:
     /// An empty handle, subscribed to nothing.
     subscriber() noexcept = default;

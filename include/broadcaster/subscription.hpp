@@ -3,6 +3,7 @@
 /// @file
 /// `broadcaster::subscription`: the handle of a callback subscription.
 
+#include <broadcaster/export.hpp>
 #include <broadcaster/subscriber.hpp>
 
 namespace broadcaster {
@@ -12,7 +13,7 @@ namespace broadcaster {
 /// Move-only. Destroying it (or calling `unsubscribe`) ends the subscription: no
 /// callback starts afterwards, though one already running on another thread finishes.
 /// Thread safety: as `subscriber`.
-class subscription {
+class BROADCASTER_EXPORT subscription {
   public:
     /// An empty handle.
     subscription() noexcept = default;

@@ -3,6 +3,8 @@
 /// @file
 /// URL helpers shared by the core and the backends.
 
+#include <broadcaster/export.hpp>
+
 #include <boost/system/result.hpp>
 
 #include <string>
@@ -21,11 +23,11 @@ namespace broadcaster {
 ///   option any backend knows (`?***`), and a fragment (`#***`).
 /// Control characters are escaped (`%0A`), so the result is one line. Works on any
 /// string, URL or not. Thread-safe.
-std::string redact_url(std::string_view url);
+BROADCASTER_EXPORT std::string redact_url(std::string_view url);
 
 /// Returns the lower-cased scheme of `url` (`"redis"` for `redis://host`).
 /// Fails with `error::invalid_url` when `url` is not a URI (RFC 3986) with a scheme.
 /// Thread-safe.
-boost::system::result<std::string> url_scheme(std::string_view url);
+BROADCASTER_EXPORT boost::system::result<std::string> url_scheme(std::string_view url);
 
 }  // namespace broadcaster

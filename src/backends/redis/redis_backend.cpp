@@ -10,9 +10,6 @@ namespace {
 
 namespace asio = boost::asio;
 
-// Redis refuses bulk strings over 512 MiB (proto-max-bulk-len).
-constexpr std::size_t max_payload = 512u * 1024 * 1024;
-
 std::shared_ptr<asio::ssl::context> make_tls_context(const redis_config& config) {
     if (!config.tls) {
         return nullptr;
@@ -62,7 +59,10 @@ class redis_backend final : public client_backend<redis_client> {
         if (!client) {
             return;
         }
-        if (message.size() > max_payload || channel.size() > max_payload) {
+        // Refused before anything is sent: Redis would accept it, then drop it with the
+        // subscriber's connection (see redis_config::max_payload_bytes).
+        if (message.size() > config_.max_payload_bytes ||
+            channel.size() > redis_config::max_bulk_bytes) {
             complete(handler, error::payload_too_large);
             return;
         }

@@ -50,9 +50,11 @@ void redis_client::on_connected() {
     const auto generation = generation_;
     spawn(strand_, read_publish_replies(generation, publisher_));
     spawn(strand_, read_subscriber_events(generation, subscriber_));
-    flush_publishes();
 
     // Restore every subscription; "connected" is reported once Redis confirmed them.
+    // Publishes (those queued during the outage included) wait until then: sent
+    // earlier, they would reach Redis before this instance's own SUBSCRIBEs, and its
+    // subscribers would miss them.
     subscriber_sent_.clear();
     subscriber_out_.queued.clear();
     subscriber_out_.active = false;
@@ -60,7 +62,14 @@ void redis_client::on_connected() {
     for (const auto& channel : channels_) {
         send_subscriber_command(command_kind::subscribe, channel, true);
     }
-    if (reconnecting_ && resubscriptions_pending_ == 0) {
+    if (resubscriptions_pending_ == 0) {
+        subscriptions_restored();
+    }
+}
+
+void redis_client::subscriptions_restored() {
+    flush_publishes();
+    if (reconnecting_) {
         reconnecting_ = false;
         report(connection_state::connected, {});
     }
@@ -72,21 +81,17 @@ void redis_client::connection_lost(std::uint64_t generation, error_code ec) {
     }
     // A subscribe still waiting for its confirmation fails now rather than waiting an
     // unknown time for the reconnect; the app sees not_connected and can retry.
-    for (auto& [channel, waiters] : subscribe_waiters_) {
-        if (!waiters.empty()) {
-            channels_.erase(channel);
-        }
+    for (auto& [channel, waiters] : std::exchange(subscribe_waiters_, {})) {
+        channels_.erase(channel);
         for (auto& waiter : waiters) {
             post_completion(std::move(waiter), strand_, error_code(error::not_connected));
         }
-        waiters.clear();
     }
     // An unsubscribe is done: the new connection will not restore the channel.
-    for (auto& [channel, waiters] : unsubscribe_waiters_) {
+    for (auto& [channel, waiters] : std::exchange(unsubscribe_waiters_, {})) {
         for (auto& waiter : waiters) {
             post_completion(std::move(waiter), strand_, error_code());
         }
-        waiters.clear();
     }
 }
 
@@ -156,6 +161,9 @@ void redis_client::publish(std::string channel, std::string message, completion_
 }
 
 void redis_client::flush_publishes() {
+    if (resubscriptions_pending_ > 0) {
+        return;  // held until the subscriptions are back (on_connected)
+    }
     if (start_write(publish_out_, publisher_, &redis_client::flush_publishes)) {
         publishes_in_flight_ = publishes_.size();
     }
@@ -238,14 +246,15 @@ void redis_client::arm_publish_deadline() {
 
 void redis_client::on_publish_deadline() {
     const auto now = clock::now();
-    if (ready_) {
+    if (publishes_in_flight_ > 0) {
         // Redis has not answered the oldest publish in time: treat the connection as
         // dead; the supervisor reconnects and the publishes in flight fail.
-        if (publishes_in_flight_ > 0 && publishes_.front().deadline <= now) {
+        if (ready_ && publishes_.front().deadline <= now) {
             connection_lost(generation_, error::timeout);
         }
     } else {
-        // Waiting for a connection that did not come back in time.
+        // Nothing was written: waiting for a connection, or for the subscriptions to be
+        // restored, that did not come back in time.
         while (!publishes_.empty() && publishes_.front().deadline <= now) {
             publish_out_.queued.erase(0, publishes_.front().bytes);
             post_completion(std::move(publishes_.front().handler), strand_,
@@ -332,20 +341,30 @@ void redis_client::handle_subscriber_reply(const redisReply& reply) {
 }
 
 void redis_client::confirm(const sent_command& command, error_code ec) {
-    auto& waiters = command.kind == command_kind::subscribe ? subscribe_waiters_[command.channel]
-                                                            : unsubscribe_waiters_[command.channel];
     if (ec && command.kind == command_kind::subscribe) {
         channels_.erase(command.channel);
     }
-    if (!waiters.empty()) {
-        post_completion(std::move(waiters.front()), strand_, ec);
-        waiters.pop_front();
+    // A restore has no waiter. An entry goes as soon as it has none left: the maps
+    // hold only channels with a command in flight, however many were ever used.
+    if (!command.restore) {
+        auto& map =
+            command.kind == command_kind::subscribe ? subscribe_waiters_ : unsubscribe_waiters_;
+        if (const auto it = map.find(command.channel); it != map.end()) {
+            post_completion(std::move(it->second.front()), strand_, ec);
+            it->second.pop_front();
+            if (it->second.empty()) {
+                map.erase(it);
+            }
+        }
     }
-    if (command.restore && resubscriptions_pending_ > 0 && --resubscriptions_pending_ == 0 &&
-        reconnecting_) {
-        reconnecting_ = false;
-        report(connection_state::connected, {});
+    if (command.restore && resubscriptions_pending_ > 0 && --resubscriptions_pending_ == 0) {
+        subscriptions_restored();
     }
+}
+
+std::size_t redis_client::channel_entries() const noexcept {
+    return channels_.size() + subscribe_waiters_.size() + unsubscribe_waiters_.size() +
+           subscriber_sent_.size();
 }
 
 }  // namespace broadcaster::detail

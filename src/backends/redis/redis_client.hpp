@@ -35,6 +35,10 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     // Closes everything; pending operations fail with error::not_connected.
     void stop();
 
+    // For tests: entries kept per channel (wanted channels, waiting completions,
+    // commands awaiting their reply); zero when nothing is subscribed or in flight.
+    std::size_t channel_entries() const noexcept;
+
   private:
     using clock = std::chrono::steady_clock;
     struct pending_publish {
@@ -65,6 +69,8 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     void on_lost() override;
     void connection_lost(std::uint64_t generation, boost::system::error_code ec);
 
+    // Every subscription is back after a (re)connect: publishes may go out again.
+    void subscriptions_restored();
     void flush_publishes();
     void flush_subscriber();
     // Writes all of `out.queued` on `connection`, then calls `then`; false if no write
@@ -101,6 +107,7 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     // Every SUBSCRIBE/UNSUBSCRIBE gets exactly one reply, in order.
     std::deque<sent_command> subscriber_sent_;
     outbox subscriber_out_;
+    // Restoring SUBSCRIBEs not yet confirmed; publishes are held while it is not zero.
     std::size_t resubscriptions_pending_ = 0;
 };
 

@@ -52,6 +52,15 @@ redis_config parse_redis_url(const backend_config& config) {
             out.tls_ca_file = value;
         } else if (key == "tls_server_name") {
             out.tls_server_name = value;
+        } else if (key == "max_payload_bytes") {
+            const auto bytes = option_number(config, key, value);
+            if (bytes < 1 ||
+                static_cast<unsigned long long>(bytes) > redis_config::max_bulk_bytes) {
+                invalid_url(config, "max_payload_bytes must be between 1 and " +
+                                        std::to_string(redis_config::max_bulk_bytes) +
+                                        " (Redis's largest bulk string)");
+            }
+            out.max_payload_bytes = static_cast<std::size_t>(bytes);
         } else {
             invalid_url(config, "unknown option '" + key + "'");
         }

@@ -2,10 +2,13 @@
 // sessions, concurrency, quoting, long names and large payloads. The conformance
 // suite covers the rest.
 
+#include "backends/postgres/postgres_config.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+
+#include <limits>
 
 namespace broadcaster::test {
 namespace {
@@ -236,6 +239,46 @@ TEST(postgres, refuses_channels_it_cannot_carry) {
             EXPECT_EQ(publish_ec, error::invalid_channel);
         }
     });
+}
+
+// Messages over max_payload_bytes are refused before anything is sent (libpq takes
+// lengths as int: a 2 GB message used to overflow on its way).
+TEST(postgres, refuses_payloads_over_max_payload_bytes) {
+    const auto url = postgres_test_url();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, url + "?max_payload_bytes=10000");
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("limit");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        auto [ec] = co_await bc.async_publish(channel, std::string(10001, 'x'),
+                                              asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::payload_too_large) << ec.message();
+        // At the limit: through the payload table.
+        co_await bc.async_publish(channel, std::string(10000, 'y'), use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), std::string(10000, 'y'));
+        EXPECT_FALSE(sub.try_receive()) << "the refused one was not sent";
+    });
+}
+
+TEST(postgres, max_payload_bytes_defaults_to_what_postgres_and_libpq_can_take) {
+    const auto url = postgres_test_url();
+    const auto parsed = detail::parse_postgres_url(backend_config{url, url, {}});
+    EXPECT_EQ(parsed.max_payload_bytes, 1000u * 1024 * 1024) << "as the README says";
+    // libpq's lengths are int; Postgres takes a message (the field and what surrounds
+    // it) of less than 1 GiB.
+    EXPECT_LE(parsed.max_payload_bytes, static_cast<std::size_t>(std::numeric_limits<int>::max()));
+    EXPECT_LT(parsed.max_payload_bytes, 1024u * 1024 * 1024 - 64 * 1024);
+    asio::io_context io;
+    for (const auto* value : {"1048576001", "2147483648", "-1", "x"}) {
+        try {
+            broadcast bc(io, url + "?max_payload_bytes=" + value);
+            ADD_FAILURE() << value << " was accepted";
+        } catch (const boost::system::system_error& e) {
+            EXPECT_EQ(e.code(), error::invalid_url) << value;
+            EXPECT_NE(std::string(e.what()).find("max_payload_bytes"), std::string::npos)
+                << e.what();
+        }
+    }
 }
 
 TEST(postgres, a_missing_database_is_a_clear_error) {

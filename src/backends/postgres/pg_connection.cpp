@@ -6,6 +6,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <limits>
+
 namespace broadcaster::detail {
 
 namespace asio = boost::asio;
@@ -149,6 +151,13 @@ void pg_connection::send_query(const char* sql, const std::vector<pg_param>& par
     std::vector<int> lengths;
     std::vector<int> formats;
     for (const auto& p : params) {
+        // libpq takes lengths as int; the backend refuses such messages before, this is
+        // the last line against a silent overflow.
+        if (p.value.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+            throw system_error(
+                broadcaster::error::payload_too_large,
+                "postgres: a parameter of " + std::to_string(p.value.size()) + " bytes");
+        }
         values.push_back(p.value.data());
         lengths.push_back(static_cast<int>(p.value.size()));
         formats.push_back(p.binary ? 1 : 0);

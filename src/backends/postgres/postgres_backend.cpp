@@ -34,9 +34,15 @@ class postgres_backend final : public client_backend<postgres_client> {
 
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {
-        if (auto* client = checked_client(channel, handler)) {
-            client->publish(std::move(channel), std::move(message), std::move(handler));
+        auto* client = checked_client(channel, handler);
+        if (!client) {
+            return;
         }
+        if (message.size() > config_.max_payload_bytes) {
+            complete(handler, error::payload_too_large);
+            return;
+        }
+        client->publish(std::move(channel), std::move(message), std::move(handler));
     }
 
   private:

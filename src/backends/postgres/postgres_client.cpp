@@ -98,13 +98,7 @@ void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
     publishes_in_flight_ = 0;
     // Subscribes waiting for their LISTEN fail now; the app can retry. Unsubscribes
     // are done: the new connection will not LISTEN to those channels.
-    for (auto& command : std::exchange(listen_commands_, {})) {
-        if (command.listen) {
-            channels_.erase(postgres_channel(command.channel));
-        }
-        post_completion(std::move(command.handler), strand_,
-                        command.listen ? error_code(error::not_connected) : error_code());
-    }
+    complete(listeners_.fail_all(error::not_connected));
     arm_publish_deadline();
 }
 
@@ -140,10 +134,13 @@ void postgres_client::fail_everything(error_code ec) {
         post_completion(std::move(p.handler), strand_, ec);
     }
     publishes_in_flight_ = 0;
-    for (auto& command : std::exchange(listen_commands_, {})) {
-        post_completion(std::move(command.handler), strand_, command.listen ? ec : error_code());
+    complete(listeners_.clear(ec));
+}
+
+void postgres_client::complete(std::vector<listener_queue<completion_handler>::completion> done) {
+    for (auto& c : done) {
+        post_completion(std::move(c.handler), strand_, c.ec);
     }
-    channels_.clear();
 }
 
 // ---- listener ----------------------------------------------------------------------
@@ -153,74 +150,73 @@ void postgres_client::subscribe(std::string channel, completion_handler handler)
         post_completion(std::move(handler), strand_, error_code(error::not_connected));
         return;
     }
-    channels_[postgres_channel(channel)] = channel;
-    listen_commands_.push_back({true, std::move(channel), std::move(handler)});
-    listener_->cancel_wait();
+    auto pg_channel = postgres_channel(channel);
+    if (listeners_.push(true, std::move(channel), std::move(pg_channel), std::move(handler))) {
+        listener_->cancel_wait();
+    }
 }
 
 void postgres_client::unsubscribe(std::string channel, completion_handler handler) {
-    channels_.erase(postgres_channel(channel));
+    auto pg_channel = postgres_channel(channel);
     if (!ready_) {
+        listeners_.forget(pg_channel);
         post_completion(std::move(handler), strand_, error_code());
         return;
     }
-    listen_commands_.push_back({false, std::move(channel), std::move(handler)});
-    listener_->cancel_wait();
+    if (listeners_.push(false, std::move(channel), std::move(pg_channel), std::move(handler))) {
+        listener_->cancel_wait();
+    }
 }
 
+// One thing at a time on the listener connection: a LISTEN/UNLISTEN, a payload fetch,
+// or the idle wait for input, which is the only one a new command interrupts.
 asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
                                                     std::shared_ptr<pg_connection> connection) {
     const auto self = shared_from_this();
     try {
-        // After a reconnect: LISTEN again to everything, then say so.
-        // A copy: subscribe() may add channels while a LISTEN is in flight.
-        std::vector<std::string> names;
-        for (const auto& entry : channels_) {
-            names.push_back(entry.first);
-        }
-        for (const auto& name : names) {
+        // After a reconnect: LISTEN again to everything, then say so. Commands that
+        // come meanwhile queue up.
+        for (const auto& name : listeners_.listened()) {
             co_await connection->exec("LISTEN " + connection->quote_identifier(name));
-        }
-        if (generation != generation_) {
-            co_return;
+            if (!current(generation)) {
+                co_return;
+            }
         }
         if (reconnecting_) {
             reconnecting_ = false;
             report(connection_state::connected, {});
         }
         for (;;) {
-            while (!listen_commands_.empty()) {
-                auto command = std::move(listen_commands_.front());
-                listen_commands_.pop_front();
-                const auto name = connection->quote_identifier(postgres_channel(command.channel));
+            if (const auto* command = listeners_.start_next()) {
+                const auto sql = (command->listen ? "LISTEN " : "UNLISTEN ") +
+                                 connection->quote_identifier(command->pg_channel);
                 error_code ec;
                 try {
-                    co_await connection->exec((command.listen ? "LISTEN " : "UNLISTEN ") + name);
+                    co_await connection->exec(sql);
                 } catch (const system_error& e) {
                     if (e.code() != error::broker_error) {
-                        throw;  // the connection is gone
+                        throw;  // the connection is gone: connection_lost completes it
                     }
                     ec = e.code();
                 }
-                if (generation != generation_) {
-                    co_return;
-                }
-                if (ec && command.listen) {
-                    channels_.erase(postgres_channel(command.channel));
+                if (!current(generation)) {
+                    co_return;  // completed by connection_lost or stop
                 }
                 // Subscribed means subscribed: LISTEN has been executed now.
-                post_completion(std::move(command.handler), strand_, ec);
-                co_await deliver_notifications(*connection);
+                if (auto done = listeners_.finish(ec)) {
+                    post_completion(std::move(done->handler), strand_, done->ec);
+                }
+            } else if (listeners_.begin_wait()) {
+                co_await connection->wait_for_input();
+                if (!current(generation)) {
+                    co_return;
+                }
+                listeners_.end_wait();
             }
             co_await deliver_notifications(*connection);
-            if (!listen_commands_.empty()) {
-                continue;
-            }
-            co_await connection->wait_for_input();
-            if (generation != generation_) {
+            if (!current(generation)) {
                 co_return;
             }
-            co_await deliver_notifications(*connection);
         }
     } catch (const system_error& e) {
         connection_lost(generation, e.code());
@@ -241,8 +237,7 @@ asio::awaitable<void> postgres_client::deliver_notifications(pg_connection& conn
 asio::awaitable<void> postgres_client::deliver(pg_connection& connection,
                                                std::vector<pg_notification> notifications) {
     for (auto& notification : notifications) {
-        const auto known = channels_.find(notification.channel);
-        if (known == channels_.end()) {
+        if (!listeners_.find(notification.channel)) {
             continue;  // unlistened meanwhile
         }
         std::string message = std::move(notification.payload);
@@ -259,8 +254,13 @@ asio::awaitable<void> postgres_client::deliver(pg_connection& connection,
             message.assign(PQgetvalue(row.get(), 0, 0),
                            static_cast<std::size_t>(PQgetlength(row.get(), 0, 0)));
         }
+        // Looked up again: the fetch gave subscribe and unsubscribe time to run.
+        const auto* channel = listeners_.find(notification.channel);
+        if (!channel) {
+            continue;
+        }
         if (auto sink = sink_.lock()) {
-            sink->deliver(event(known->second, std::move(message)));
+            sink->deliver(event(*channel, std::move(message)));
         }
     }
 }
@@ -315,8 +315,8 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
                                                           std::move(batch));
                 }
             } catch (const system_error& e) {
-                if (e.code() != error::broker_error) {
-                    throw;
+                if (e.code() != error::broker_error && e.code() != error::payload_too_large) {
+                    throw;  // the connection is gone
                 }
                 ec = e.code();
             }

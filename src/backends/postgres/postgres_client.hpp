@@ -1,6 +1,7 @@
 #pragma once
 
 #include "../supervised_client.hpp"
+#include "listener_queue.hpp"
 #include "pg_connection.hpp"
 #include "postgres_config.hpp"
 
@@ -9,8 +10,6 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <deque>
-#include <unordered_map>
-#include <unordered_set>
 
 namespace broadcaster::detail {
 
@@ -38,11 +37,6 @@ class postgres_client : public supervised_client,
 
   private:
     using clock = std::chrono::steady_clock;
-    struct listen_command {
-        bool listen;  // LISTEN, else UNLISTEN
-        std::string channel;
-        completion_handler handler;
-    };
     struct pending_publish {
         std::string channel;
         std::string message;
@@ -63,6 +57,10 @@ class postgres_client : public supervised_client,
     // Stores `p` in the payload table and notifies a reference to it.
     boost::asio::awaitable<void> send_large(pg_connection& connection, const pending_publish& p);
     void connection_lost(std::uint64_t generation, boost::system::error_code ec);
+    // The coroutines of `generation` may go on: it is the connection in use. Once it is
+    // not, what they were doing has been completed for them.
+    bool current(std::uint64_t generation) const { return generation == generation_ && ready_; }
+    void complete(std::vector<listener_queue<completion_handler>::completion> done);
     void arm_publish_deadline();
     void on_publish_deadline();
     void fail_everything(boost::system::error_code ec);
@@ -72,9 +70,9 @@ class postgres_client : public supervised_client,
     std::shared_ptr<pg_connection> listener_;
     std::shared_ptr<pg_connection> publisher_;
 
-    // Channels listened to (Postgres name -> ours), restored after a reconnect.
-    std::unordered_map<std::string, std::string> channels_;
-    std::deque<listen_command> listen_commands_;
+    // LISTEN/UNLISTEN commands, and the channels listened to (restored after a
+    // reconnect).
+    listener_queue<completion_handler> listeners_;
 
     std::deque<pending_publish> publishes_;
     std::size_t publishes_in_flight_ = 0;  // at the front of `publishes_`, being sent

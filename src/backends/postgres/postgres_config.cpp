@@ -33,6 +33,14 @@ postgres_config parse_postgres_url(const backend_config& config) {
                 invalid_url(config, "payload_table must be 1 to 63 bytes");
             }
             out.payload_table = value;
+        } else if (key == "max_payload_bytes") {
+            const auto n = option_number(config, key, value);
+            if (n > static_cast<long long>(postgres_config::max_postgres_payload)) {
+                invalid_url(config, "max_payload_bytes can be at most " +
+                                        std::to_string(postgres_config::max_postgres_payload) +
+                                        " (Postgres takes fields of up to 1 GB)");
+            }
+            out.max_payload_bytes = static_cast<std::size_t>(n);
         } else if (key == "payload_retention_s") {
             out.payload_retention = std::chrono::seconds(option_number(config, key, value));
         } else {

@@ -5,6 +5,7 @@
 #include <broadcaster/backend.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 
 namespace broadcaster::detail {
@@ -17,6 +18,11 @@ struct postgres_config : connection_options {
     std::string conninfo;  // for PQconnectStart; contains the password
     std::string payload_table = "broadcaster_payloads";
     std::chrono::seconds payload_retention{60};
+    // Larger messages fail with error::payload_too_large. The ceiling is Postgres's:
+    // a field (and the message carrying it) of at most 1 GB; libpq takes lengths as int.
+    std::size_t max_payload_bytes = max_postgres_payload;
+
+    static constexpr std::size_t max_postgres_payload = 1000 * 1024 * 1024;
 };
 
 // Throws system_error(error::invalid_url) naming what is wrong, password masked.

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <broadcaster/backend.hpp>
-#include <broadcaster/export.hpp>
 
 #include <memory>
 
@@ -9,6 +8,6 @@ namespace broadcaster::detail {
 
 // `memory://` (a hub private to the broadcast) and `memory://NAME` (a hub shared by
 // every broadcast in the process that names it). Carries any channel and payload.
-BROADCASTER_EXPORT std::unique_ptr<backend> make_memory_backend(const backend_config& config);
+std::unique_ptr<backend> make_memory_backend(const backend_config& config);
 
 }  // namespace broadcaster::detail

@@ -2,6 +2,7 @@
 // at once, the same channel subscribed and dropped in a loop while messages flow, a
 // server restart in the middle of that, and a broadcast destroyed while busy.
 
+#include "delay_proxy.hpp"
 #include "own_redis.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
@@ -111,14 +112,16 @@ TEST(redis_concurrency, churn_each_confirmed_subscriber_gets_what_was_published_
 // (again if the publish failed), wait for it and drop the subscriber, in a loop; the
 // server is killed in the middle and restarted 300 ms later. Every subscribe completes
 // exactly once; every successful one receives its probe (a publish made during the
-// outage waits until the subscriptions are restored).
+// outage waits until the subscriptions are restored), and a subscriber kept across
+// the outage receives what the broadcast published during it.
 TEST(redis_concurrency, outage_during_churn_ends_consistent) {
     own_redis redis;
     run_async_test(
         [&](asio::io_context& io) -> asio::awaitable<void> {
-            broadcast bc(io, redis.url("",
-                                       "?reconnect_min_ms=20&reconnect_max_ms=100&"
-                                       "publish_timeout_ms=20000"));
+            delay_proxy proxy(io, redis.port, 0ms);
+            broadcast bc(io, "redis://127.0.0.1:" + std::to_string(proxy.port()) +
+                                 "?reconnect_min_ms=20&reconnect_max_ms=100&"
+                                 "publish_timeout_ms=20000");
             state_log log;
             log.attach(bc);
             co_await bc.async_connect(use_awaitable);
@@ -177,13 +180,32 @@ TEST(redis_concurrency, outage_during_churn_ends_consistent) {
             for (int w = 0; w < 4; ++w) {
                 asio::co_spawn(io, worker(w), asio::detached);
             }
+            // A subscriber that stays across the outage, and publishes made during it
+            // (whatever the workers happen to be doing then).
+            auto held = co_await bc.async_subscribe(channels[0], use_awaitable);
             co_await eventually([&] { return subscribes_ok >= 40; }, 20s);
             redis.server->stop(SIGKILL);
+            co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+            proxy.set_delay(300ms);  // the restore reaches Redis after the publishes sent early
+            int outage_published = 0;
+            for (int i = 0; i < 20; ++i) {
+                bc.async_publish(channels[0], "outage-" + std::to_string(i),
+                                 [&](error_code ec) { outage_published += ec ? 0 : 1; });
+            }
             asio::steady_timer outage(io, 300ms);  // the outage's length, not a wait for state
             co_await outage.async_wait(use_awaitable);
             redis.server->start();
             co_await eventually([&] { return log.states.back() == connection_state::connected; },
                                 20s);
+            proxy.set_delay(0ms);
+            co_await eventually([&] { return outage_published == 20; }, 20s);
+            for (int i = 0; i < 20;) {  // in order, among the workers' probes
+                const auto ev = co_await receive(held);
+                if (ev.message().starts_with("outage-")) {
+                    EXPECT_EQ(ev.message(), "outage-" + std::to_string(i));
+                    ++i;
+                }
+            }
             const int before = subscribes_ok;
             co_await eventually([&] { return subscribes_ok >= before + 40; }, 20s);
             stop = true;

@@ -3,12 +3,10 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <ctime>
-#include <iostream>
+#include <algorithm>
 #include <sstream>
 
 namespace chat {
@@ -17,15 +15,27 @@ namespace asio = boost::asio;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 
-void log(const std::string& line) {
-    const auto now = std::time(nullptr);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    std::cerr << stamp << " broadcaster-chat: " << line << std::endl;
+namespace {
+
+std::string describe(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& error) {
+        return error.what();
+    } catch (...) {
+        return "unknown exception";
+    }
 }
 
+}  // namespace
+
 server::server(asio::io_context& io, config cfg)
-    : io_(io), config_(std::move(cfg)), broadcast_(io, config_.broadcast_url), acceptor_(io) {}
+    : io_(io),
+      config_(std::move(cfg)),
+      broadcast_(io, config_.broadcast_url),
+      accept_strand_(asio::make_strand(io)),
+      acceptor_(accept_strand_),
+      accept_backoff_(accept_strand_) {}
 
 asio::awaitable<void> server::start() {
     broadcast_.on_state_change([url = broadcast_.url()](broadcaster::connection_state state,
@@ -34,17 +44,39 @@ asio::awaitable<void> server::start() {
             (ec ? " (" + ec.message() + ")" : ""));
     });
     co_await broadcast_.async_connect(use_awaitable);
+    // On the accept strand, where shutdown closes the acceptor: after a shutdown that
+    // came first (a signal while connecting), it does not open at all.
+    co_await asio::co_spawn(accept_strand_, listen(), use_awaitable);
+}
 
+asio::awaitable<void> server::listen() {
+    if (stopping_) {
+        co_return;
+    }
     const tcp::endpoint endpoint(asio::ip::make_address(config_.host), config_.port);
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(tcp::acceptor::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen();
     bound_port_ = acceptor_.local_endpoint().port();
-    asio::co_spawn(io_, accept_loop(), asio::detached);
+    asio::co_spawn(accept_strand_, accept_loop(), asio::detached);
+}
+
+void server::stop_accepting() {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    accept_backoff_.cancel();
 }
 
 asio::awaitable<void> server::accept_loop() {
+    using namespace std::chrono_literals;
+    // Out of file descriptors (EMFILE, ENFILE) or kernel memory, the connection stays
+    // queued and every accept fails at once: retrying at once would spin. Pause,
+    // serving the clients we have, and retry soon (the pause doubles up to 100 ms).
+    constexpr auto first_pause = 5ms;
+    constexpr auto longest_pause = 100ms;
+    auto pause = std::chrono::milliseconds(first_pause);
+    std::uint64_t failures = 0;  // in a row: one episode, logged once
     for (;;) {
         // With several threads each connection gets its own strand. With one, the
         // io_context alone serializes: a strand would cost every handler a hop.
@@ -52,25 +84,47 @@ asio::awaitable<void> server::accept_loop() {
                                                   : asio::any_io_executor(io_.get_executor());
         auto [ec, socket] =
             co_await acceptor_.async_accept(executor, asio::as_tuple(use_awaitable));
+        if (!acceptor_.is_open()) {
+            co_return;  // shutting down
+        }
+        if (ec == asio::error::connection_aborted) {
+            continue;  // that client gave up while queued
+        }
         if (ec) {
-            if (!acceptor_.is_open()) {
-                co_return;  // shutting down
+            if (failures++ == 0) {
+                log("cannot accept connections: " + ec.message() +
+                    "; serving the connected clients and retrying");
             }
-            continue;  // e.g. too many open files: keep serving the others
+            metrics_.accept_failures.fetch_add(1, std::memory_order_relaxed);
+            accept_backoff_.expires_after(pause);
+            co_await accept_backoff_.async_wait(asio::as_tuple(use_awaitable));
+            pause = std::min<std::chrono::milliseconds>(pause * 2, longest_pause);
+            continue;
+        }
+        if (failures > 0) {
+            log("accepting connections again (after " + std::to_string(failures) +
+                " failed attempts)");
+            failures = 0;
+            pause = first_pause;
         }
         // Chat messages are small and wanted now: no Nagle delay (the writer already
         // sends everything queued for a client in one write).
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
+        // One connection's failure (an exception in its coroutine) ends only that
+        // connection, and says so.
         asio::co_spawn(socket.get_executor(), serve_connection(*this, std::move(socket)),
-                       asio::detached);
+                       [](std::exception_ptr e) {
+                           if (e) {
+                               log("connection dropped: " + describe(e));
+                           }
+                       });
     }
 }
 
 asio::awaitable<void> server::shutdown() {
     stopping_ = true;
-    boost::system::error_code ignored;
-    acceptor_.close(ignored);
+    asio::dispatch(accept_strand_, [this] { stop_accepting(); });
     std::vector<std::function<void()>> closers;
     {
         std::lock_guard lock(sessions_mutex_);
@@ -136,6 +190,11 @@ std::string server::metrics_text() const {
            metrics_.publish_failures.load());
     metric("chat_bad_requests_total", "counter", "Malformed HTTP requests.",
            metrics_.bad_requests.load());
+    metric("chat_forbidden_origins_total", "counter",
+           "WebSocket upgrades refused (403) for their Origin.", metrics_.forbidden_origins.load());
+    metric("chat_accept_failures_total", "counter",
+           "Failed accepts (out of file descriptors or memory), each followed by a pause.",
+           metrics_.accept_failures.load());
     metric("broadcast_published_total", "counter", "Messages the backend accepted.", s.published);
     metric("broadcast_received_total", "counter", "Events received from the backend.", s.received);
     metric("broadcast_delivered_total", "counter", "Events queued to subscribers.", s.delivered);

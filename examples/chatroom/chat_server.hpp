@@ -3,11 +3,15 @@
 // The chat room's shared state: configuration, the broadcast every client uses, the
 // listener, metrics, and the live sessions (to close them on shutdown).
 
+#include "log.hpp"
+
 #include <broadcaster/broadcaster.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -16,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace chat {
 
@@ -31,6 +36,9 @@ struct config {
     std::size_t client_queue_messages = 256;           // per-client send queue, messages
     std::size_t client_queue_bytes = 4 * 1024 * 1024;  // and bytes
     std::chrono::seconds handshake_timeout{10};        // HTTP request and WebSocket upgrade
+    // Origins (normalized, see normalize_origin) whose pages may open a WebSocket besides
+    // the server's own; "*" for any.
+    std::vector<std::string> allowed_origins;
 };
 
 struct metrics {
@@ -44,10 +52,9 @@ struct metrics {
     std::atomic<std::uint64_t> binary_frames{0};
     std::atomic<std::uint64_t> publish_failures{0};
     std::atomic<std::uint64_t> bad_requests{0};
+    std::atomic<std::uint64_t> forbidden_origins{0};
+    std::atomic<std::uint64_t> accept_failures{0};  // each followed by a pause
 };
-
-// Writes one log line to stderr (URLs in it must already be redacted).
-void log(const std::string& line);
 
 class server {
   public:
@@ -73,12 +80,17 @@ class server {
     std::string health_json(bool& healthy) const;
 
   private:
+    boost::asio::awaitable<void> listen();
     boost::asio::awaitable<void> accept_loop();
+    void stop_accepting();
 
     boost::asio::io_context& io_;
     const config config_;
     broadcaster::broadcast broadcast_;
+    // The acceptor, its backoff timer and shutdown meet on this strand.
+    boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer accept_backoff_;
     metrics metrics_;
     unsigned short bound_port_ = 0;
     std::atomic<bool> stopping_{false};

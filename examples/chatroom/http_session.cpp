@@ -1,6 +1,7 @@
 // Plain HTTP: the page, /healthz and /metrics; hands WebSocket upgrades on.
 
 #include "chat_server.hpp"
+#include "request_checks.hpp"
 #include "websocket_session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -57,6 +58,65 @@ http::response<http::string_body> route(server& srv,
     return respond(request, http::status::not_found, "text/plain", "not found\n");
 }
 
+// Why the header of `request` is not acceptable before its body is read (framing,
+// RFC 7230 §3.3.3, and Host, §5.4); nullopt when it is.
+std::optional<std::string> header_problem(const http::request_header<>& request) {
+    std::vector<std::string_view> transfer_encodings;
+    const auto [first, last] = request.equal_range(http::field::transfer_encoding);
+    for (auto field = first; field != last; ++field) {
+        transfer_encodings.push_back(field->value());
+    }
+    if (auto problem =
+            framing_problem(transfer_encodings, request.count(http::field::content_length) > 0)) {
+        return problem;
+    }
+    const auto hosts = request.count(http::field::host);
+    if (hosts > 1) {
+        return "more than one Host";
+    }
+    if (hosts == 0 && request.version() >= 11) {
+        return "HTTP/1.1 without Host";
+    }
+    if (hosts == 1 && !is_valid_host(request[http::field::host])) {
+        return "invalid Host";
+    }
+    return std::nullopt;
+}
+
+// Why a WebSocket upgrade cannot proceed (RFC 6455 §4.2.1): nullopt when it can;
+// Beast checks the rest (method, version, Connection, Upgrade, Sec-WebSocket-Version).
+std::optional<std::string> upgrade_problem(const http::request_header<>& request) {
+    if (request.count(http::field::sec_websocket_key) != 1 ||
+        !is_valid_websocket_key(request[http::field::sec_websocket_key])) {
+        return "Sec-WebSocket-Key must be the base64 of 16 bytes";
+    }
+    return std::nullopt;
+}
+
+// Cross-site WebSocket hijacking: a page elsewhere must not join the room with its
+// visitor's browser. Browsers always send Origin; other clients usually send none.
+bool upgrade_origin_allowed(const server& srv, const http::request_header<>& request) {
+    const auto origins = request.count(http::field::origin);
+    if (origins == 0) {
+        return true;
+    }
+    return origins == 1 && origin_allowed(request[http::field::origin], request[http::field::host],
+                                          srv.settings().allowed_origins);
+}
+
+// Answers `status` with `text` and closes the connection: after a framing error the
+// next request's start is unknown.
+asio::awaitable<void> refuse(beast::tcp_stream& stream, http::status status, unsigned version,
+                             std::string text) {
+    http::response<http::string_body> response(status, version == 10 ? 10 : 11);
+    response.set(http::field::server, "broadcaster-chat");
+    response.set(http::field::content_type, "text/plain");
+    response.set(http::field::connection, "close");
+    response.body() = std::move(text) + "\n";
+    response.prepare_payload();
+    co_await http::async_write(stream, response, asio::as_tuple(use_awaitable));
+}
+
 }  // namespace
 
 asio::awaitable<void> serve_connection(server& srv, asio::ip::tcp::socket socket) {
@@ -69,23 +129,48 @@ asio::awaitable<void> serve_connection(server& srv, asio::ip::tcp::socket socket
         parser.header_limit(16 * 1024);
         parser.body_limit(16 * 1024);
         auto [ec, n] =
-            co_await http::async_read(stream, buffer, parser, asio::as_tuple(use_awaitable));
+            co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(use_awaitable));
         if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
             ec == asio::error::connection_reset || ec == asio::error::eof) {
             break;
         }
+        std::string problem;
         if (ec) {
+            problem = ec.message();
+        } else if (auto header = header_problem(parser.get())) {
+            problem = std::move(*header);
+        } else if (!parser.is_done()) {
+            std::tie(ec, n) =
+                co_await http::async_read(stream, buffer, parser, asio::as_tuple(use_awaitable));
+            if (ec == beast::error::timeout || ec == asio::error::connection_reset ||
+                ec == asio::error::eof) {
+                break;
+            }
+            if (ec) {
+                problem = ec.message();
+            }
+        }
+        if (!problem.empty()) {
             srv.stats().bad_requests.fetch_add(1, std::memory_order_relaxed);
-            http::response<http::string_body> bad(http::status::bad_request, 11);
-            bad.set(http::field::content_type, "text/plain");
-            bad.set(http::field::connection, "close");
-            bad.body() = "bad request: " + ec.message() + "\n";
-            bad.prepare_payload();
-            co_await http::async_write(stream, bad, asio::as_tuple(use_awaitable));
+            co_await refuse(stream, http::status::bad_request, parser.get().version(),
+                            "bad request: " + problem);
             break;
         }
         auto request = parser.release();
         if (beast::websocket::is_upgrade(request) && request.target() == "/") {
+            if (auto upgrade = upgrade_problem(request)) {
+                srv.stats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+                co_await refuse(stream, http::status::bad_request, request.version(),
+                                "bad request: " + *upgrade);
+                break;
+            }
+            if (!upgrade_origin_allowed(srv, request)) {
+                srv.stats().forbidden_origins.fetch_add(1, std::memory_order_relaxed);
+                co_await refuse(stream, http::status::forbidden, request.version(),
+                                "forbidden: this server does not accept WebSockets from "
+                                "pages of that origin (see --allow-origin)");
+                break;
+            }
             co_await run_websocket(srv, std::move(stream), std::move(request));
             co_return;
         }

@@ -9,6 +9,7 @@
 //   curl localhost:8000/healthz; curl localhost:8000/metrics
 
 #include "chat_server.hpp"
+#include "request_checks.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -16,11 +17,40 @@
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <cstdlib>
-#include <iostream>
+#include <memory>
 #include <thread>
 
 namespace asio = boost::asio;
+
+namespace {
+
+constexpr int usage_error = 2;
+
+// --allow-origin takes what a browser sends as Origin, or "*".
+std::string check_origin(const std::string& value) {
+    if (value == "*" || chat::normalize_origin(value)) {
+        return {};
+    }
+    return "expected *, or an origin like https://chat.example.com or http://localhost:8000, "
+           "got " +
+           value;
+}
+
+std::string describe(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const boost::system::system_error& error) {
+        return error.code().message();
+    } catch (const std::exception& error) {
+        return error.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     chat::config config;
@@ -38,10 +68,11 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 256));
     app.add_option("--max-message-bytes", config.max_message_bytes,
                    "Larger text messages close the client with 1009")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
     app.add_option("--client-queue-messages", config.client_queue_messages,
-                   "Per-client send queue, in messages; a client that falls further behind "
-                   "is disconnected (1008)")
+                   "Per-client send queue, in messages; a client whose queue overflows "
+                   "is closed with 1008")
         ->capture_default_str();
     app.add_option("--client-queue-bytes", config.client_queue_bytes,
                    "Per-client send queue, in bytes")
@@ -49,58 +80,80 @@ int main(int argc, char** argv) {
     int handshake_seconds = static_cast<int>(config.handshake_timeout.count());
     app.add_option("--handshake-timeout", handshake_seconds,
                    "Seconds a client may take to send its HTTP request or WebSocket upgrade")
-        ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
-    config.handshake_timeout = std::chrono::seconds(handshake_seconds);
-
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
+    std::vector<std::string> allowed_origins;
+    app.add_option("--allow-origin", allowed_origins,
+                   "Also accept WebSockets from pages of this origin (repeatable; * for any). "
+                   "By default only the server's own page (same origin) and clients that "
+                   "send no Origin are accepted")
+        ->check(CLI::Validator(check_origin, "ORIGIN"));
     try {
-        asio::io_context io(config.threads);
-        chat::server server(io, config);
-        int status = 0;
-        asio::co_spawn(io, server.start(), [&](std::exception_ptr e) {
-            if (!e) {
-                chat::log("listening on http://" + config.host + ":" +
-                          std::to_string(server.bound_port()) + "/ (backend " +
-                          server.broadcast().url() + ", " + std::to_string(config.threads) +
-                          " thread" + (config.threads > 1 ? "s" : "") + ")");
-                return;
-            }
-            try {
-                std::rethrow_exception(e);
-            } catch (const boost::system::system_error& error) {
-                chat::log("cannot start on " + server.broadcast().url() + ": " +
-                          error.code().message());
-            } catch (const std::exception& error) {
-                chat::log("cannot start: " + std::string(error.what()));
-            }
-            status = 1;
-            io.stop();
-        });
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : usage_error;
+    }
+    config.handshake_timeout = std::chrono::seconds(handshake_seconds);
+    for (const auto& origin : allowed_origins) {
+        config.allowed_origins.push_back(origin == "*" ? origin : *chat::normalize_origin(origin));
+    }
 
-        asio::signal_set signals(io, SIGINT, SIGTERM);
-        signals.async_wait([&](boost::system::error_code ec, int signal) {
-            if (ec) {
-                return;
-            }
-            chat::log(std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
-            asio::co_spawn(io, server.shutdown(), [&](std::exception_ptr) {
-                chat::log("stopped");
-                io.stop();
-            });
-        });
-
-        std::vector<std::thread> threads;
-        for (int i = 1; i < config.threads; ++i) {
-            threads.emplace_back([&] { io.run(); });
-        }
-        io.run();
-        for (auto& t : threads) {
-            t.join();
-        }
-        return status;
+    asio::io_context io(config.threads);
+    std::unique_ptr<chat::server> server;
+    try {
+        server = std::make_unique<chat::server>(io, config);
     } catch (const std::exception& e) {
         // The broadcast constructor names the URL with its password masked.
         chat::log("cannot start: " + std::string(e.what()));
         return 1;
     }
+    std::atomic<int> status{0};
+    asio::co_spawn(io, server->start(), [&](std::exception_ptr e) {
+        if (server->stopping()) {
+            return;  // a signal came first: not a failure to start, shutdown reports it
+        }
+        if (e) {
+            chat::log("cannot start on " + server->broadcast().url() + ": " + describe(e));
+            status = 1;
+            io.stop();
+            return;
+        }
+        chat::log("listening on http://" + config.host + ":" +
+                  std::to_string(server->bound_port()) + "/ (backend " + server->broadcast().url() +
+                  ", " + std::to_string(config.threads) + " thread" +
+                  (config.threads > 1 ? "s" : "") + ")");
+    });
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](boost::system::error_code ec, int signal) {
+        if (ec) {
+            return;
+        }
+        chat::log(std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
+        asio::co_spawn(io, server->shutdown(), [&](std::exception_ptr) {
+            chat::log("stopped");
+            io.stop();
+        });
+    });
+
+    // An exception out of a handler (std::bad_alloc, say) leaves the server in an
+    // unknown state: stop, and say why.
+    const auto run = [&] {
+        try {
+            io.run();
+        } catch (const std::exception& e) {
+            chat::log("stopping on an unexpected error: " + std::string(e.what()));
+            status = 1;
+            io.stop();
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int i = 1; i < config.threads; ++i) {
+        threads.emplace_back(run);
+    }
+    run();
+    for (auto& t : threads) {
+        t.join();
+    }
+    return status;
 }

@@ -1,0 +1,141 @@
+// The chat server's small pure parts: request checks (Host, framing, WebSocket key,
+// Origin) and the log line.
+
+#include "log.hpp"
+#include "request_checks.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace chat {
+namespace {
+
+TEST(chat_request_checks, websocket_keys) {
+    EXPECT_TRUE(is_valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ=="));
+    EXPECT_TRUE(is_valid_websocket_key("AAAAAAAAAAAAAAAAAAAAAA=="));
+    EXPECT_TRUE(is_valid_websocket_key("/////////////////////w=="));
+    EXPECT_FALSE(is_valid_websocket_key(""));
+    EXPECT_FALSE(is_valid_websocket_key("dGhlIHNhbXBsZSBub25jZR=="));  // stray bits
+    EXPECT_FALSE(is_valid_websocket_key("dGhlIHNhbXBsZSBub25jZSE="));  // 17 bytes
+    EXPECT_FALSE(is_valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ==="));
+    EXPECT_FALSE(is_valid_websocket_key("dGhlIHNhbXBsZSBub25jZ-=="));  // base64url
+}
+
+TEST(chat_request_checks, hosts) {
+    EXPECT_TRUE(is_valid_host(""));
+    EXPECT_TRUE(is_valid_host("example.com:8000"));
+    EXPECT_TRUE(is_valid_host("[::1]:8000"));
+    EXPECT_FALSE(is_valid_host("user@example.com"));
+    EXPECT_FALSE(is_valid_host("example.com/path"));
+    EXPECT_FALSE(is_valid_host("a b"));
+}
+
+TEST(chat_request_checks, framing) {
+    using list = std::vector<std::string_view>;
+    EXPECT_FALSE(framing_problem({}, false));
+    EXPECT_FALSE(framing_problem({}, true));
+    EXPECT_FALSE(framing_problem(list{"chunked"}, false));
+    EXPECT_FALSE(framing_problem(list{"gzip, Chunked"}, false));
+    EXPECT_FALSE(framing_problem(list{"gzip", "chunked"}, false));
+    EXPECT_TRUE(framing_problem(list{"chunked"}, true));
+    EXPECT_TRUE(framing_problem(list{"xchunked"}, false));
+    EXPECT_TRUE(framing_problem(list{"chunked, gzip"}, false));
+    EXPECT_TRUE(framing_problem(list{"chunked", "chunked"}, false));
+    EXPECT_TRUE(framing_problem(list{""}, false));
+}
+
+TEST(chat_request_checks, origins_normalize) {
+    EXPECT_EQ(normalize_origin("http://Example.COM"), "http://example.com:80");
+    EXPECT_EQ(normalize_origin("https://example.com/"), "https://example.com:443");
+    EXPECT_EQ(normalize_origin("http://127.0.0.1:08000"), "http://127.0.0.1:8000");
+    EXPECT_EQ(normalize_origin("http://[::1]:9000"), "http://[::1]:9000");
+    EXPECT_EQ(normalize_origin("http://[::1]"), "http://[::1]:80");
+    EXPECT_FALSE(normalize_origin("null"));
+    EXPECT_FALSE(normalize_origin("file://"));
+    EXPECT_FALSE(normalize_origin("ftp://example.com"));
+    EXPECT_FALSE(normalize_origin("http://example.com/path"));
+    EXPECT_FALSE(normalize_origin("http://user@example.com"));
+    EXPECT_FALSE(normalize_origin("http://example.com:"));
+    EXPECT_FALSE(normalize_origin("http://example.com:65536"));
+    EXPECT_FALSE(normalize_origin("http://example.com:0"));
+    EXPECT_FALSE(normalize_origin("http://exa]mple.com"));
+    EXPECT_FALSE(normalize_origin("example.com"));
+}
+
+TEST(chat_request_checks, origins_allowed) {
+    const std::vector<std::string> none;
+    EXPECT_TRUE(origin_allowed("http://127.0.0.1:8000", "127.0.0.1:8000", none));
+    EXPECT_TRUE(origin_allowed("http://chat.example", "chat.example", none));
+    EXPECT_TRUE(origin_allowed("https://chat.example", "chat.example", none));  // behind TLS
+    EXPECT_TRUE(origin_allowed("https://chat.example", "chat.example:443", none));
+    EXPECT_FALSE(origin_allowed("http://chat.example", "chat.example:8000", none));
+    EXPECT_FALSE(origin_allowed("http://evil.example", "chat.example", none));
+    EXPECT_FALSE(origin_allowed("http://127.0.0.1:8001", "127.0.0.1:8000", none));
+    EXPECT_FALSE(origin_allowed("null", "127.0.0.1:8000", none));
+    EXPECT_FALSE(origin_allowed("http://127.0.0.1:8000", "", none));
+
+    const std::vector<std::string> listed = {"https://app.example:443"};
+    EXPECT_TRUE(origin_allowed("https://APP.example", "chat.example", listed));
+    EXPECT_FALSE(origin_allowed("http://app.example", "chat.example", listed));
+    const std::vector<std::string> any = {"*"};
+    EXPECT_TRUE(origin_allowed("null", "chat.example", any));
+}
+
+TEST(chat_log, control_characters_stay_on_one_line) {
+    const auto line = format_log_line("a\nb\rc\x1b", 0);
+    EXPECT_EQ(line, "1970-01-01T00:00:00Z broadcaster-chat: a?b?c?\n");
+}
+
+// Several threads logging at once (--threads N): every line comes out whole.
+TEST(chat_log, lines_stay_whole_when_threads_log_at_once) {
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("broadcaster-chat-log-" + std::to_string(::getpid()));
+    const int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(file, 0);
+    const int saved = ::dup(STDERR_FILENO);
+    ::dup2(file, STDERR_FILENO);
+    constexpr int threads = 8;
+    constexpr int lines = 500;
+    std::vector<std::thread> loggers;
+    for (int t = 0; t < threads; ++t) {
+        loggers.emplace_back([t] {
+            for (int i = 0; i < lines; ++i) {
+                chat::log("thread " + std::to_string(t) + " line " + std::to_string(i) + " " +
+                          std::string(100 + (i % 7) * 50, static_cast<char>('a' + t)));
+            }
+        });
+    }
+    for (auto& l : loggers) {
+        l.join();
+    }
+    ::dup2(saved, STDERR_FILENO);
+    ::close(saved);
+    ::close(file);
+
+    std::ifstream in(path);
+    std::string line;
+    int count = 0;
+    while (std::getline(in, line)) {
+        ++count;
+        std::istringstream fields(line);
+        std::string stamp, name, word, number_text, padding;
+        int t = -1, i = -1;
+        fields >> stamp >> name >> word >> t >> word >> i >> padding;
+        ASSERT_EQ(name, "broadcaster-chat:") << line;
+        ASSERT_TRUE(t >= 0 && t < threads) << line;
+        ASSERT_EQ(padding, std::string(100 + (i % 7) * 50, static_cast<char>('a' + t))) << line;
+    }
+    std::filesystem::remove(path);
+    EXPECT_EQ(count, threads * lines);
+}
+
+}  // namespace
+}  // namespace chat

@@ -77,6 +77,12 @@ int main(int argc, char** argv) {
     app.add_option("--client-queue-bytes", config.client_queue_bytes,
                    "Per-client send queue, in bytes")
         ->capture_default_str();
+    double slow_client_seconds = config.slow_client_timeout.count() / 1000.0;
+    app.add_option("--slow-client-timeout", slow_client_seconds,
+                   "Seconds a client's socket may take nothing while the server has something "
+                   "for it before the client is dropped")
+        ->capture_default_str()
+        ->check(CLI::Range(0.01, 3600.0));
     int handshake_seconds = static_cast<int>(config.handshake_timeout.count());
     app.add_option("--handshake-timeout", handshake_seconds,
                    "Seconds a client may take to send its HTTP request or WebSocket upgrade")
@@ -94,6 +100,8 @@ int main(int argc, char** argv) {
         return app.exit(e) == 0 ? 0 : usage_error;
     }
     config.handshake_timeout = std::chrono::seconds(handshake_seconds);
+    config.slow_client_timeout =
+        std::chrono::milliseconds(static_cast<long long>(slow_client_seconds * 1000));
     for (const auto& origin : allowed_origins) {
         config.allowed_origins.push_back(origin == "*" ? origin : *chat::normalize_origin(origin));
     }

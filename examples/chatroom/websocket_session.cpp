@@ -1,9 +1,18 @@
 // One chat client: a reader that publishes what the client sends, a writer that
-// sends what the room receives, and a watchdog for a client whose socket is stuck.
-// Only the writer writes frames (messages and the close), as Beast requires; the
-// reader asks it to close by ending the subscription. The writer writes every message
-// queued for the client into the stream's buffer at once: the frames go out in one
-// system call.
+// sends what the room receives, and a watchdog that drops a client whose socket has
+// stopped draining.
+//
+// Only the writer writes data frames and the close it decides on; Beast writes pongs
+// and its own close frames (answering the client's, or failing the connection). All of
+// them go through one write-behind buffer (write_behind_stream.hpp), which keeps
+// anything from following a close frame and stops reading from a client whose backlog
+// is over its bound. The writer writes every message queued for the client into that
+// buffer at once: the frames go out in one system call.
+//
+// Slow clients: the send queue is the subscriber's, bounded in bytes
+// (--client-queue-bytes); a client whose queue overflows is closed with 1008. A burst
+// is not slowness: a client is dropped only when its socket has taken nothing for
+// --slow-client-timeout while the server had something to send.
 
 #include "websocket_session.hpp"
 
@@ -21,6 +30,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <algorithm>
 #include <optional>
 
 namespace chat {
@@ -30,6 +40,7 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using asio::use_awaitable;
 using boost::system::error_code;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -39,9 +50,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // HTTP stream's timer would only cost time on every write.
     websocket_session(server& srv, beast::tcp_stream stream)
         : server_(srv),
-          ws_(stream.release_socket()),
+          ws_(stream.release_socket(), max_backlog_bytes),
           watchdog_(ws_.get_executor()),
-          publish_done_(ws_.get_executor()) {}
+          publish_done_(ws_.get_executor()),
+          publishes_settled_(ws_.get_executor()) {}
 
     asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
         const auto self = shared_from_this();
@@ -57,9 +69,9 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         }));
 
         // Each client is a subscriber of the room: the broadcast keeps one broker
-        // subscription for all of them. Its bounded queue is the client's send queue.
-        // Subscribing before accepting means a client whose socket is open is in the
-        // room: nothing published after that is missed.
+        // subscription for all of them. Its queue, bounded in bytes, is the client's
+        // send queue. Subscribing before accepting means a client whose socket is open
+        // is in the room: nothing published after that is missed.
         auto [subscribe_ec, sub] = co_await server_.broadcast().async_subscribe(
             room_channel,
             broadcaster::subscribe_options(settings.client_queue_messages,
@@ -81,6 +93,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         if (accept_ec) {
             co_return;
         }
+        ws_.next_layer().begin_frames();
         subscriber_ = std::move(sub);
         auto& stats = server_.stats();
         stats.clients.fetch_add(1, std::memory_order_relaxed);
@@ -95,9 +108,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         });
 
         asio::co_spawn(ws_.get_executor(), write_loop(), asio::detached);
-        asio::co_spawn(ws_.get_executor(), watch_stuck_writes(), asio::detached);
+        asio::co_spawn(ws_.get_executor(), watch_stalls(), asio::detached);
         co_await read_loop();
         request_close(websocket::close_code::normal, "");
+        task_done();
         server_.remove_session(id);
         stats.clients.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -107,11 +121,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // on their way to the broker, so a client's messages do not wait for each other's
     // round trips. One coroutine publishes them, so their order is kept. Beyond a
     // window the reader stops reading and TCP holds the client back.
+    // Every message read is published: once the server has decided to close, the
+    // reader stops, so that the close frame can wait for the outcome of each.
     asio::awaitable<void> read_loop() {
         const auto self = shared_from_this();
         beast::flat_buffer buffer;
         auto& stats = server_.stats();
-        for (;;) {
+        while (!close_code_) {
             buffer.clear();
             auto [ec, n] = co_await ws_.async_read(buffer, asio::as_tuple(use_awaitable));
             if (ec == websocket::error::message_too_big) {
@@ -133,7 +149,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
             }
             if (publish_failed_) {
-                co_return;  // the writer is closing this client
+                co_return;  // the close frame says a message was refused
             }
             publish(beast::buffers_to_string(buffer.data()));
         }
@@ -155,16 +171,21 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         --publishing_messages_;
         publishing_bytes_ -= size;
         publish_done_.cancel();
+        publishes_settled_.cancel();
         auto& stats = server_.stats();
         if (!ec) {
             stats.messages_in.fetch_add(1, std::memory_order_relaxed);
             return;
         }
         if (!publish_failed_) {
-            // Only this client is told; the room goes on.
+            // Only this client is told, whatever else it is being closed for; the room
+            // goes on.
             publish_failed_ = true;
             stats.publish_failures.fetch_add(1, std::memory_order_relaxed);
             const bool too_big = ec == broadcaster::error::payload_too_large;
+            if (!close_frame_sent_) {
+                close_code_.reset();
+            }
             request_close(
                 too_big ? websocket::close_code::too_big : websocket::close_code::internal_error,
                 "message refused: " + ec.message());
@@ -177,8 +198,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         std::vector<broadcaster::event> batch;
         for (;;) {
             auto [ec, ev] = co_await subscriber_.async_receive(asio::as_tuple(use_awaitable));
-            if (ec == broadcaster::error::subscriber_overflow) {
-                stats.slow_client_disconnects.fetch_add(1, std::memory_order_relaxed);
+            if (ec == broadcaster::error::subscriber_overflow && !close_code_) {
+                count_slow_client();
                 close_code_ = websocket::close_code::policy_error;
                 close_text_ = "too slow: send queue overflowed";
             }
@@ -190,53 +211,93 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 break;
             }
             batch.clear();
+            std::size_t bytes = ev.message().size();
             batch.push_back(std::move(ev));
-            subscriber_.try_receive_some(batch, max_batch - 1);
+            while (batch.size() < max_batch && bytes < max_batch_bytes) {
+                auto next = subscriber_.try_receive();
+                if (!next) {
+                    break;
+                }
+                bytes += next->message().size();
+                batch.push_back(std::move(*next));
+            }
             // Synchronous frame writes only append to the stream's buffer; the batch
-            // leaves in one system call, and the next waits until it has left.
+            // leaves in one system call, and the next waits until it has left. Once a
+            // close frame is written (by Beast, answering the client or failing the
+            // connection), no data frame may follow.
             ws_.text(true);
             error_code write_ec;
             for (const auto& message : batch) {
+                if (ws_.next_layer().close_started()) {
+                    break;
+                }
                 ws_.write(asio::buffer(message.message()), write_ec);
                 if (write_ec) {
                     break;
                 }
             }
-            if (write_ec) {
-                co_return;
+            if (write_ec || ws_.next_layer().close_started()) {
+                break;
             }
-            writing_ = true;
             std::tie(write_ec) =
                 co_await ws_.next_layer().async_wait_flushed(asio::as_tuple(use_awaitable));
-            writing_ = false;
             if (write_ec) {
-                co_return;
+                break;
             }
             stats.messages_out.fetch_add(batch.size(), std::memory_order_relaxed);
             stats.batches_out.fetch_add(1, std::memory_order_relaxed);
         }
-        if (close_code_ && ws_.is_open()) {
-            co_await ws_.async_close(websocket::close_reason(*close_code_, close_text_),
-                                     asio::as_tuple(use_awaitable));
+        if (close_code_ && can_close()) {
+            // The client's messages read so far are published first, so that a refusal
+            // can still change the close frame.
+            while (publishing_messages_ > 0) {
+                publishes_settled_.expires_at(asio::steady_timer::time_point::max());
+                co_await publishes_settled_.async_wait(asio::as_tuple(use_awaitable));
+            }
+            if (can_close()) {
+                close_frame_sent_ = true;
+                co_await ws_.async_close(websocket::close_reason(*close_code_, close_text_),
+                                         asio::as_tuple(use_awaitable));
+            }
         }
-        watchdog_.cancel();
+        task_done();
     }
 
-    // A client that stopped reading blocks the writer in a write; once its queue has
-    // overflowed nothing more can reach it, not even a close frame: drop the socket.
-    asio::awaitable<void> watch_stuck_writes() {
+    bool can_close() { return ws_.is_open() && !ws_.next_layer().close_started(); }
+
+    // A client whose socket takes nothing while the server has something for it (its
+    // messages, pongs, a close frame) is dropped: no frame can reach it any more.
+    asio::awaitable<void> watch_stalls() {
         const auto self = shared_from_this();
-        for (;;) {
-            watchdog_.expires_after(std::chrono::milliseconds(250));
+        const auto timeout = server_.settings().slow_client_timeout;
+        const auto tick = std::clamp<std::chrono::steady_clock::duration>(timeout / 4, 10ms, 250ms);
+        while (tasks_running_ > 0) {
+            watchdog_.expires_after(tick);
             auto [ec] = co_await watchdog_.async_wait(asio::as_tuple(use_awaitable));
-            if (ec || !ws_.is_open()) {
+            if (ec) {
                 co_return;
             }
-            if (writing_ && subscriber_.dropped() > 0) {
-                server_.stats().slow_client_disconnects.fetch_add(1, std::memory_order_relaxed);
-                beast::get_lowest_layer(ws_).close();
+            const auto now = std::chrono::steady_clock::now();
+            if (ws_.next_layer().stalled_for(now) >= timeout) {
+                count_slow_client();
+                error_code ignored;
+                beast::get_lowest_layer(ws_).close(ignored);
                 co_return;
             }
+        }
+    }
+
+    void count_slow_client() {
+        if (!counted_slow_) {
+            counted_slow_ = true;
+            server_.stats().slow_client_disconnects.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
+    // The reader and the writer have each ended: the watchdog goes too.
+    void task_done() {
+        if (--tasks_running_ == 0) {
+            watchdog_.cancel();
         }
     }
 
@@ -251,8 +312,12 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     }
 
     server& server_;
-    // Frames sent together: at most this many per system call.
+    // Frames sent together: at most this many, and about this many bytes, per system call.
     static constexpr std::size_t max_batch = 64;
+    static constexpr std::size_t max_batch_bytes = 256 * 1024;
+    // Bytes written for the client and not yet taken by its socket beyond which it is
+    // not read (it could make the server write more: pongs).
+    static constexpr std::size_t max_backlog_bytes = 256 * 1024;
 
     // Publishes in flight per client, at most.
     static constexpr std::size_t max_publishing_messages = 64;
@@ -261,11 +326,14 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     websocket::stream<write_behind_stream> ws_;
     broadcaster::subscriber subscriber_;
     asio::steady_timer watchdog_;
-    asio::steady_timer publish_done_;  // wakes the reader when a publish completes
+    asio::steady_timer publish_done_;       // wakes the reader when a publish completes
+    asio::steady_timer publishes_settled_;  // and the writer, waiting to close
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
+    int tasks_running_ = 2;  // the reader and the writer
     bool publish_failed_ = false;
-    bool writing_ = false;
+    bool close_frame_sent_ = false;
+    bool counted_slow_ = false;
     std::optional<websocket::close_code> close_code_;
     std::string close_text_;
 };

@@ -1,6 +1,7 @@
 // End-to-end tests of broadcaster-chat: the real binary, started on free ports, driven
 // by WebSocket and HTTP clients (Beast, synchronous) over loopback.
 
+#include "raw_websocket.hpp"
 #include "server_process.hpp"
 #include "test_servers.hpp"
 
@@ -12,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <fstream>
 #include <thread>
 
 namespace broadcaster::test {
@@ -35,8 +38,10 @@ struct chat_instance {
 
     static std::vector<std::string> command(const std::string& url, unsigned short port,
                                             std::vector<std::string> extra) {
-        std::vector<std::string> argv{BROADCASTER_CHAT_BINARY, "--port", std::to_string(port),
-                                      "--broadcast", url};
+        // $BROADCASTER_TEST_CHAT_BINARY runs the tests against another build.
+        const char* binary = std::getenv("BROADCASTER_TEST_CHAT_BINARY");
+        std::vector<std::string> argv{binary ? binary : BROADCASTER_CHAT_BINARY, "--port",
+                                      std::to_string(port), "--broadcast", url};
         argv.insert(argv.end(), extra.begin(), extra.end());
         return argv;
     }
@@ -271,8 +276,12 @@ TEST(chat, abandoned_handshakes_time_out) {
     EXPECT_EQ(after.receive(), "ok");
 }
 
+// The stalled client is dropped because its socket stopped draining; the reader
+// thread, however far behind it falls on a busy machine, keeps draining and stays.
+// (The queue is larger than all the traffic: only the stall rule can drop anyone.)
 TEST(chat, a_client_that_stops_reading_is_disconnected_and_slows_nobody) {
-    chat_instance chat("memory://", {"--client-queue-messages", "16"});
+    chat_instance chat("memory://",
+                       {"--client-queue-bytes", "67108864", "--slow-client-timeout", "2"});
     client stalled(chat.port);  // never reads
     client fast(chat.port);
     constexpr int count = 3000;
@@ -294,14 +303,230 @@ TEST(chat, a_client_that_stops_reading_is_disconnected_and_slows_nobody) {
     reader.join();
     drain_sender.join();
     // 12 MB went by; the stalled client's socket buffers hold far less.
-    const auto until = std::chrono::steady_clock::now() + 5s;
+    const auto until = std::chrono::steady_clock::now() + 10s;
     while (metric(chat.port, "chat_slow_client_disconnects_total") == 0 &&
            std::chrono::steady_clock::now() < until) {
         std::this_thread::sleep_for(20ms);
     }
-    EXPECT_GE(metric(chat.port, "chat_slow_client_disconnects_total"), 1u);
+    EXPECT_EQ(metric(chat.port, "chat_slow_client_disconnects_total"), 1u);
     EXPECT_EQ(metric(chat.port, "chat_clients"), 2u);
 }
+
+// The server's resident memory (VmRSS), in KiB.
+std::size_t resident_kib(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) {
+            return std::stoull(line.substr(6));
+        }
+    }
+    throw std::runtime_error("no VmRSS");
+}
+
+// Pongs a client makes the server write count against its bound like messages: a
+// client that pings as fast as it can and never reads is no longer read once its
+// backlog is full, then dropped when its socket has taken nothing for the stall
+// timeout. The server's memory stays put; others are served meanwhile.
+TEST(chat, a_ping_flood_from_a_client_that_never_reads_is_bounded_and_dropped) {
+    constexpr std::size_t rss_bound_kib = 48 * 1024;  // stated in the README
+    chat_instance chat("memory://", {"--slow-client-timeout", "1"});
+    client bystander(chat.port);
+    raw_websocket flooder(chat.port, 16 * 1024);
+    std::string pings;
+    for (int i = 0; i < 100; ++i) {
+        pings += ws_client_frame(ws_ping, std::string(125, 'p'));
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<bool> dropped{false};
+    std::thread flood([&] {
+        boost::system::error_code ec;
+        while (!ec && !stop) {
+            flooder.send(pings, ec);
+        }
+        dropped = ec && !stop;
+    });
+    std::size_t peak = 0;
+    bool served = true;
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (!dropped && served && peak < rss_bound_kib && std::chrono::steady_clock::now() < until) {
+        peak = std::max(peak, resident_kib(chat.process.pid()));
+        bystander.send("still served");
+        served = bystander.receive() == "still served";
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_TRUE(served);
+    stop = true;
+    if (!dropped) {
+        flooder.socket().shutdown(tcp::socket::shutdown_both);  // unblocks the flood
+    }
+    flood.join();
+    EXPECT_TRUE(dropped);
+    EXPECT_LT(peak, rss_bound_kib);
+    EXPECT_EQ(metric(chat.port, "chat_slow_client_disconnects_total"), 1u);
+    bystander.send("after");
+    EXPECT_EQ(bystander.receive(), "after");
+    RecordProperty("peak_rss_kib", std::to_string(peak));
+}
+
+// A client closing while its messages are being echoed to it: once the server's close
+// frame is written, nothing may follow it (RFC 6455 section 5.5.1).
+TEST(chat, no_data_frame_follows_the_close_frame) {
+    chat_instance chat("memory://");
+    for (int round = 0; round < 50; ++round) {
+        raw_websocket c(chat.port);
+        std::string bytes;
+        for (int i = 0; i < 100; ++i) {
+            bytes += ws_client_frame(ws_text, "message " + std::to_string(i));
+        }
+        bytes += ws_close_frame(1000);
+        c.send(bytes);
+        int data_after_close = 0;
+        bool closed = false;
+        while (auto frame = c.read_frame()) {
+            if (closed) {
+                ++data_after_close;
+            }
+            closed = closed || frame->opcode == ws_close;
+        }
+        ASSERT_TRUE(closed) << "round " << round;
+        ASSERT_EQ(data_after_close, 0) << "round " << round;
+        ASSERT_EQ(c.leftover(), 0u) << "round " << round;
+    }
+}
+
+// A message at the limit followed at once by one over it: the client gets the echoes
+// it is sent, whole, then the close frame with 1009, then a clean end of the
+// connection, not a reset that would discard them (RFC 6455 sections 7.1.1, 7.1.7).
+TEST(chat, the_close_frame_reaches_a_client_that_sent_too_much) {
+    chat_instance chat("memory://");
+    const std::string at_limit(65536, 'a');
+    const std::string bytes =
+        ws_client_frame(ws_text, at_limit) + ws_client_frame(ws_text, std::string(100000, 'b'));
+    for (int round = 0; round < 20; ++round) {
+        raw_websocket c(chat.port);
+        c.send(bytes);
+        std::optional<ws_frame> close;
+        std::string message;  // the server may send an echo in fragments
+        while (auto frame = c.read_frame()) {
+            if (frame->opcode == ws_close) {
+                close = frame;
+                continue;
+            }
+            ASSERT_FALSE(close) << "round " << round;
+            ASSERT_EQ(frame->opcode, message.empty() ? ws_text : 0u) << "round " << round;
+            message += frame->payload;
+            if (frame->fin) {
+                ASSERT_EQ(message, at_limit) << "round " << round;
+                message.clear();
+            }
+        }
+        ASSERT_TRUE(message.empty()) << "round " << round << ": an echo cut short";
+        ASSERT_TRUE(close) << "round " << round << ": " << c.end().message();
+        EXPECT_EQ(close->close_code(), 1009u) << "round " << round;
+        ASSERT_EQ(c.end(), asio::error::eof) << "round " << round << ": " << c.end().message();
+    }
+}
+
+// What a client sends back to a close frame of its own, or how the server fails it.
+unsigned close_code_after(unsigned short port, const std::string& bytes) {
+    raw_websocket c(port);
+    c.send(bytes);
+    while (auto frame = c.read_frame()) {
+        if (frame->opcode == ws_close) {
+            return frame->close_code();
+        }
+    }
+    return 0;
+}
+
+// RFC 6455 section 7.4.2: close codes end at 4999; section 5.2: the most significant
+// bit of a 64-bit payload length must be 0. Both are protocol errors (1002).
+TEST(chat, out_of_range_close_codes_and_lengths_fail_with_1002) {
+    chat_instance chat("memory://");
+    EXPECT_EQ(close_code_after(chat.port, ws_close_frame(1000)), 1000u);
+    EXPECT_EQ(close_code_after(chat.port, ws_close_frame(4999)), 4999u);
+    for (unsigned code : {5000u, 6000u, 65535u}) {
+        EXPECT_EQ(close_code_after(chat.port, ws_close_frame(code)), 1002u) << code;
+    }
+    // A text frame whose length is 2^63 + 5, masked, with a little payload.
+    std::string huge("\x81\xff\x80\x00\x00\x00\x00\x00\x00\x05\x01\x02\x03\x04hello", 19);
+    EXPECT_EQ(close_code_after(chat.port, huge), 1002u);
+    // Split across writes, the checks still apply.
+    raw_websocket split(chat.port);
+    const auto frame = ws_close_frame(5000);
+    for (char byte : frame) {
+        split.send(std::string(1, byte));
+        std::this_thread::sleep_for(2ms);
+    }
+    std::optional<ws_frame> answer;
+    while ((answer = split.read_frame()) && answer->opcode != ws_close) {
+    }
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->close_code(), 1002u);
+    client after(chat.port);
+    after.send("fine");
+    EXPECT_EQ(after.receive(), "fine");
+}
+
+// One client writes 1000 small messages at once, 20 times; every reader of every
+// instance gets all of them, in order, and none is taken for slow: a backend handing
+// a whole batch to the client queues before any writer runs is not a slow client.
+void expect_bursts_reach_every_reader(const std::string& url, int instances) {
+    std::vector<std::unique_ptr<chat_instance>> chats;
+    std::vector<std::unique_ptr<client>> readers;
+    for (int i = 0; i < instances; ++i) {
+        chats.push_back(std::make_unique<chat_instance>(url));
+        readers.push_back(std::make_unique<client>(chats.back()->port));
+    }
+    client sender(chats.front()->port);
+    std::vector<client*> all{&sender};
+    for (const auto& reader : readers) {
+        all.push_back(reader.get());
+    }
+    constexpr int bursts = 20;
+    constexpr int count = 1000;
+    for (int b = 0; b < bursts; ++b) {
+        std::string bytes;
+        for (int i = 0; i < count; ++i) {
+            bytes +=
+                ws_client_frame(ws_text, "burst " + std::to_string(b) + " #" + std::to_string(i));
+        }
+        asio::write(sender.ws.next_layer(), asio::buffer(bytes));  // in one go
+        for (auto* reader : all) {
+            for (int i = 0; i < count; ++i) {
+                ASSERT_EQ(reader->receive(),
+                          "burst " + std::to_string(b) + " #" + std::to_string(i));
+            }
+        }
+    }
+    for (const auto& chat : chats) {
+        EXPECT_EQ(metric(chat->port, "chat_slow_client_disconnects_total"), 0u);
+        EXPECT_EQ(metric(chat->port, "chat_clients"), chat.get() == chats.front().get() ? 2u : 1u);
+    }
+}
+
+TEST(chat, bursts_close_no_reader_on_memory) {
+    expect_bursts_reach_every_reader("memory://", 1);
+}
+
+#ifdef BROADCASTER_WITH_REDIS
+TEST(chat, bursts_close_no_reader_on_redis) {
+    expect_bursts_reach_every_reader(redis_test_url(), 2);
+}
+#endif
+
+#ifdef BROADCASTER_WITH_POSTGRES
+TEST(chat, bursts_close_no_reader_on_postgres) {
+    expect_bursts_reach_every_reader(postgres_test_url(), 2);
+}
+#endif
+
+#ifdef BROADCASTER_WITH_KAFKA
+TEST(chat, bursts_close_no_reader_on_kafka) {
+    expect_bursts_reach_every_reader(kafka_test_url(), 2);
+}
+#endif
 
 TEST(chat, sigterm_closes_clients_with_1001_and_exits_0) {
     chat_instance chat("memory://");

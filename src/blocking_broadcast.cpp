@@ -9,7 +9,19 @@ namespace asio = boost::asio;
 blocking_broadcast::blocking_broadcast(std::string_view url, broadcast_options options)
     : work_(io_.get_executor()),
       broadcast_(io_.get_executor(), url, std::move(options)),
-      thread_([this] { io_.run(); }) {}
+      thread_([this] { run(); }) {}
+
+void blocking_broadcast::run() {
+    for (;;) {
+        try {
+            io_.run();
+            return;
+        } catch (...) {
+            // An app handler (e.g. a state observer) threw. The library's own callbacks
+            // never let exceptions out; keep serving everything else.
+        }
+    }
+}
 
 blocking_broadcast::~blocking_broadcast() {
     try {

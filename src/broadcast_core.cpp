@@ -47,6 +47,10 @@ void broadcast_core::attach() {
     backend_->attach(strand_, std::weak_ptr<backend_sink>(shared_from_this()));
 }
 
+subscriber broadcast_core::empty_subscriber() const {
+    return subscriber(nullptr, {}, executor_);
+}
+
 // ---- connect / disconnect ----------------------------------------------------------
 
 void broadcast_core::connect(error_handler handler) {
@@ -67,9 +71,10 @@ void broadcast_core::do_connect(error_handler handler) {
     }
     connecting_ = true;
     set_state(connection_state::connecting, {});
-    backend_->async_connect(asio::bind_executor(
-        strand_, [self = shared_from_this(), session = session_](error_code ec) {
-            if (session != self->session_) {
+    backend_->async_connect(
+        asio::bind_executor(strand_, [weak = weak_from_this(), session = session_](error_code ec) {
+            const auto self = weak.lock();
+            if (!self || session != self->session_) {
                 return;  // a disconnect overtook this connect and answered its waiters
             }
             self->connecting_ = false;
@@ -103,21 +108,24 @@ void broadcast_core::do_disconnect(error_handler handler) {
     // End every subscriber and fail every subscribe still waiting for the broker.
     auto channels = std::exchange(channels_, {});
     for (auto& [name, entry] : channels) {
-        for (auto& waiter : entry.waiters) {
-            waiter(error::not_connected);
-        }
         for (auto& state : entry.subscribers) {
+            state->attached = false;
             state->close(error::end_of_stream);
+        }
+        for (auto& op : entry.waiters) {
+            channel_confirmed(op, error::not_connected);
         }
     }
     subscriber_count_ = 0;
     update_gauges();
-    backend_->async_disconnect(
-        asio::bind_executor(strand_, [once = move_only{}, self = shared_from_this(),
-                                      handler = std::move(handler)](error_code ec) mutable {
-            self->set_state(connection_state::disconnected, {});
+    backend_->async_disconnect(asio::bind_executor(
+        strand_, [once = move_only{}, weak = weak_from_this(), executor = executor_,
+                  handler = std::move(handler)](error_code ec) mutable {
+            if (const auto self = weak.lock()) {
+                self->set_state(connection_state::disconnected, {});
+            }
             if (handler) {
-                post_completion(std::move(handler), self->executor_, ec);
+                post_completion(std::move(handler), executor, ec);
             }
         }));
 }
@@ -143,9 +151,9 @@ void broadcast_core::publish(std::string channel, std::string message, error_han
         auto executor = asio::get_associated_executor(handler, self->executor_);
         self->backend_->async_publish(
             std::move(channel), std::move(message),
-            asio::bind_executor(executor, [once = move_only{}, self,
+            asio::bind_executor(executor, [once = move_only{}, weak = self->weak_from_this(),
                                            handler = std::move(handler)](error_code ec) mutable {
-                if (!ec) {
+                if (const auto self = weak.lock(); self && !ec) {
                     self->published_.fetch_add(1, relaxed);
                 }
                 std::move(handler)(ec);
@@ -174,7 +182,8 @@ void broadcast_core::subscribe_callback(std::vector<std::string> channels, event
                   [once = move_only{}, executor, on_event = std::move(on_event),
                    handler = std::move(handler)](error_code ec, subscriber sub) mutable {
                       if (!ec) {
-                          std::make_shared<callback_pump>(sub.state_, std::move(on_event), executor)
+                          std::make_shared<callback_pump>(sub.state_, sub.core_,
+                                                          std::move(on_event), executor)
                               ->start();
                       }
                       std::move(handler)(ec, subscription(std::move(sub)));
@@ -185,18 +194,19 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
                                   subscribe_handler handler) {
     if (!connected_) {
         post_completion(std::move(handler), executor_, error_code(error::not_connected),
-                        subscriber());
+                        empty_subscriber());
         return;
     }
     if (channels.empty()) {
         post_completion(std::move(handler), executor_, error_code(error::invalid_channel),
-                        subscriber());
+                        empty_subscriber());
         return;
     }
     auto op = std::make_shared<pending_subscribe>();
     op->state = std::make_shared<subscriber_state>(std::move(channels), options, executor_);
     op->handler.swap(handler);  // not operator=: see move_only in completion.hpp
     op->remaining = op->state->channels().size();
+    op->state->attached = true;
     ++subscriber_count_;
 
     for (const auto& name : op->state->channels()) {
@@ -210,9 +220,7 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
         if (entry.confirmed) {
             channel_confirmed(op, {});
         } else {
-            entry.waiters.push_back([self = shared_from_this(), op](error_code ec) {
-                self->channel_confirmed(op, ec);
-            });
+            entry.waiters.push_back(op);
             reconcile(name);
         }
     }
@@ -229,11 +237,11 @@ void broadcast_core::channel_confirmed(const std::shared_ptr<pending_subscribe>&
     }
     if (op->first_error) {
         detach(op->state);
-        post_completion(std::move(op->handler), executor_, op->first_error, subscriber());
+        post_completion(std::move(op->handler), executor_, op->first_error, empty_subscriber());
         return;
     }
     post_completion(std::move(op->handler), executor_, error_code(),
-                    subscriber(op->state, weak_from_this()));
+                    subscriber(op->state, weak_from_this(), executor_));
 }
 
 void broadcast_core::reconcile(const std::string& name) {
@@ -246,18 +254,23 @@ void broadcast_core::reconcile(const std::string& name) {
     if (wanted && !entry.confirmed) {
         entry.busy = true;
         backend_->async_subscribe(
-            name, asio::bind_executor(strand_, [self = shared_from_this(), name,
+            name, asio::bind_executor(strand_, [weak = weak_from_this(), name,
                                                 generation = entry.generation](error_code ec) {
-                self->backend_subscribed(name, generation, ec);
+                if (const auto self = weak.lock()) {
+                    self->backend_subscribed(name, generation, ec);
+                }
             }));
     } else if (!wanted && entry.confirmed) {
         entry.busy = true;
+        entry.confirmed = false;  // going away: a new subscriber must wait (see channel_entry)
         backend_->async_unsubscribe(
-            name, asio::bind_executor(strand_, [self = shared_from_this(), name,
+            name, asio::bind_executor(strand_, [weak = weak_from_this(), name,
                                                 generation = entry.generation](error_code) {
                 // A failed unsubscribe leaves at worst a broker subscription whose
                 // events no local subscriber wants; they are ignored.
-                self->backend_unsubscribed(name, generation);
+                if (const auto self = weak.lock()) {
+                    self->backend_unsubscribed(name, generation);
+                }
             }));
     } else if (!wanted) {
         channels_.erase(it);
@@ -271,13 +284,23 @@ void broadcast_core::backend_subscribed(const std::string& name, std::uint64_t g
     if (it == channels_.end() || it->second.generation != generation) {
         return;  // dropped by a disconnect meanwhile
     }
-    it->second.busy = false;
-    it->second.confirmed = !ec;
-    // Waiters may detach subscribers and so erase the entry: look it up again after.
-    for (auto& waiter : std::exchange(it->second.waiters, {})) {
-        waiter(ec);
+    auto& entry = it->second;
+    entry.busy = false;
+    entry.confirmed = !ec;
+    auto waiters = std::exchange(entry.waiters, {});
+    if (ec) {
+        // Every subscriber of an unconfirmed channel waits for this answer: fail them
+        // all. Never retry on its own (a refused channel would be asked again and
+        // again): a later subscribe asks the broker again.
+        entry.subscribers.clear();
+        reconcile(name);  // erases the entry
+    }
+    // Waiters may detach subscribers and so erase the entry: reconcile looks it up again.
+    for (auto& op : waiters) {
+        channel_confirmed(op, ec);
     }
     reconcile(name);
+    update_gauges();
 }
 
 void broadcast_core::backend_unsubscribed(const std::string& name, std::uint64_t generation) {
@@ -286,7 +309,6 @@ void broadcast_core::backend_unsubscribed(const std::string& name, std::uint64_t
         return;
     }
     it->second.busy = false;
-    it->second.confirmed = false;
     reconcile(name);
 }
 
@@ -297,8 +319,12 @@ void broadcast_core::release(const std::shared_ptr<subscriber_state>& state) {
     asio::dispatch(strand_, [self = shared_from_this(), state] { self->detach(state); });
 }
 
+void broadcast_core::fail(const std::shared_ptr<subscriber_state>& state, error_code reason) {
+    state->end_now(reason);
+    asio::dispatch(strand_, [self = shared_from_this(), state] { self->detach(state); });
+}
+
 void broadcast_core::detach(const std::shared_ptr<subscriber_state>& state) {
-    bool found = false;
     for (const auto& name : state->channels()) {
         const auto it = channels_.find(name);
         if (it == channels_.end()) {
@@ -312,15 +338,15 @@ void broadcast_core::detach(const std::shared_ptr<subscriber_state>& state) {
         // Order among subscribers does not matter: swap-and-pop.
         *pos = std::move(subscribers.back());
         subscribers.pop_back();
-        found = true;
         if (subscribers.empty()) {
             reconcile(name);
         }
     }
-    if (found) {
+    if (state->attached) {
+        state->attached = false;
         --subscriber_count_;
-        update_gauges();
     }
+    update_gauges();
 }
 
 // ---- fan-out -----------------------------------------------------------------------
@@ -377,7 +403,8 @@ void broadcast_core::state_changed(connection_state state, error_code ec) {
 void broadcast_core::set_state(connection_state state, error_code ec) {
     state_.store(state, relaxed);
     if (observer_) {
-        asio::post(executor_, [self = shared_from_this(), observer = observer_, state, ec] {
+        // Posted from the strand in order, run by another strand: one at a time, in order.
+        asio::post(observer_strand_, [self = shared_from_this(), observer = observer_, state, ec] {
             if (self->observing_.load(std::memory_order_acquire)) {
                 observer(state, ec);
             }

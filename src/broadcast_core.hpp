@@ -12,8 +12,13 @@
 namespace broadcaster::detail {
 
 // The state behind a `broadcast`: the backend, the channel table and the fan-out.
-// Everything but the atomics is touched only on `strand_`. Callbacks capture a
-// shared_ptr to the core, so it lives until its last operation completes.
+// Everything but the atomics is touched only on `strand_`.
+//
+// Lifetime: the broadcast handle owns the core, which owns the backend. Handlers the
+// backend keeps (connect, subscribe, publish completions) hold only a weak reference
+// to the core, so no cycle keeps the core, the backend and its sockets alive: once the
+// handle is gone and queued work has run (or the io_context is destroyed), all of it
+// is freed. Work queued on the strand holds a strong reference while it waits.
 class broadcast_core final : public backend_sink,
                              public std::enable_shared_from_this<broadcast_core> {
   public:
@@ -36,6 +41,8 @@ class broadcast_core final : public backend_sink,
                             subscribe_options options, subscription_handler handler);
     // Ends a subscriber whose handle is going away; any thread.
     void release(const std::shared_ptr<subscriber_state>& state);
+    // Ends a subscriber at once with `reason` (its callback threw); any thread.
+    void fail(const std::shared_ptr<subscriber_state>& state, boost::system::error_code reason);
     // Disconnects in the background; the broadcast handle is going away.
     void shutdown();
 
@@ -48,14 +55,22 @@ class broadcast_core final : public backend_sink,
     void state_changed(connection_state state, boost::system::error_code ec) override;
 
   private:
+    struct pending_subscribe;
+    // One channel's broker subscription, a small state machine driven by `reconcile`:
+    //   idle --subscribe--> busy --ok--> confirmed --last subscriber gone, unsubscribe-->
+    //   busy --done--> idle (erased, or subscribed again if subscribers came meanwhile).
+    // At most one backend call per channel is in flight. `confirmed` turns false as
+    // soon as an unsubscribe starts: a subscriber arriving then waits for it to finish
+    // and for a new subscribe, never counting on a subscription that is going away.
+    // Invariant: while not confirmed, every subscriber waits in `waiters`.
     struct channel_entry {
         std::vector<std::shared_ptr<subscriber_state>> subscribers;
         // Subscribe operations waiting for the broker to confirm this channel.
-        std::vector<std::function<void(boost::system::error_code)>> waiters;
+        std::vector<std::shared_ptr<pending_subscribe>> waiters;
         // Distinguishes this entry from a later one of the same name (after a
         // disconnect), so a stale backend completion is ignored.
         std::uint64_t generation = 0;
-        bool confirmed = false;  // the broker subscription is in place
+        bool confirmed = false;  // the broker subscription is in place and staying
         bool busy = false;       // a backend subscribe/unsubscribe is in flight
     };
     struct string_hash {
@@ -64,8 +79,6 @@ class broadcast_core final : public backend_sink,
             return std::hash<std::string_view>{}(s);
         }
     };
-    struct pending_subscribe;
-
     void do_connect(error_handler handler);
     void do_disconnect(error_handler handler);
     void do_subscribe(std::vector<std::string> channels, subscribe_options options,
@@ -80,6 +93,9 @@ class broadcast_core final : public backend_sink,
     void detach(const std::shared_ptr<subscriber_state>& state);
     void set_state(connection_state state, boost::system::error_code ec);
     void update_gauges() noexcept;
+    // What a failed subscribe completes with: an empty handle that still knows the
+    // broadcast's executor.
+    subscriber empty_subscriber() const;
 
     const boost::asio::any_io_executor executor_;
     const boost::asio::strand<boost::asio::any_io_executor> strand_;
@@ -95,6 +111,9 @@ class broadcast_core final : public backend_sink,
     std::uint64_t session_ = 0;
     std::vector<error_handler> connect_waiters_;
     state_observer observer_;
+    // Observer calls run here, one at a time and in the order of the changes.
+    const boost::asio::strand<boost::asio::any_io_executor> observer_strand_ =
+        boost::asio::make_strand(executor_);
     connection_state last_backend_state_ = connection_state::disconnected;
 
     std::atomic<connection_state> state_{connection_state::disconnected};

@@ -35,6 +35,8 @@ class category final : public boost::system::error_category {
                 return "the broker reported an error";
             case error::timeout:
                 return "operation timed out";
+            case error::callback_failed:
+                return "the subscription's callback threw an exception";
         }
         return "unknown broadcaster error";
     }

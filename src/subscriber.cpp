@@ -10,23 +10,35 @@
 namespace broadcaster {
 
 namespace detail {
-void async_receive(const std::shared_ptr<subscriber_state>& state, receive_executor executor,
+void async_receive(const std::shared_ptr<subscriber_state>& state,
+                   const boost::asio::any_io_executor& fallback, receive_executor executor,
                    receive_handler handler) {
     if (!state) {
-        // An empty handle has nothing to receive: it has ended.
-        post_completion(std::move(handler), boost::asio::system_executor(),
-                        boost::system::error_code(error::end_of_stream), event());
+        // An empty handle has nothing to receive: it has ended. It completes on the
+        // handler's own executor, else the broadcast's; only a default-constructed
+        // handle knows none.
+        const boost::asio::any_io_executor where =
+            executor.own
+                ? executor.own
+                : (fallback ? fallback
+                            : boost::asio::any_io_executor(boost::asio::system_executor()));
+        post_completion(std::move(handler), where, boost::system::error_code(error::end_of_stream),
+                        event());
         return;
     }
     state->async_receive(std::move(handler), std::move(executor));
 }
 }  // namespace detail
 
+subscriber::subscriber(subscriber&& other) noexcept
+    : state_(std::move(other.state_)), core_(std::move(other.core_)), executor_(other.executor_) {}
+
 subscriber& subscriber::operator=(subscriber&& other) noexcept {
     if (this != &other) {
         unsubscribe();
         state_ = std::move(other.state_);
         core_ = std::move(other.core_);
+        executor_ = other.executor_;
     }
     return *this;
 }
@@ -36,16 +48,15 @@ subscriber::~subscriber() {
 }
 
 void subscriber::unsubscribe() noexcept {
-    if (!state_) {
+    // The handle keeps its state (concurrent calls read it); the state makes this run once.
+    if (!state_ || !state_->mark_released()) {
         return;
     }
-    auto state = std::move(state_);
     if (auto core = core_.lock()) {
-        core->release(state);
+        core->release(state_);
     } else {
-        state->abort();
+        state_->abort();
     }
-    core_.reset();
 }
 
 std::optional<event> subscriber::try_receive() {

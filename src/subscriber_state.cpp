@@ -93,10 +93,18 @@ void subscriber_state::close(error_code reason) {
 }
 
 void subscriber_state::abort() {
+    end(asio::error::operation_aborted, false);
+}
+
+void subscriber_state::end_now(error_code reason) {
+    end(reason, true);
+}
+
+void subscriber_state::end(error_code reason, bool replace) {
     std::unique_lock lock(mutex_);
-    if (!closed_) {
+    if (!closed_ || replace) {
         closed_ = true;
-        close_reason_ = asio::error::operation_aborted;
+        close_reason_ = reason;
     }
     queue_.clear();
     queued_bytes_ = 0;
@@ -104,7 +112,7 @@ void subscriber_state::abort() {
     if (pending_) {
         auto receive = take_pending();
         lock.unlock();
-        complete(std::move(receive), asio::error::operation_aborted, {});
+        complete(std::move(receive), reason, {});
     }
 }
 

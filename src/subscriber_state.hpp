@@ -9,6 +9,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 
@@ -35,6 +36,18 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     // pending receive completes with operation_aborted.
     void abort();
 
+    // Ends the subscriber at once with `reason`, replacing any earlier one: the queue
+    // is discarded and a pending receive completes with `reason`.
+    void end_now(boost::system::error_code reason);
+
+    // True the first time only: the handle's unsubscribe runs once, whichever thread
+    // calls it first.
+    bool mark_released() noexcept { return !released_.exchange(true); }
+
+    // Whether the core counts this subscriber as active. Touched only on the core's
+    // strand.
+    bool attached = false;
+
     void async_receive(receive_handler handler, receive_executor executor = {});
     std::optional<event> try_receive();
     std::size_t try_receive_some(std::vector<event>& out, std::size_t max);
@@ -47,6 +60,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     const std::vector<std::string>& channels() const noexcept { return channels_; }
 
   private:
+    void end(boost::system::error_code reason, bool replace);
     void cancel_receive(std::uint64_t receive_id);
     // Takes the pending receive out of the state; complete it after unlocking.
     // The handler's executor: `io_work` when it is an I/O executor (see
@@ -82,6 +96,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     boost::asio::any_completion_executor pending_work_;
     boost::asio::any_io_executor pending_io_work_;
     std::uint64_t pending_id_ = 0;
+    std::atomic<bool> released_{false};
 };
 
 }  // namespace broadcaster::detail

@@ -53,8 +53,20 @@ struct backend_config {
 /// broadcast calls `async_subscribe` once for a channel and `async_unsubscribe` when
 /// its last local subscriber leaves; the backend keeps no local subscriber state.
 ///
+/// Per channel, the broadcast has at most one `async_subscribe` or `async_unsubscribe`
+/// in flight: it waits for one to complete before it makes the next call for that
+/// channel, so they alternate (subscribe, unsubscribe, subscribe, ...) and a backend
+/// never has to order them itself. A subscribe that fails is not retried by the
+/// broadcast: it fails the local subscribe operations waiting for that channel.
+/// After `async_disconnect` these rules start again from scratch (completions of the
+/// previous connection are ignored).
+///
 /// Completion handlers must be invoked through their associated executor (e.g. with
-/// `boost::asio::post`), never from inside the call that received them.
+/// `boost::asio::post`), never from inside the call that received them, and exactly
+/// once, also when the backend is destroyed with operations pending (complete them
+/// with `boost::asio::error::operation_aborted`, as destroying an Asio I/O object
+/// does). The handlers hold no strong reference to the broadcast: a backend may keep
+/// them as long as it likes without keeping the broadcast alive.
 /// `async_subscribe` completes only once the broker has confirmed the subscription;
 /// `async_publish` once the broker accepted the message.
 ///
@@ -65,7 +77,10 @@ class BROADCASTER_EXPORT backend {
     /// The completion handler type of every backend operation.
     using completion_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
 
-    /// Destroyed by the broadcast on any thread; pending work must not touch it after.
+    /// Destroyed by the broadcast on any thread (possibly while its io_context is being
+    /// destroyed); pending work must not touch it after. Everything the backend owns
+    /// (connections, sockets) must be freed by then, or at the latest when the
+    /// io_context is destroyed: never keep it alive through a reference cycle.
     virtual ~backend() = default;
 
     /// Connects to the broker. Completes with an error if it cannot within the

@@ -47,7 +47,10 @@ class BROADCASTER_EXPORT blocking_broadcast {
     /// `subscriber::receive_for` or `subscriber::try_receive`.
     subscriber subscribe(channel_list channels, subscribe_options options = {});
     /// Subscribes; `on_event` is called on the I/O thread for every event until the
-    /// returned handle is destroyed.
+    /// returned handle is destroyed. If `on_event` throws, the subscription ends with
+    /// `error::callback_failed` (see `subscription::error()`); the I/O thread goes on.
+    /// An exception thrown by any other handler run on the I/O thread (e.g. a state
+    /// observer) is dropped, and the thread goes on too.
     subscription subscribe_callback(channel_list channels, event_callback on_event,
                                     subscribe_options options = {});
 
@@ -55,6 +58,8 @@ class BROADCASTER_EXPORT blocking_broadcast {
     broadcast& async() noexcept { return broadcast_; }
 
   private:
+    void run();
+
     boost::asio::io_context io_;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
     broadcast broadcast_;

@@ -44,6 +44,8 @@ enum class error {
     broker_error,
     /// The operation did not complete within its configured timeout.
     timeout,
+    /// The callback of a callback subscription threw: the subscription ended.
+    callback_failed,
 };
 
 /// The category of `broadcaster::error` codes; its name is `"broadcaster"`.

@@ -51,6 +51,7 @@ receive_executor receive_executor_of(const Handler& handler) {
 }
 
 BROADCASTER_EXPORT void async_receive(const std::shared_ptr<subscriber_state>& state,
+                                      const boost::asio::any_io_executor& fallback,
                                       receive_executor executor, receive_handler handler);
 }  // namespace detail
 
@@ -70,15 +71,18 @@ BROADCASTER_EXPORT void async_receive(const std::shared_ptr<subscriber_state>& s
 /// queue overflows under `overflow_policy::close` (`error::subscriber_overflow`):
 /// receiving then returns what was still queued, then that error.
 ///
-/// Thread safety: every member function may be called from any thread, including
-/// the destructor while a receive is pending (which then completes with
+/// Thread safety: every member function except the move assignment may be called
+/// from any thread, concurrently with the others (e.g. `unsubscribe()` on one thread
+/// while another is in `try_receive()` or `receive_for()`). Like any object, the
+/// handle must not be destroyed or assigned to while another thread still uses it;
+/// destroying it while a receive is pending is fine (the receive then completes with
 /// `boost::asio::error::operation_aborted`). One `async_receive` at a time.
 class BROADCASTER_EXPORT subscriber {
   public:
     /// An empty handle, subscribed to nothing.
     subscriber() noexcept = default;
     /// Takes over `other`'s subscription; `other` becomes empty.
-    subscriber(subscriber&& other) noexcept = default;
+    subscriber(subscriber&& other) noexcept;
     /// Unsubscribes this handle first, then takes over `other`'s subscription.
     subscriber& operator=(subscriber&& other) noexcept;
     subscriber(const subscriber&) = delete;
@@ -94,17 +98,23 @@ class BROADCASTER_EXPORT subscriber {
     /// `boost::asio::error::operation_aborted` if the subscriber is destroyed or the
     /// operation cancelled (per-operation cancellation, all types), and
     /// `error::receive_in_progress` if another receive is pending.
-    /// The handler runs on its associated executor (default: the broadcast's).
-    /// While pending, the operation counts as outstanding work on that executor.
+    /// The handler runs on its associated executor (default: the broadcast's, also for
+    /// a handle that was moved from or came with a failed subscribe; only a
+    /// default-constructed handle, which knows no broadcast, falls back to
+    /// `boost::asio::system_executor`). An empty handle completes with
+    /// `error::end_of_stream`. While pending, the operation counts as outstanding work
+    /// on that executor.
     template <typename CompletionToken>
     auto async_receive(CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, event)>(
-            [](auto handler, std::shared_ptr<detail::subscriber_state> state) {
+            [](auto handler, std::shared_ptr<detail::subscriber_state> state,
+               executor_type fallback) {
                 auto executor = detail::receive_executor_of(handler);
-                detail::async_receive(state, std::move(executor),
+                detail::async_receive(state, fallback, std::move(executor),
                                       detail::receive_handler(std::move(handler)));
             },
-            token, state_);
+            // The fallback is needed by an empty handle only: don't copy it otherwise.
+            token, state_, state_ ? executor_type() : executor_);
     }
 
     /// Takes the next queued event without waiting; `std::nullopt` if none is queued.
@@ -120,14 +130,17 @@ class BROADCASTER_EXPORT subscriber {
     /// Never call it from a thread that runs the broadcast's executor.
     std::optional<event> receive_for(std::chrono::milliseconds timeout);
 
-    /// Ends the subscription now. Idempotent.
+    /// Ends the subscription now: queued events are discarded, a pending receive
+    /// completes with `operation_aborted`, and `error()` says `operation_aborted`.
+    /// Idempotent; any thread, concurrently with the other calls (see above).
     void unsubscribe() noexcept;
 
     /// False once the subscriber has ended (see `error()`) or was moved from.
     bool is_open() const noexcept;
 
     /// Why the subscriber ended (`error::end_of_stream`, `error::subscriber_overflow`,
-    /// `operation_aborted` after `unsubscribe`), or an empty code while it is open.
+    /// `operation_aborted` after `unsubscribe`, `error::callback_failed` when the
+    /// callback of a callback subscription threw), or an empty code while it is open.
     boost::system::error_code error() const;
 
     /// The channels this subscriber listens to.
@@ -139,17 +152,21 @@ class BROADCASTER_EXPORT subscriber {
     /// Number of events queued right now.
     std::size_t queued() const noexcept;
 
-    /// True unless empty or moved from.
+    /// True unless empty or moved from (still true after `unsubscribe()`).
     explicit operator bool() const noexcept { return state_ != nullptr; }
 
   private:
+    using executor_type = boost::asio::any_io_executor;
     friend class detail::broadcast_core;
     subscriber(std::shared_ptr<detail::subscriber_state> state,
-               std::weak_ptr<detail::broadcast_core> core) noexcept
-        : state_(std::move(state)), core_(std::move(core)) {}
+               std::weak_ptr<detail::broadcast_core> core, executor_type executor) noexcept
+        : state_(std::move(state)), core_(std::move(core)), executor_(std::move(executor)) {}
 
+    // Set once by the constructor or an assignment: concurrent calls only read them.
     std::shared_ptr<detail::subscriber_state> state_;
     std::weak_ptr<detail::broadcast_core> core_;
+    // The broadcast's executor; kept by a moved-from handle, empty if default-constructed.
+    executor_type executor_;
 };
 
 }  // namespace broadcaster

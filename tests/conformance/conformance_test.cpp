@@ -8,6 +8,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <set>
@@ -306,6 +307,98 @@ TEST_P(conformance, two_instances_receive_each_others_messages) {
             EXPECT_EQ(got, (std::set<std::string>{"from first", "from second"}));
         }
     });
+}
+
+// Issue 11, item 1: the last subscriber leaves and a new one comes at once, while the
+// broker unsubscribe is still in flight (no waiting for active_channels == 0). The new
+// subscribe completes only once the broker subscription is back: nothing is lost.
+TEST_P(conformance, subscribing_again_at_once_after_the_last_subscriber_left) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        auto bc = co_await connected(io, url());
+        const auto channel = unique_name("again");
+        for (int round = 0; round < 3; ++round) {
+            { auto leaving = co_await bc.async_subscribe(channel, use_awaitable); }
+            auto again = co_await bc.async_subscribe(channel, use_awaitable);
+            for (int i = 0; i < 30; ++i) {
+                co_await bc.async_publish(channel, std::to_string(i), use_awaitable);
+            }
+            for (int i = 0; i < 30; ++i) {
+                BROADCASTER_REQUIRE((co_await receive(again)).message() == std::to_string(i));
+            }
+        }
+    });
+}
+
+// Publishes numbered messages one after the other until `stop`.
+asio::awaitable<void> publish_until(broadcast& bc, std::string channel, int& started, int& acked,
+                                    const bool& stop) {
+    while (!stop) {
+        const int n = started++;
+        co_await bc.async_publish(channel, std::to_string(n), use_awaitable);
+        acked = n;
+    }
+}
+
+// Churn: one channel subscribed and dropped in a loop while a publisher keeps going.
+// Every subscriber, once confirmed, receives everything published after that.
+TEST_P(conformance, churn_on_one_channel_loses_nothing_after_confirmation) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        auto bc = co_await connected(io, url());
+        const auto channel = unique_name("churn");
+        int started = 0;  // publishes started (their number is their message)
+        int acked = -1;   // the last acknowledged one; the publisher waits for each
+        bool stop = false;
+        bool publisher_done = false;
+        asio::co_spawn(io, publish_until(bc, channel, started, acked, stop),
+                       [&](std::exception_ptr) { publisher_done = true; });
+        for (int round = 0; round < 20; ++round) {
+            auto sub =
+                co_await bc.async_subscribe(channel, subscribe_options{100'000, {}}, use_awaitable);
+            const int first = started;  // started after the confirmation: must arrive
+            co_await eventually([&] { return acked >= first + 2; }, 10s);
+            const int last = acked;
+            int expected = first;
+            while (expected <= last) {
+                const int n = std::stoi(std::string((co_await receive(sub)).message()));
+                if (n < first) {
+                    continue;  // published before the confirmation: may or may not come
+                }
+                BROADCASTER_REQUIRE(n == expected);
+                ++expected;
+            }
+            if (round % 2 == 0) {
+                sub.unsubscribe();  // explicit; odd rounds leave by destruction
+            }
+        }
+        stop = true;
+        co_await eventually([&] { return publisher_done; });
+    });
+}
+
+// Issue 11, item 3: a broadcast destroyed with a subscribe in flight, then its
+// io_context without running again, leaves no socket open.
+TEST_P(conformance, destroying_the_io_context_closes_every_socket) {
+    const auto u = url();  // starts the test server first: its descriptors are not ours
+    const auto open_fds = [] {
+        return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                             std::filesystem::directory_iterator());
+    };
+    const auto before = open_fds();
+    for (int i = 0; i < 3; ++i) {
+        auto io = std::make_unique<asio::io_context>();
+        auto bc = std::make_unique<broadcast>(*io, u);
+        std::optional<error_code> connected;
+        bc->async_connect([&](error_code ec) { connected = ec; });
+        const auto until = std::chrono::steady_clock::now() + 10s;
+        while (!connected && io->run_one_until(until) > 0) {
+        }
+        ASSERT_TRUE(connected.has_value() && !*connected);
+        bc->async_subscribe(unique_name("leak"), [](error_code, subscriber) {});
+        io->poll();  // the subscribe goes out; its answer is not awaited
+        bc.reset();
+        io.reset();
+    }
+    EXPECT_EQ(open_fds(), before);
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, conformance, ::testing::ValuesIn(backend_cases()),

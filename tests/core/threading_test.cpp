@@ -1,6 +1,7 @@
 // Every public function may be called from any thread: hammer one broadcast from
 // several threads of a multi-threaded io_context (run under ThreadSanitizer in CI).
 
+#include "counting_backend.hpp"
 #include "test_support.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -94,6 +95,62 @@ TEST(threading, coroutines_on_a_multithreaded_io_context) {
             }
         },
         30s, 4);
+}
+
+// Issue 11, item 4: state observer calls used to be posted to the (multi-threaded)
+// executor one by one, so they ran concurrently and out of order, and an app keeping
+// the latest state could end up believing it was still reconnecting.
+TEST(threading, observer_calls_run_one_at_a_time_in_order_on_4_threads) {
+    asio::thread_pool pool(4);
+    auto calls = std::make_shared<backend_calls>();
+    auto owned = std::make_unique<counting_backend>(calls);
+    auto* backend = owned.get();
+    broadcast bc(pool.get_executor(), std::move(owned));
+
+    std::mutex mutex;
+    std::vector<connection_state> seen;
+    std::atomic<int> running{0};
+    std::atomic<bool> overlapped{false};
+    bc.on_state_change([&](connection_state state, error_code) {
+        if (running.fetch_add(1) != 0) {
+            overlapped = true;
+        }
+        // Stay a little, so that a concurrent call would overlap this one.
+        const auto until = std::chrono::steady_clock::now() + 20us;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        {
+            std::lock_guard lock(mutex);
+            seen.push_back(state);
+        }
+        running.fetch_sub(1);
+    });
+    bc.async_connect(asio::use_future).get();
+    constexpr int reconnects = 300;
+    for (int i = 0; i < reconnects; ++i) {
+        backend->simulate_reconnect();
+    }
+    // 2 + 2 per reconnect changes; wait for the last without sleeping on a guess.
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    for (;;) {
+        {
+            std::lock_guard lock(mutex);
+            if (seen.size() == 2 + 2 * reconnects) {
+                break;
+            }
+        }
+        ASSERT_LT(std::chrono::steady_clock::now(), until) << "observer calls missing";
+        std::this_thread::yield();
+    }
+    EXPECT_FALSE(overlapped) << "two observer calls ran at once";
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(seen[0], connection_state::connecting);
+    ASSERT_EQ(seen[1], connection_state::connected);
+    for (int i = 0; i < reconnects; ++i) {
+        ASSERT_EQ(seen[2 + 2 * i], connection_state::reconnecting) << "call " << 2 + 2 * i;
+        ASSERT_EQ(seen[3 + 2 * i], connection_state::connected) << "call " << 3 + 2 * i;
+    }
+    EXPECT_EQ(bc.stats().reconnects, static_cast<std::uint64_t>(reconnects));
 }
 
 }  // namespace

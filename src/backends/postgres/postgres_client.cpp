@@ -12,6 +12,7 @@
 #include <openssl/sha.h>
 
 #include <charconv>
+#include <cstdint>
 #include <set>
 
 namespace broadcaster::detail {
@@ -34,6 +35,20 @@ constexpr std::size_t max_batch = 256;
 bool fits_inline(const std::string& message) {
     return message.size() <= max_inline_payload && message.find('\0') == std::string::npos &&
            is_valid_utf8(message) && (message.empty() || message.front() != reference_marker);
+}
+
+// A reference to the payload table as send_large NOTIFYs it: the marker and a row id.
+// Anything else (another app's NOTIFY that happens to start with 0x1F) is a message as
+// sent: a fetch would fail on it.
+bool is_reference(const std::string& payload) {
+    if (payload.size() < 2 || payload.front() != reference_marker) {
+        return false;
+    }
+    const char* first = payload.data() + 1;
+    const char* last = payload.data() + payload.size();
+    std::int64_t id = 0;
+    const auto [end, ec] = std::from_chars(first, last, id);
+    return ec == std::errc() && end == last && *first != '-' && id > 0;
 }
 
 }  // namespace
@@ -241,13 +256,23 @@ asio::awaitable<void> postgres_client::deliver(pg_connection& connection,
             continue;  // unlistened meanwhile
         }
         std::string message = std::move(notification.payload);
-        if (!message.empty() && message.front() == reference_marker) {
+        if (is_reference(message)) {
             // The message is in the payload table; fetch it (in order: the next
             // notification waits).
             const auto table = connection.quote_identifier(config_.payload_table);
             std::vector<pg_param> id{{message.substr(1)}};
-            const auto row = co_await connection.exec(
-                "SELECT payload FROM " + table + " WHERE id = $1", std::move(id), true);
+            pg_result row;
+            try {
+                row = co_await connection.exec("SELECT payload FROM " + table + " WHERE id = $1",
+                                               std::move(id), true);
+            } catch (const system_error& e) {
+                if (e.code() != error::broker_error) {
+                    throw;  // the connection is gone
+                }
+                // Refused (no such table, no right to read it): this message is lost,
+                // the connection and the messages after it are not.
+                continue;
+            }
             if (!row || PQntuples(row.get()) != 1) {
                 continue;  // removed after the retention period: too late to deliver
             }

@@ -7,6 +7,8 @@
 #include "test_servers.hpp"
 #include "test_support.hpp"
 
+#include <set>
+
 namespace broadcaster::test {
 namespace {
 
@@ -84,6 +86,94 @@ TEST(postgres_hostile, foreign_marker_payloads_cost_neither_connection_nor_messa
         co_await eventually([&] { return sink->received(channel, large); }, 10s);
         EXPECT_TRUE(sink->received(channel, "ok"));
         EXPECT_TRUE(sink->states.empty()) << "the listener's connection was dropped";
+        co_await call([&](auto h) { pg->async_disconnect(std::move(h)); });
+    });
+}
+
+// Both sessions killed while LISTENs and UNLISTENs of many channels are queued and
+// publishes flow: every command completes once, and after the reconnect exactly the
+// channels whose subscribe succeeded (and that were not unsubscribed) are listened to.
+TEST(postgres_hostile, every_session_killed_mid_queue_leaves_exactly_the_confirmed_channels) {
+    auto& server = hostile_server();
+    const auto url = server.url() + "?reconnect_min_ms=20&reconnect_max_ms=200";
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        auto sink = std::make_shared<hostile_sink>();
+        backend_config config{url, url, {}};
+        auto pg = detail::make_postgres_backend(config);
+        pg->attach(io.get_executor(), sink);
+        BROADCASTER_REQUIRE(!co_await call([&](auto h) { pg->async_connect(std::move(h)); }));
+        constexpr int n = 40;
+        const auto prefix = unique_name("killed");
+        const auto name = [&](int i) { return prefix + "-" + std::to_string(i); };
+        for (int i = 0; i < n; ++i) {
+            BROADCASTER_REQUIRE(
+                !co_await call([&](auto h) { pg->async_subscribe(name(i), std::move(h)); }));
+        }
+        // Queued at once: unsubscribe the even ones, subscribe n new ones.
+        std::vector<std::optional<error_code>> results(2 * n);
+        std::vector<int> calls(2 * n, 0);
+        const auto track = [&](int i) {
+            return [&, i](error_code ec) {
+                ++calls[i];
+                results[i] = ec;
+            };
+        };
+        for (int i = 0; i < n; ++i) {
+            if (i % 2 == 0) {
+                pg->async_unsubscribe(name(i), track(i));
+            }
+            pg->async_subscribe(name(n + i), track(n + i));
+            pg->async_publish(name(i), "during", [](error_code) {});
+        }
+        BROADCASTER_REQUIRE(
+            server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+                       "pg_backend_pid() AND backend_type = 'client backend'") == 0);
+        co_await eventually(
+            [&] {
+                for (int i = 0; i < 2 * n; ++i) {
+                    if ((i >= n || i % 2 == 0) && calls[i] == 0) {
+                        return false;
+                    }
+                }
+                return true;
+            },
+            10s);
+        int failed = 0;
+        std::set<std::string> listened;
+        for (int i = 0; i < 2 * n; ++i) {
+            if (i < n && i % 2 == 1) {
+                listened.insert(name(i));  // untouched
+                continue;
+            }
+            EXPECT_EQ(calls[i], 1) << "command " << i;
+            if (i < n) {
+                EXPECT_FALSE(*results[i]) << "an unsubscribe is done either way";
+            } else if (*results[i]) {
+                EXPECT_EQ(*results[i], error::not_connected) << results[i]->message();
+                ++failed;
+            } else {
+                listened.insert(name(i));
+            }
+        }
+        EXPECT_GT(failed, 0) << "the outage came too late to test anything";
+        co_await eventually(
+            [&] {
+                return !sink->states.empty() && sink->states.back() == connection_state::connected;
+            },
+            10s);
+        sink->events.clear();
+        // One publisher connection, in order: once the last has arrived, all have.
+        for (int i = 0; i < 2 * n; ++i) {
+            EXPECT_FALSE(
+                co_await call([&](auto h) { pg->async_publish(name(i), "after", std::move(h)); }));
+        }
+        EXPECT_FALSE(
+            co_await call([&](auto h) { pg->async_publish(name(1), "last", std::move(h)); }));
+        co_await eventually([&] { return sink->received(name(1), "last"); }, 10s);
+        for (int i = 0; i < 2 * n; ++i) {
+            EXPECT_EQ(sink->received(name(i), "after"), listened.count(name(i)) == 1)
+                << name(i) << (i < n ? " (subscribed before)" : " (subscribed during)");
+        }
         co_await call([&](auto h) { pg->async_disconnect(std::move(h)); });
     });
 }

@@ -29,7 +29,8 @@ redis_client::redis_client(asio::any_io_executor strand, const redis_config& con
     : supervised_client(std::move(strand), config, std::move(sink)),
       config_(config),
       tls_(std::move(tls)),
-      publish_deadline_(strand_) {}
+      publish_deadline_(strand_),
+      restore_deadline_(strand_) {}
 
 // ---- supervision -------------------------------------------------------------------
 
@@ -64,10 +65,23 @@ void redis_client::on_connected() {
     }
     if (resubscriptions_pending_ == 0) {
         subscriptions_restored();
+    } else {
+        arm_restore_deadline();
     }
 }
 
+void redis_client::arm_restore_deadline() {
+    restore_deadline_.expires_after(config_.connect_timeout);
+    restore_deadline_.async_wait(asio::bind_executor(
+        strand_, [self = shared_from_this(), generation = generation_](error_code ec) {
+            if (!ec && self->resubscriptions_pending_ > 0) {
+                self->connection_lost(generation, error::timeout);
+            }
+        }));
+}
+
 void redis_client::subscriptions_restored() {
+    restore_deadline_.cancel();
     flush_publishes();
     if (reconnecting_) {
         reconnecting_ = false;
@@ -125,6 +139,7 @@ void redis_client::stop() {
     publisher_.reset();
     subscriber_.reset();
     publish_deadline_.cancel();
+    restore_deadline_.cancel();
     fail_everything(error::not_connected);
 }
 

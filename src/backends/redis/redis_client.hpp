@@ -71,6 +71,7 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
 
     // Every subscription is back after a (re)connect: publishes may go out again.
     void subscriptions_restored();
+    void arm_restore_deadline();
     void flush_publishes();
     void flush_subscriber();
     // Writes all of `out.queued` on `connection`, then calls `then`; false if no write
@@ -109,6 +110,9 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     outbox subscriber_out_;
     // Restoring SUBSCRIBEs not yet confirmed; publishes are held while it is not zero.
     std::size_t resubscriptions_pending_ = 0;
+    // A restore not confirmed within the connect timeout fails the connection: Redis
+    // stalled or lost the commands, and waiting longer would hold publishes for good.
+    boost::asio::steady_timer restore_deadline_;
 };
 
 }  // namespace broadcaster::detail

@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <set>
@@ -230,11 +231,21 @@ TEST(kafka, every_subscriber_sees_a_channels_messages_in_one_order) {
 }
 
 // One multi-channel subscribe of 1000 channels (new topics) completes well within the
-// test's deadline, and each channel receives.
+// test's deadline, and every message published after it arrives.
+//
+// Lateness, not loss, is what load adds here: the partitions (4000 on the mock: 4 per
+// auto-created topic) are assigned at offsets read before subscribe completed, but
+// librdkafka's main thread starts fetching them one by one after that. On a loaded
+// 2-core machine that start-up took up to 7 s (a trace showed a message acknowledged
+// at offset 0, its partition's fetch started 1.2 s later, the message received at
+// offset 0): so the messages get one generous deadline together, and the test says
+// how late the last one was, and which channels never arrived.
 TEST(kafka, a_thousand_channels_subscribe_at_once) {
     kafka_mock cluster;
     run_async_test(
         [&](asio::io_context& io) -> asio::awaitable<void> {
+            using std::chrono::duration_cast;
+            using std::chrono::milliseconds;
             broadcast bc(io, cluster.url());
             co_await bc.async_connect(use_awaitable);
             const auto prefix = unique_name("many");
@@ -248,8 +259,7 @@ TEST(kafka, a_thousand_channels_subscribe_at_once) {
             const auto took = std::chrono::steady_clock::now() - started;
             EXPECT_LT(took, 15s);
             std::printf("1000 channels subscribed in %lld ms\n",
-                        static_cast<long long>(
-                            std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+                        static_cast<long long>(duration_cast<milliseconds>(took).count()));
             std::size_t acknowledged = 0;
             for (const auto& channel : channels) {
                 bc.async_publish(channel, channel, [&](error_code ec) {
@@ -258,21 +268,36 @@ TEST(kafka, a_thousand_channels_subscribe_at_once) {
                 });
             }
             co_await eventually([&] { return acknowledged == channels.size(); }, 20s);
+            const auto published = std::chrono::steady_clock::now();
+            const auto until = published + 30s;
             std::set<std::string> received;
-            for (std::size_t i = 0; i < channels.size(); ++i) {
+            while (received.size() < channels.size()) {
+                const auto left =
+                    duration_cast<milliseconds>(until - std::chrono::steady_clock::now());
                 std::optional<event> ev;
                 try {
-                    ev = co_await receive(sub, 20s);
+                    ev = co_await receive(sub, std::max(left, milliseconds(1)));
                 } catch (const std::runtime_error&) {
-                    ADD_FAILURE() << "received " << i << " of " << channels.size();
+                    std::string missing;
+                    for (const auto& channel : channels) {
+                        if (!received.contains(channel) && missing.size() < 400) {
+                            missing += " " + channel;
+                        }
+                    }
+                    ADD_FAILURE() << "received " << received.size() << " of " << channels.size()
+                                  << " within 30 s of the last acknowledgement; missing:"
+                                  << missing;
                     throw;
                 }
                 BROADCASTER_REQUIRE(ev->channel() == ev->message());
-                received.insert(std::string(ev->channel()));
+                BROADCASTER_REQUIRE(received.insert(std::string(ev->channel())).second);
             }
-            EXPECT_EQ(received.size(), channels.size());
+            std::printf("the last message arrived %lld ms after the last acknowledgement\n",
+                        static_cast<long long>(duration_cast<milliseconds>(
+                                                   std::chrono::steady_clock::now() - published)
+                                                   .count()));
         },
-        60s);
+        90s);
 }
 
 // A subscribe that cannot complete (every broker down) fails within connect_timeout_ms,

@@ -287,7 +287,10 @@ void kafka_client::finish_batch(std::vector<topic_watermarks> found) {
         return;  // stop() completed every pending call
     }
     // Only topics still pending from this batch (not expired, not stopped) and still
-    // wanted are assigned: all of them at once.
+    // wanted are assigned: all of them at once. Subscribe completes once they are
+    // assigned; librdkafka's main thread then starts fetching each partition (seconds
+    // for thousands of partitions on a loaded machine). Messages published meanwhile
+    // wait in the broker and are fetched from the assigned offsets: late, not lost.
     const auto current = [&](const topic_watermarks& t) {
         const auto at = pending_.find(t.topic);
         return at != pending_.end() && at->second.in_batch ? &at->second : nullptr;

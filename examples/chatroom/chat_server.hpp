@@ -32,11 +32,11 @@ struct config {
     unsigned short port = 8000;
     std::string broadcast_url = "memory://";
     int threads = 1;
-    std::size_t max_message_bytes = 64 * 1024;         // larger text frames close with 1009
-    std::size_t client_queue_messages = 65536;         // per-client send queue, messages
-    std::size_t client_queue_bytes = 4 * 1024 * 1024;  // and bytes
+    std::size_t max_message_bytes = 64 * 1024;            // larger text frames close with 1009
+    std::size_t client_queue_messages = 65536;            // per-client send queue, messages
+    std::size_t client_queue_bytes = 4 * 1024 * 1024;     // and bytes
     std::chrono::milliseconds slow_client_timeout{5000};  // socket taking nothing: dropped
-    std::chrono::seconds handshake_timeout{10};        // HTTP request and WebSocket upgrade
+    std::chrono::seconds handshake_timeout{10};           // HTTP request and WebSocket upgrade
     // Origins (normalized, see normalize_origin) whose pages may open a WebSocket besides
     // the server's own; "*" for any.
     std::vector<std::string> allowed_origins;

@@ -7,6 +7,7 @@
 #include "test_servers.hpp"
 #include "test_support.hpp"
 
+#include <filesystem>
 #include <set>
 
 namespace broadcaster::test {
@@ -176,6 +177,52 @@ TEST(postgres_hostile, every_session_killed_mid_queue_leaves_exactly_the_confirm
         }
         co_await call([&](auto h) { pg->async_disconnect(std::move(h)); });
     });
+}
+
+std::size_t open_fds() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry :
+         std::filesystem::directory_iterator("/proc/self/fd")) {
+        ++n;
+    }
+    return n;
+}
+
+// A disconnect (or the io_context's end) at every step of connecting: the connect
+// completes once (aborted or not), the disconnect once, and no socket stays open.
+TEST(postgres_hostile, disconnect_or_teardown_at_every_step_of_connecting_leaks_nothing) {
+    const auto url = hostile_server().url();
+    const auto before = open_fds();
+    for (const bool destroy_io : {false, true}) {
+        for (int steps = 0; steps < 40; ++steps) {
+            int connects = 0;
+            int disconnects = 0;
+            {
+                asio::io_context io;
+                auto sink = std::make_shared<hostile_sink>();
+                backend_config config{url, url, {}};
+                auto pg = detail::make_postgres_backend(config);
+                pg->attach(io.get_executor(), sink);
+                pg->async_connect([&](error_code) { ++connects; });
+                for (int i = 0; i < steps && io.run_one_for(20ms) > 0; ++i) {
+                }
+                if (destroy_io) {
+                    pg.reset();
+                    continue;  // the io_context goes without running again
+                }
+                pg->async_disconnect([&](error_code ec) {
+                    EXPECT_FALSE(ec);
+                    ++disconnects;
+                });
+                io.run_for(2s);  // returns once there is nothing left to do
+                EXPECT_EQ(connects, 1) << steps << " steps";
+                EXPECT_EQ(disconnects, 1) << steps << " steps";
+            }
+            EXPECT_LE(connects, 1) << steps << " steps";
+            EXPECT_EQ(open_fds(), before)
+                << steps << " steps, " << (destroy_io ? "io_context destroyed" : "disconnected");
+        }
+    }
 }
 
 }  // namespace

@@ -1,7 +1,5 @@
 #include "commands.hpp"
 
-#include "utf8.hpp"
-
 #include <broadcaster/error.hpp>
 
 #include <boost/asio/error.hpp>
@@ -113,10 +111,6 @@ std::string json_string(std::string_view text) {
         }
     }
     return out + "\"";
-}
-
-bool is_valid_utf8(std::string_view text) {
-    return broadcaster::detail::is_valid_utf8(text);
 }
 
 std::string base64(std::string_view bytes) {

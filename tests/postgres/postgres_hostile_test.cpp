@@ -179,6 +179,43 @@ TEST(postgres_hostile, every_session_killed_mid_queue_leaves_exactly_the_confirm
     });
 }
 
+// A burst of publishes that takes longer than publish_timeout_ms to go out, on a server
+// that answers every statement at once: the connection is healthy. The deadline was
+// counted from when a publish was queued, so the one being sent after a long wait in
+// the queue was taken for an unanswered one: the connections were dropped, the rest of
+// the burst failed with not_connected and notifications were lost.
+TEST(postgres_hostile, a_long_queue_of_publishes_is_no_outage) {
+    const auto url = hostile_server().url() + "?publish_timeout_ms=1000";
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            auto sink = std::make_shared<hostile_sink>();
+            backend_config config{url, url, {}};
+            auto pg = detail::make_postgres_backend(config);
+            pg->attach(io.get_executor(), sink);
+            BROADCASTER_REQUIRE(!co_await call([&](auto h) { pg->async_connect(std::move(h)); }));
+            // Each goes through the payload table: one round trip per publish.
+            constexpr int count = 5000;
+            const std::string message(8000, 'x');
+            const auto channel = unique_name("burst");
+            int done = 0;
+            int failed = 0;
+            const auto start = std::chrono::steady_clock::now();
+            for (int i = 0; i < count; ++i) {
+                pg->async_publish(channel, message, [&](error_code ec) {
+                    ++done;
+                    failed += ec ? 1 : 0;
+                });
+            }
+            co_await eventually([&] { return done == count; }, 60s);
+            const auto took = std::chrono::steady_clock::now() - start;
+            EXPECT_GT(took, 1s) << "too fast to test anything";
+            EXPECT_EQ(failed, 0);
+            EXPECT_TRUE(sink->states.empty()) << "the connection was taken for dead";
+            co_await call([&](auto h) { pg->async_disconnect(std::move(h)); });
+        },
+        90s);
+}
+
 std::size_t open_fds() {
     std::size_t n = 0;
     for ([[maybe_unused]] const auto& entry :

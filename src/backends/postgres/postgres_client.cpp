@@ -331,6 +331,7 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
                 batch.push_back({{postgres_channel(p.channel)}, {p.message}});
             }
             publishes_in_flight_ = std::max<std::size_t>(batch.size(), 1);
+            in_flight_since_ = clock::now();
             error_code ec;
             try {
                 if (batch.empty()) {
@@ -404,7 +405,11 @@ void postgres_client::arm_publish_deadline() {
         return;
     }
     publish_deadline_armed_ = true;
-    publish_deadline_.expires_at(publishes_.front().deadline);
+    auto at = publishes_.front().deadline;
+    if (ready_ && publishes_in_flight_ > 0) {
+        at = std::max(at, in_flight_since_ + config_.publish_timeout);
+    }
+    publish_deadline_.expires_at(at);
     publish_deadline_.async_wait(
         asio::bind_executor(strand_, [self = shared_from_this()](error_code ec) {
             self->publish_deadline_armed_ = false;
@@ -417,7 +422,8 @@ void postgres_client::arm_publish_deadline() {
 void postgres_client::on_publish_deadline() {
     const auto now = clock::now();
     if (ready_) {
-        if (publishes_in_flight_ > 0 && publishes_.front().deadline <= now) {
+        // Counted from the sending: a long wait in the queue is no sign of an outage.
+        if (publishes_in_flight_ > 0 && in_flight_since_ + config_.publish_timeout <= now) {
             connection_lost(generation_, error::timeout);  // the server does not answer
         }
     } else {

@@ -76,6 +76,7 @@ class postgres_client : public supervised_client,
 
     std::deque<pending_publish> publishes_;
     std::size_t publishes_in_flight_ = 0;  // at the front of `publishes_`, being sent
+    clock::time_point in_flight_since_;    // when they were sent
     boost::asio::steady_timer publish_wake_;
     boost::asio::steady_timer publish_deadline_;
     bool publish_deadline_armed_ = false;

@@ -14,6 +14,7 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <cstdint>
@@ -72,6 +73,9 @@ BROADCASTER_EXPORT void async_subscribe_callback(const std::shared_ptr<broadcast
                                                  subscription_handler handler);
 }  // namespace detail
 
+template <typename Executor>
+class rebound_broadcast;
+
 /// Publish/subscribe over one broker, chosen by URL.
 ///
 /// ```
@@ -88,7 +92,11 @@ BROADCASTER_EXPORT void async_subscribe_callback(const std::shared_ptr<broadcast
 ///
 /// Asynchronous operations take any Asio completion token (`use_awaitable`, a
 /// callback, `use_future`, `deferred`, ...). Handlers run on their associated
-/// executor, by default the broadcast's executor.
+/// executor, by default the broadcast's executor. Without a token they use the
+/// default one of `executor_type`, `boost::asio::deferred`: the call returns an
+/// operation that starts when it is awaited or invoked with a token.
+/// `boost::asio::use_awaitable_t<>::as_default_on(std::move(bc))` (see
+/// `rebind_executor`) makes `use_awaitable` the default instead.
 ///
 /// Thread safety: every member function may be called from any thread, concurrently.
 /// The broadcast's state lives on an internal strand of its executor.
@@ -98,7 +106,20 @@ BROADCASTER_EXPORT void async_subscribe_callback(const std::shared_ptr<broadcast
 /// operations still complete. Subscribers may outlive the broadcast.
 class BROADCASTER_EXPORT broadcast {
   public:
+    /// The executor handlers run on by default. Its default completion token,
+    /// `broadcaster::default_completion_token_t<executor_type>`
+    /// (`boost::asio::deferred`), is the one operations called without a token use.
     using executor_type = boost::asio::any_io_executor;
+
+    /// The same broadcast with `Executor` as `executor_type`, so with that executor's
+    /// default completion token (what `boost::asio::use_awaitable_t<>::as_default_on`
+    /// uses). `other` is `rebound_broadcast<Executor>`, a `broadcast` that only
+    /// changes the default token and the type `get_executor()` returns.
+    template <typename Executor>
+    struct rebind_executor {
+        /// The broadcast type when rebound to `Executor`.
+        using other = rebound_broadcast<Executor>;
+    };
 
     /// Makes a broadcast for `url`, whose scheme picks the backend (see README).
     /// Does not connect: call `async_connect`.
@@ -135,8 +156,9 @@ class BROADCASTER_EXPORT broadcast {
     /// Connects to the broker. Signature: `void(boost::system::error_code)`.
     /// Completes at once if already connected. Errors are the backend's (e.g.
     /// `error::not_connected` after the connect timeout, `error::authentication_failed`).
-    template <typename CompletionToken>
-    auto async_connect(CompletionToken&& token) {
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_connect(CompletionToken&& token = CompletionToken()) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
             [](auto handler, std::shared_ptr<detail::broadcast_core> core) {
                 detail::async_connect(core, detail::error_handler(std::move(handler)));
@@ -147,8 +169,9 @@ class BROADCASTER_EXPORT broadcast {
     /// Disconnects: every subscriber ends with `error::end_of_stream` once it has
     /// received what was queued, and every broker subscription is dropped.
     /// Signature: `void(boost::system::error_code)`. The broadcast can connect again.
-    template <typename CompletionToken>
-    auto async_disconnect(CompletionToken&& token) {
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_disconnect(CompletionToken&& token = CompletionToken()) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
             [](auto handler, std::shared_ptr<detail::broadcast_core> core) {
                 detail::async_disconnect(core, detail::error_handler(std::move(handler)));
@@ -161,8 +184,10 @@ class BROADCASTER_EXPORT broadcast {
     /// thread (or one coroutine) reach every subscriber in publish order.
     /// Errors: `error::not_connected`, `error::invalid_channel`,
     /// `error::payload_too_large`, `error::timeout`, or the backend's own.
-    template <typename CompletionToken>
-    auto async_publish(std::string channel, std::string message, CompletionToken&& token) {
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_publish(std::string channel, std::string message,
+                       CompletionToken&& token = CompletionToken()) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
             [](auto handler, std::shared_ptr<detail::broadcast_core> core, std::string channel,
                std::string message) {
@@ -177,9 +202,10 @@ class BROADCASTER_EXPORT broadcast {
     /// Completes once the broker has confirmed every channel: anything published
     /// afterwards is received. Errors: `error::not_connected`,
     /// `error::invalid_channel`, or the backend's own; on error nothing stays subscribed.
-    template <typename CompletionToken>
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscriber)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
     auto async_subscribe(channel_list channels, subscribe_options options,
-                         CompletionToken&& token) {
+                         CompletionToken&& token = CompletionToken()) {
         return boost::asio::async_initiate<CompletionToken,
                                            void(boost::system::error_code, subscriber)>(
             [](auto handler, std::shared_ptr<detail::broadcast_core> core,
@@ -191,8 +217,9 @@ class BROADCASTER_EXPORT broadcast {
     }
 
     /// As above, with the default `subscribe_options` (1024 events, drop oldest).
-    template <typename CompletionToken>
-    auto async_subscribe(channel_list channels, CompletionToken&& token) {
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscriber)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_subscribe(channel_list channels, CompletionToken&& token = CompletionToken()) {
         return async_subscribe(std::move(channels), subscribe_options{},
                                std::forward<CompletionToken>(token));
     }
@@ -202,9 +229,11 @@ class BROADCASTER_EXPORT broadcast {
     /// `void(boost::system::error_code, subscription)`.
     /// `on_event` runs on the broadcast's executor, never concurrently with itself; it
     /// should be quick (events queue up behind it, bounded by `options`).
-    template <typename CompletionToken>
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscription)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
     auto async_subscribe_callback(channel_list channels, event_callback on_event,
-                                  subscribe_options options, CompletionToken&& token) {
+                                  subscribe_options options,
+                                  CompletionToken&& token = CompletionToken()) {
         return boost::asio::async_initiate<CompletionToken,
                                            void(boost::system::error_code, subscription)>(
             [](auto handler, std::shared_ptr<detail::broadcast_core> core,
@@ -218,9 +247,10 @@ class BROADCASTER_EXPORT broadcast {
     }
 
     /// As above, with the default `subscribe_options`.
-    template <typename CompletionToken>
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscription)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
     auto async_subscribe_callback(channel_list channels, event_callback on_event,
-                                  CompletionToken&& token) {
+                                  CompletionToken&& token = CompletionToken()) {
         return async_subscribe_callback(std::move(channels), std::move(on_event),
                                         subscribe_options{}, std::forward<CompletionToken>(token));
     }
@@ -240,6 +270,98 @@ class BROADCASTER_EXPORT broadcast {
 
   private:
     std::shared_ptr<detail::broadcast_core> core_;
+};
+
+/// A `broadcast` whose `executor_type` is `Executor`: its operations called without
+/// a token use `broadcaster::default_completion_token_t<Executor>`, e.g.
+/// `use_awaitable` for `boost::asio::use_awaitable_t<>::as_default_on_t<broadcast>`.
+/// Everything else is the `broadcast`'s (the same object, not a copy of its API):
+///
+/// ```
+/// using awaitable_broadcast = asio::use_awaitable_t<>::as_default_on_t<broadcaster::broadcast>;
+/// awaitable_broadcast bc(io, "memory://");
+/// co_await bc.async_connect();
+/// ```
+///
+/// `Executor` must be constructible from `boost::asio::any_io_executor` (as the
+/// `executor_with_default` types of Asio's tokens are); handlers still run where a
+/// `broadcast`'s do.
+template <typename Executor>
+class rebound_broadcast : public broadcast {
+    static_assert(std::is_constructible_v<Executor, boost::asio::any_io_executor>,
+                  "rebound_broadcast: Executor must be constructible from any_io_executor");
+
+  public:
+    /// `Executor`, whose default completion token operations without a token use.
+    using executor_type = Executor;
+
+    using broadcast::broadcast;
+    /// Takes over `other` (e.g. in `as_default_on(std::move(bc))`).
+    rebound_broadcast(broadcast&& other) noexcept : broadcast(std::move(other)) {}
+
+    /// The broadcast's executor, as an `executor_type`.
+    executor_type get_executor() const noexcept { return executor_type(broadcast::get_executor()); }
+
+    // Each operation below is `broadcast`'s, with `executor_type`'s default token.
+
+    /// `broadcast::async_connect`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_connect(CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_connect(std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_disconnect`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_disconnect(CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_disconnect(std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_publish`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_publish(std::string channel, std::string message,
+                       CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_publish(std::move(channel), std::move(message),
+                                        std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_subscribe`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscriber)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_subscribe(channel_list channels, subscribe_options options,
+                         CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_subscribe(std::move(channels), options,
+                                          std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_subscribe`, with the default `subscribe_options`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscriber)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_subscribe(channel_list channels, CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_subscribe(std::move(channels),
+                                          std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_subscribe_callback`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscription)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_subscribe_callback(channel_list channels, event_callback on_event,
+                                  subscribe_options options,
+                                  CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_subscribe_callback(std::move(channels), std::move(on_event),
+                                                   options, std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_subscribe_callback`, with the default `subscribe_options`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, subscription)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_subscribe_callback(channel_list channels, event_callback on_event,
+                                  CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_subscribe_callback(std::move(channels), std::move(on_event),
+                                                   std::forward<CompletionToken>(token));
+    }
 };
 
 }  // namespace broadcaster

@@ -10,6 +10,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
@@ -55,6 +56,18 @@ BROADCASTER_EXPORT void async_receive(const std::shared_ptr<subscriber_state>& s
                                       receive_executor executor, receive_handler handler);
 }  // namespace detail
 
+/// The completion token operations use when called without one:
+/// `boost::asio::default_completion_token_t<Executor>`, or `boost::asio::deferred_t`
+/// when `Executor` names none (Boost 1.81 says `void` then, e.g. for
+/// `any_io_executor`; later Asio versions say `deferred_t` too).
+template <typename Executor>
+using default_completion_token_t =
+    std::conditional_t<std::is_void_v<boost::asio::default_completion_token_t<Executor>>,
+                       boost::asio::deferred_t, boost::asio::default_completion_token_t<Executor>>;
+
+template <typename Executor>
+class rebound_subscriber;
+
 /// A subscription to one or more channels, with its own bounded queue of events.
 ///
 /// Obtained from `broadcast::async_subscribe`, which completes only once the broker
@@ -79,6 +92,21 @@ BROADCASTER_EXPORT void async_receive(const std::shared_ptr<subscriber_state>& s
 /// `boost::asio::error::operation_aborted`). One `async_receive` at a time.
 class BROADCASTER_EXPORT subscriber {
   public:
+    /// The executor handlers run on by default (the broadcast's). Its default
+    /// completion token, `broadcaster::default_completion_token_t<executor_type>`
+    /// (`boost::asio::deferred`), is the one `async_receive` uses without a token.
+    using executor_type = boost::asio::any_io_executor;
+
+    /// The same subscriber with `Executor` as `executor_type`, so with that executor's
+    /// default completion token (what `boost::asio::use_awaitable_t<>::as_default_on`
+    /// uses). `other` is `rebound_subscriber<Executor>`, a `subscriber` that only
+    /// changes the default token and the type `get_executor()` returns.
+    template <typename Executor>
+    struct rebind_executor {
+        /// The subscriber type when rebound to `Executor`.
+        using other = rebound_subscriber<Executor>;
+    };
+
     /// An empty handle, subscribed to nothing.
     subscriber() noexcept = default;
     /// Takes over `other`'s subscription; `other` becomes empty.
@@ -104,8 +132,12 @@ class BROADCASTER_EXPORT subscriber {
     /// `boost::asio::system_executor`). An empty handle completes with
     /// `error::end_of_stream`. While pending, the operation counts as outstanding work
     /// on that executor.
-    template <typename CompletionToken>
-    auto async_receive(CompletionToken&& token) {
+    ///
+    /// Without a token it returns a `boost::asio::deferred` operation, started when
+    /// awaited or invoked with a token.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, event)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_receive(CompletionToken&& token = CompletionToken()) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, event)>(
             [](auto handler, std::shared_ptr<detail::subscriber_state> state,
                executor_type fallback) {
@@ -116,6 +148,10 @@ class BROADCASTER_EXPORT subscriber {
             // The fallback is needed by an empty handle only: don't copy it otherwise.
             token, state_, state_ ? executor_type() : executor_);
     }
+
+    /// The broadcast's executor (also for a handle that was moved from or came with a
+    /// failed subscribe); a default-constructed handle has none (an empty executor).
+    executor_type get_executor() const noexcept { return executor_; }
 
     /// Takes the next queued event without waiting; `std::nullopt` if none is queued.
     /// Use it after `async_receive` to drain a burst without suspending each time.
@@ -156,7 +192,6 @@ class BROADCASTER_EXPORT subscriber {
     explicit operator bool() const noexcept { return state_ != nullptr; }
 
   private:
-    using executor_type = boost::asio::any_io_executor;
     friend class detail::broadcast_core;
     subscriber(std::shared_ptr<detail::subscriber_state> state,
                std::weak_ptr<detail::broadcast_core> core, executor_type executor) noexcept
@@ -167,6 +202,38 @@ class BROADCASTER_EXPORT subscriber {
     std::weak_ptr<detail::broadcast_core> core_;
     // The broadcast's executor; kept by a moved-from handle, empty if default-constructed.
     executor_type executor_;
+};
+
+/// A `subscriber` whose `executor_type` is `Executor`: `async_receive` without a
+/// token uses `broadcaster::default_completion_token_t<Executor>`, e.g. `use_awaitable`
+/// for `boost::asio::use_awaitable_t<>::as_default_on_t<subscriber>`. Everything else
+/// is the `subscriber`'s. `Executor` must be constructible from
+/// `boost::asio::any_io_executor`.
+template <typename Executor>
+class rebound_subscriber : public subscriber {
+    static_assert(std::is_constructible_v<Executor, boost::asio::any_io_executor>,
+                  "rebound_subscriber: Executor must be constructible from any_io_executor");
+
+  public:
+    /// `Executor`, whose default completion token `async_receive` without a token uses.
+    using executor_type = Executor;
+
+    /// An empty handle, subscribed to nothing.
+    rebound_subscriber() noexcept = default;
+    /// Takes over `other`'s subscription (e.g. in `as_default_on(std::move(sub))`).
+    rebound_subscriber(subscriber&& other) noexcept : subscriber(std::move(other)) {}
+
+    /// The broadcast's executor, as an `executor_type`.
+    executor_type get_executor() const noexcept {
+        return executor_type(subscriber::get_executor());
+    }
+
+    /// `subscriber::async_receive`, with `executor_type`'s default token.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, event)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_receive(CompletionToken&& token = CompletionToken()) {
+        return subscriber::async_receive(std::forward<CompletionToken>(token));
+    }
 };
 
 }  // namespace broadcaster

@@ -121,7 +121,9 @@ void broadcast_core::do_disconnect(error_handler handler) {
     backend_->async_disconnect(asio::bind_executor(
         strand_, [once = move_only{}, weak = weak_from_this(), executor = executor_,
                   handler = std::move(handler)](error_code ec) mutable {
-            if (const auto self = weak.lock()) {
+            // A connect made since has its own state to report: a late disconnect
+            // completion must not overwrite it.
+            if (const auto self = weak.lock(); self && !self->connected_ && !self->connecting_) {
                 self->set_state(connection_state::disconnected, {});
             }
             if (handler) {

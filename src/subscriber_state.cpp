@@ -7,9 +7,12 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution/context_as.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
+#include <boost/asio/query.hpp>
 
 #include <algorithm>
 
@@ -25,6 +28,20 @@ subscriber_state::subscriber_state(std::vector<std::string> channels, subscribe_
       max_bytes_(options.max_bytes),
       policy_(options.policy),
       default_executor_(std::move(default_executor)) {}
+
+subscriber_state::~subscriber_state() {
+    if (registry_) {
+        registry_->remove(this);
+    }
+}
+
+void subscriber_state::drop_pending() {
+    std::unique_lock lock(mutex_);
+    auto receive = take_pending();
+    lock.unlock();
+    // `receive` is destroyed here, after unlocking: its handler may own this state's
+    // handle, whose release locks the mutex again.
+}
 
 subscriber_state::push_result subscriber_state::push(const event& ev) {
     std::unique_lock lock(mutex_);
@@ -138,6 +155,10 @@ void subscriber_state::async_receive(receive_handler handler, receive_executor e
         complete({std::move(handler), {}, {}, std::move(handler_executor)}, reason, {});
         return;
     }
+    if (!known_to_context()) {
+        lock.unlock();
+        return;  // the io_context is being destroyed: `handler` goes with it, uncalled
+    }
     // Keep the handler's executor busy while we wait, as Asio's own operations do.
     if (handler_executor) {
         pending_io_work_ =
@@ -166,6 +187,19 @@ void subscriber_state::cancel_receive(std::uint64_t receive_id) {
     auto receive = take_pending();
     lock.unlock();
     complete(std::move(receive), asio::error::operation_aborted, {});
+}
+
+bool subscriber_state::known_to_context() {
+    if (!registry_) {
+        if (!default_executor_) {
+            return true;  // no context to be destroyed with
+        }
+        auto& context =
+            asio::query(default_executor_, asio::execution::context_as<asio::execution_context&>);
+        registry_ = asio::use_service<pending_receives>(context).registry();
+        return registry_->add(this, weak_from_this());
+    }
+    return !registry_->shut_down();
 }
 
 subscriber_state::taken_receive subscriber_state::take_pending() {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "event_ring.hpp"
+#include "pending_receives.hpp"
 
 #include <broadcaster/options.hpp>
 #include <broadcaster/subscriber.hpp>
@@ -25,6 +26,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
 
     subscriber_state(std::vector<std::string> channels, subscribe_options options,
                      boost::asio::any_io_executor default_executor);
+    ~subscriber_state();
 
     // Called by the core for every event of one of the subscriber's channels.
     push_result push(const event& ev);
@@ -35,6 +37,9 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     // Ends the subscriber at once (handle destroyed): the queue is discarded and a
     // pending receive completes with operation_aborted.
     void abort();
+
+    // Destroys a waiting receive's handler uncalled: its io_context is going away.
+    void drop_pending();
 
     // Ends the subscriber at once with `reason`, replacing any earlier one: the queue
     // is discarded and a pending receive completes with `reason`.
@@ -61,6 +66,8 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
 
   private:
     void end(boost::system::error_code reason, bool replace);
+    // Registers with the context's pending_receives; false once it is shutting down.
+    bool known_to_context();
     void cancel_receive(std::uint64_t receive_id);
     // Takes the pending receive out of the state; complete it after unlocking.
     // The handler's executor: `io_work` when it is an I/O executor (see
@@ -96,6 +103,9 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     boost::asio::any_completion_executor pending_work_;
     boost::asio::any_io_executor pending_io_work_;
     std::uint64_t pending_id_ = 0;
+    // Where waiting receives are known, so that their io_context can destroy them;
+    // set by the first receive that waits.
+    std::shared_ptr<receive_registry> registry_;
     std::atomic<bool> released_{false};
 };
 

@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
 
+#include <atomic>
 #include <map>
 #include <optional>
 
@@ -66,19 +67,24 @@ TEST(kafka_concurrency, churn_on_one_channel_while_publishing_loses_nothing_afte
     run_async_test(
         [&](asio::io_context& io) -> asio::awaitable<void> {
             broadcast bc(io, url);
-            broadcast publisher(io, url);
+            // Shared with the publishing coroutine, which may still be waiting on its
+            // timer when this one returns.
+            struct shared_state {
+                std::atomic<bool> stop{false};
+                std::atomic<int> background{0};
+            };
+            const auto state = std::make_shared<shared_state>();
+            const auto publisher = std::make_shared<broadcast>(io, url);
             co_await bc.async_connect(use_awaitable);
-            co_await publisher.async_connect(use_awaitable);
+            co_await publisher->async_connect(use_awaitable);
             const auto channel = unique_name("churn");
-            bool stop = false;
-            int background = 0;
             asio::co_spawn(
                 io,
-                [&]() -> asio::awaitable<void> {
+                [&io, state, publisher, channel]() -> asio::awaitable<void> {
                     asio::steady_timer pace(io);
-                    while (!stop) {
-                        co_await publisher.async_publish(channel, "noise", use_awaitable);
-                        ++background;
+                    while (!state->stop) {
+                        co_await publisher->async_publish(channel, "noise", use_awaitable);
+                        ++state->background;
                         pace.expires_after(1ms);
                         co_await pace.async_wait(use_awaitable);
                     }
@@ -97,8 +103,8 @@ TEST(kafka_concurrency, churn_on_one_channel_while_publishing_loses_nothing_afte
                     BROADCASTER_REQUIRE(ev.message() == "noise");
                 }
             }  // each round's subscriber leaves: the channel is unsubscribed
-            stop = true;
-            EXPECT_GT(background, 0);
+            state->stop = true;
+            EXPECT_GT(state->background.load(), 0);
         },
         90s, 2);
 }

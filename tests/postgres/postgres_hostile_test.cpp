@@ -185,6 +185,8 @@ TEST(postgres_hostile, every_session_killed_mid_queue_leaves_exactly_the_confirm
 // the queue was taken for an unanswered one: the connections were dropped, the rest of
 // the burst failed with not_connected and notifications were lost.
 TEST(postgres_hostile, a_long_queue_of_publishes_is_no_outage) {
+    // A batch takes tens of milliseconds, far under the timeout, and the whole queue
+    // (15000 stored payloads) a few seconds, far over it.
     const auto url = hostile_server().url() + "?publish_timeout_ms=1000";
     run_async_test(
         [&](asio::io_context& io) -> asio::awaitable<void> {
@@ -194,7 +196,7 @@ TEST(postgres_hostile, a_long_queue_of_publishes_is_no_outage) {
             pg->attach(io.get_executor(), sink);
             BROADCASTER_REQUIRE(!co_await call([&](auto h) { pg->async_connect(std::move(h)); }));
             // Each goes through the payload table: one round trip per publish.
-            constexpr int count = 5000;
+            constexpr int count = 15000;
             const std::string message(8000, 'x');
             const auto channel = unique_name("burst");
             int done = 0;

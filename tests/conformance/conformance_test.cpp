@@ -379,10 +379,6 @@ TEST_P(conformance, churn_on_one_channel_loses_nothing_after_confirmation) {
 // io_context without running again, leaves no socket open.
 TEST_P(conformance, destroying_the_io_context_closes_every_socket) {
     const auto u = url();  // starts the test server first: its descriptors are not ours
-    const auto open_fds = [] {
-        return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
-                             std::filesystem::directory_iterator());
-    };
     const auto before = open_fds();
     for (int i = 0; i < 3; ++i) {
         auto io = std::make_unique<asio::io_context>();

@@ -95,15 +95,6 @@ asio::awaitable<void> let_run(int turns) {
     }
 }
 
-std::size_t open_fds() {
-    std::size_t n = 0;
-    for ([[maybe_unused]] const auto& entry :
-         std::filesystem::directory_iterator("/proc/self/fd")) {
-        ++n;
-    }
-    return n;
-}
-
 // ---- backend level ---------------------------------------------------------------
 
 // Each LISTEN used to cancel every wait on the listener's socket, including the one

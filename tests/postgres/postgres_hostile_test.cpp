@@ -218,15 +218,6 @@ TEST(postgres_hostile, a_long_queue_of_publishes_is_no_outage) {
         90s);
 }
 
-std::size_t open_fds() {
-    std::size_t n = 0;
-    for ([[maybe_unused]] const auto& entry :
-         std::filesystem::directory_iterator("/proc/self/fd")) {
-        ++n;
-    }
-    return n;
-}
-
 // A disconnect (or the io_context's end) at every step of connecting: the connect
 // completes once (aborted or not), the disconnect once, and no socket stays open.
 TEST(postgres_hostile, disconnect_or_teardown_at_every_step_of_connecting_leaks_nothing) {

@@ -223,12 +223,6 @@ TEST(redis_concurrency, outage_during_churn_ends_consistent) {
         90s);
 }
 
-std::size_t open_fds() {
-    return static_cast<std::size_t>(
-        std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
-                      std::filesystem::directory_iterator{}));
-}
-
 // Connects, starts subscribes and publishes, destroys the broadcast while they are
 // in flight, then the io_context: nothing crashes, every socket is closed. Once
 // without running the io_context again, once letting the posted work run first.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -34,6 +35,14 @@ using namespace std::chrono_literals;
     } while (false)
 
 // A name no other test (or earlier run against the same broker) uses.
+// Descriptors open in this process: a test that frees everything leaves the count as
+// it found it.
+inline std::size_t open_fds() {
+    return static_cast<std::size_t>(
+        std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                      std::filesystem::directory_iterator{}));
+}
+
 inline std::string unique_name(const std::string& prefix = "test") {
     static std::atomic<int> counter{0};
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();

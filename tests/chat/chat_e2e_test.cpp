@@ -329,7 +329,7 @@ std::size_t resident_kib(pid_t pid) {
 // backlog is full, then dropped when its socket has taken nothing for the stall
 // timeout. The server's memory stays put; others are served meanwhile.
 TEST(chat, a_ping_flood_from_a_client_that_never_reads_is_bounded_and_dropped) {
-    constexpr std::size_t rss_bound_kib = 48 * 1024;  // stated in the README
+    constexpr std::size_t rss_bound_kib = 48 * 1024;  // stated in docs/chat.md
     chat_instance chat("memory://", {"--slow-client-timeout", "1"});
     client bystander(chat.port);
     raw_websocket flooder(chat.port, 16 * 1024);

@@ -94,7 +94,7 @@ void settle(asio::io_context& io) {
 }
 
 // Destroying the broadcast, then its io_context without running it, must free every
-// handler still waiting, as Asio does for its own operations (README, Errors). A
+// handler still waiting, as Asio does for its own operations (docs/design.md). A
 // pending async_receive is such an operation: in the usual session pattern its handler
 // owns the subscriber (and so its own state), a cycle only destroying the handler
 // breaks.

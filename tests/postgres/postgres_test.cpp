@@ -263,7 +263,7 @@ TEST(postgres, refuses_payloads_over_max_payload_bytes) {
 TEST(postgres, max_payload_bytes_defaults_to_what_postgres_and_libpq_can_take) {
     const auto url = postgres_test_url();
     const auto parsed = detail::parse_postgres_url(backend_config{url, url, {}});
-    EXPECT_EQ(parsed.max_payload_bytes, 1000u * 1024 * 1024) << "as the README says";
+    EXPECT_EQ(parsed.max_payload_bytes, 1000u * 1024 * 1024) << "as docs/backends/postgres.md says";
     // libpq's lengths are int; Postgres takes a message (the field and what surrounds
     // it) of less than 1 GiB.
     EXPECT_LE(parsed.max_payload_bytes, static_cast<std::size_t>(std::numeric_limits<int>::max()));

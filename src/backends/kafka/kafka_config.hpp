@@ -14,7 +14,7 @@ namespace broadcaster::detail {
 // librdkafka settings as (name, value) pairs, applied in order (later ones win).
 using kafka_settings = std::vector<std::pair<std::string, std::string>>;
 
-// A `kafka://host:port[,host:port...][?options]` URL. See the README's option table.
+// A `kafka://host:port[,host:port...][?options]` URL. See docs/backends/kafka.md.
 struct kafka_config : connection_options {
     using connection_options::connection_options;
 

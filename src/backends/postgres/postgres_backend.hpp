@@ -6,7 +6,7 @@
 
 namespace broadcaster::detail {
 
-// `postgres://` and `postgresql://`: LISTEN/NOTIFY. See the README for URL options.
+// `postgres://` and `postgresql://`: LISTEN/NOTIFY. URL options: docs/backends/postgres.md.
 std::unique_ptr<backend> make_postgres_backend(const backend_config& config);
 
 }  // namespace broadcaster::detail

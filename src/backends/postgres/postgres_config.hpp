@@ -11,7 +11,7 @@
 namespace broadcaster::detail {
 
 // A `postgres://` or `postgresql://` URL: our own options taken out, the rest handed
-// to libpq as its connection URI. See the README's option table.
+// to libpq as its connection URI. See docs/backends/postgres.md.
 struct postgres_config : connection_options {
     using connection_options::connection_options;
 

@@ -6,7 +6,7 @@
 
 namespace broadcaster::detail {
 
-// `redis://` and `rediss://` (TLS): Redis PUB/SUB. See the README for URL options.
+// `redis://` and `rediss://` (TLS): Redis PUB/SUB. URL options: docs/backends/redis.md.
 std::unique_ptr<backend> make_redis_backend(const backend_config& config);
 
 }  // namespace broadcaster::detail

@@ -10,7 +10,7 @@
 
 namespace broadcaster::detail {
 
-// Everything a `redis://` or `rediss://` URL says; see the README's option table.
+// Everything a `redis://` or `rediss://` URL says; see docs/backends/redis.md.
 struct redis_config : connection_options {
     using connection_options::connection_options;
 

@@ -3,12 +3,12 @@
 /// @file
 /// `broadcaster::subscriber`: the receiving end of a subscription.
 
+#include <broadcaster/detail/receive_executor.hpp>
 #include <broadcaster/event.hpp>
 #include <broadcaster/export.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/system/error_code.hpp>
@@ -29,28 +29,6 @@ namespace detail {
 class subscriber_state;
 class broadcast_core;
 using receive_handler = boost::asio::any_completion_handler<void(boost::system::error_code, event)>;
-// Where a receive completes, found before its handler is type-erased: completing
-// through an `any_io_executor` avoids a second layer of type erasure on every wake-up.
-struct receive_executor {
-    // The handler's associated executor, when it has one that `any_io_executor` holds.
-    boost::asio::any_io_executor own;
-    // The handler has no associated executor: it completes on the broadcast's.
-    bool none = false;
-};
-
-template <typename Handler>
-receive_executor receive_executor_of(const Handler& handler) {
-    struct no_executor {};
-    using executor = boost::asio::associated_executor_t<Handler, no_executor>;
-    if constexpr (std::is_same_v<executor, no_executor>) {
-        return {{}, true};
-    } else if constexpr (std::is_constructible_v<boost::asio::any_io_executor, executor>) {
-        return {boost::asio::get_associated_executor(handler), false};
-    } else {
-        return {};  // completes through the type-erased handler's executor
-    }
-}
-
 BROADCASTER_EXPORT void async_receive(const std::shared_ptr<subscriber_state>& state,
                                       const boost::asio::any_io_executor& fallback,
                                       receive_executor executor, receive_handler handler);

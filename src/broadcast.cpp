@@ -16,6 +16,10 @@ void async_disconnect(const std::shared_ptr<broadcast_core>& core, error_handler
     core->disconnect(std::move(handler));
 }
 
+void async_shutdown(const std::shared_ptr<broadcast_core>& core, error_handler handler) {
+    core->async_shutdown(std::move(handler));
+}
+
 void async_publish(const std::shared_ptr<broadcast_core>& core, std::string channel,
                    std::string message, error_handler handler) {
     core->publish(std::move(channel), std::move(message), std::move(handler));

@@ -5,12 +5,15 @@
 
 #include <broadcaster/error.hpp>
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <list>
 
 namespace broadcaster::detail {
 
@@ -24,14 +27,56 @@ constexpr auto relaxed = std::memory_order_relaxed;
 void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) noexcept {
     counter.store(counter.load(relaxed) + n, relaxed);
 }
+
+// Whether a cancellation of `type` applies. Connect and subscribe support terminal,
+// partial and total cancellation alike: a cancelled one leaves nothing behind that the
+// app can see (the broadcast is back where it was), which satisfies all three.
+bool cancellation_requested(asio::cancellation_type type) noexcept {
+    constexpr auto supported = asio::cancellation_type::terminal |
+                               asio::cancellation_type::partial | asio::cancellation_type::total;
+    return (type & supported) != asio::cancellation_type::none;
+}
+
+// Invokes `handler(args...)` as post_completion does, clearing `slot` first, on the
+// handler's executor (where the app emits cancellation): the cancel handler installed
+// there must not outlive the operation.
+template <typename Handler, typename... Args>
+void post_clearing(Handler handler, asio::cancellation_slot slot,
+                   const asio::any_io_executor& fallback, Args... args) {
+    const auto executor = asio::get_associated_executor(handler, fallback);
+    post_via(executor, fallback,
+             [once = move_only{}, handler = std::move(handler), slot,
+              ... args = std::move(args)]() mutable {
+                 if (slot.is_connected()) {
+                     slot.clear();
+                 }
+                 std::move(handler)(std::move(args)...);
+             });
+}
 }  // namespace
 
 // A subscribe operation waiting for the broker to confirm each of its channels.
 struct broadcast_core::pending_subscribe {
     std::shared_ptr<subscriber_state> state;
     subscribe_handler handler;
+    asio::cancellation_slot slot;
     std::size_t remaining = 0;
     error_code first_error;
+    bool done = false;  // completed or cancelled: later news is ignored
+};
+
+struct broadcast_core::quiet_latch {
+    explicit quiet_latch(asio::any_io_executor executor) : executor(std::move(executor)) {}
+    quiet_latch(const quiet_latch&) = delete;
+    quiet_latch& operator=(const quiet_latch&) = delete;
+    ~quiet_latch() {
+        for (auto& waiter : waiters) {
+            post_completion(std::move(waiter), executor, error_code());
+        }
+    }
+
+    const asio::any_io_executor executor;
+    std::vector<error_handler> waiters;
 };
 
 broadcast_core::broadcast_core(asio::any_io_executor executor, std::unique_ptr<backend> backend,
@@ -39,7 +84,8 @@ broadcast_core::broadcast_core(asio::any_io_executor executor, std::unique_ptr<b
     : executor_(std::move(executor)),
       strand_(asio::make_strand(executor_)),
       backend_(std::move(backend)),
-      url_(std::move(redacted_url)) {}
+      url_(std::move(redacted_url)),
+      work_(std::make_shared<quiet_latch>(executor_)) {}
 
 broadcast_core::~broadcast_core() = default;
 
@@ -54,25 +100,38 @@ subscriber broadcast_core::empty_subscriber() const {
 // ---- connect / disconnect ----------------------------------------------------------
 
 void broadcast_core::connect(error_handler handler) {
-    asio::dispatch(strand_, [once = move_only{}, self = shared_from_this(),
-                             handler = std::move(handler)]() mutable {
-        self->do_connect(std::move(handler));
-    });
+    connect_waiter waiter;
+    waiter.id = next_connect_id_.fetch_add(1, relaxed) + 1;
+    waiter.slot = asio::get_associated_cancellation_slot(handler);
+    waiter.handler.swap(handler);  // not operator=: see move_only in completion.hpp
+    if (waiter.slot.is_connected()) {
+        waiter.slot.assign([weak = weak_from_this(), id = waiter.id](asio::cancellation_type type) {
+            if (!cancellation_requested(type)) {
+                return;
+            }
+            if (auto self = weak.lock()) {
+                asio::dispatch(self->strand_, [self, id] { self->cancel_connect(id); });
+            }
+        });
+    }
+    asio::dispatch(strand_,
+                   [once = move_only{}, self = shared_from_this(),
+                    waiter = std::move(waiter)]() mutable { self->do_connect(std::move(waiter)); });
 }
 
-void broadcast_core::do_connect(error_handler handler) {
+void broadcast_core::do_connect(connect_waiter waiter) {
     if (connected_) {
-        post_completion(std::move(handler), executor_, error_code());
+        finish_connect_waiter(std::move(waiter), {});
         return;
     }
-    connect_waiters_.push_back(std::move(handler));
+    connect_waiters_.push_back(std::move(waiter));
     if (connecting_) {
         return;
     }
     connecting_ = true;
     set_state(connection_state::connecting, {});
-    backend_->async_connect(
-        asio::bind_executor(strand_, [weak = weak_from_this(), session = session_](error_code ec) {
+    backend_->async_connect(asio::bind_executor(
+        strand_, [weak = weak_from_this(), session = session_, work = work_](error_code ec) {
             const auto self = weak.lock();
             if (!self || session != self->session_) {
                 return;  // a disconnect overtook this connect and answered its waiters
@@ -81,9 +140,30 @@ void broadcast_core::do_connect(error_handler handler) {
             self->connected_ = !ec;
             self->set_state(ec ? connection_state::disconnected : connection_state::connected, ec);
             for (auto& waiter : std::exchange(self->connect_waiters_, {})) {
-                post_completion(std::move(waiter), self->executor_, ec);
+                self->finish_connect_waiter(std::move(waiter), ec);
             }
         }));
+}
+
+void broadcast_core::cancel_connect(std::uint64_t id) {
+    const auto it = std::find_if(connect_waiters_.begin(), connect_waiters_.end(),
+                                 [id](const connect_waiter& w) { return w.id == id; });
+    if (it == connect_waiters_.end()) {
+        return;  // already completed
+    }
+    auto waiter = std::move(*it);
+    connect_waiters_.erase(it);  // a list: erasing assigns no handler (see completion.hpp)
+    finish_connect_waiter(std::move(waiter), asio::error::operation_aborted);
+    if (connect_waiters_.empty() && connecting_) {
+        // Nobody waits for this attempt any more: abandon it (the backend closes what
+        // it opened), so that a later connect starts afresh.
+        do_disconnect({});
+        set_state(connection_state::disconnected, asio::error::operation_aborted);
+    }
+}
+
+void broadcast_core::finish_connect_waiter(connect_waiter waiter, error_code ec) {
+    post_clearing(std::move(waiter.handler), waiter.slot, executor_, ec);
 }
 
 void broadcast_core::disconnect(error_handler handler) {
@@ -103,7 +183,7 @@ void broadcast_core::do_disconnect(error_handler handler) {
     ++session_;
     connected_ = connecting_ = false;
     for (auto& waiter : std::exchange(connect_waiters_, {})) {
-        post_completion(std::move(waiter), executor_, error_code(asio::error::operation_aborted));
+        finish_connect_waiter(std::move(waiter), asio::error::operation_aborted);
     }
     // End every subscriber and fail every subscribe still waiting for the broker.
     auto channels = std::exchange(channels_, {});
@@ -119,17 +199,28 @@ void broadcast_core::do_disconnect(error_handler handler) {
     subscriber_count_ = 0;
     update_gauges();
     backend_->async_disconnect(asio::bind_executor(
-        strand_, [once = move_only{}, weak = weak_from_this(), executor = executor_,
+        strand_, [once = move_only{}, weak = weak_from_this(), executor = executor_, work = work_,
                   handler = std::move(handler)](error_code ec) mutable {
             // A connect made since has its own state to report: a late disconnect
-            // completion must not overwrite it.
-            if (const auto self = weak.lock(); self && !self->connected_ && !self->connecting_) {
+            // completion must not overwrite it. An abandoned connect reported it already.
+            if (const auto self = weak.lock(); self && !self->connected_ && !self->connecting_ &&
+                                               self->state() != connection_state::disconnected) {
                 self->set_state(connection_state::disconnected, {});
             }
             if (handler) {
                 post_completion(std::move(handler), executor, ec);
             }
         }));
+}
+
+void broadcast_core::async_shutdown(error_handler handler) {
+    asio::dispatch(strand_, [once = move_only{}, self = shared_from_this(),
+                             handler = std::move(handler)]() mutable {
+        self->work_->waiters.push_back(std::move(handler));
+        self->do_disconnect({});  // its completion handler holds the latch too
+        // Work started from now on belongs to a later shutdown.
+        self->work_ = std::make_shared<quiet_latch>(self->executor_);
+    });
 }
 
 void broadcast_core::shutdown() {
@@ -150,16 +241,22 @@ void broadcast_core::publish(std::string channel, std::string message, error_han
             return;
         }
         // Complete straight on the app's executor: one hop instead of two via the strand.
+        // The app's cancellation slot goes along: a backend may cancel a publish that
+        // is still queued.
         auto executor = asio::get_associated_executor(handler, self->executor_);
+        const auto slot = asio::get_associated_cancellation_slot(handler);
         self->backend_->async_publish(
             std::move(channel), std::move(message),
-            asio::bind_executor(executor, [once = move_only{}, weak = self->weak_from_this(),
-                                           handler = std::move(handler)](error_code ec) mutable {
-                if (const auto self = weak.lock(); self && !ec) {
-                    self->published_.fetch_add(1, relaxed);
-                }
-                std::move(handler)(ec);
-            }));
+            asio::bind_cancellation_slot(
+                slot, asio::bind_executor(
+                          executor,
+                          [once = move_only{}, weak = self->weak_from_this(), work = self->work_,
+                           handler = std::move(handler)](error_code ec) mutable {
+                              if (const auto self = weak.lock(); self && !ec) {
+                                  self->published_.fetch_add(1, relaxed);
+                              }
+                              std::move(handler)(ec);
+                          })));
     });
 }
 
@@ -167,46 +264,62 @@ void broadcast_core::publish(std::string channel, std::string message, error_han
 
 void broadcast_core::subscribe(std::vector<std::string> channels, subscribe_options options,
                                subscribe_handler handler) {
-    asio::dispatch(strand_,
-                   [once = move_only{}, self = shared_from_this(), channels = std::move(channels),
-                    options, handler = std::move(handler)]() mutable {
-                       self->do_subscribe(std::move(channels), options, std::move(handler));
-                   });
+    auto op = std::make_shared<pending_subscribe>();
+    op->slot = asio::get_associated_cancellation_slot(handler);
+    op->handler.swap(handler);  // not operator=: see move_only in completion.hpp
+    if (op->slot.is_connected()) {
+        op->slot.assign([weak = weak_from_this(), weak_op = std::weak_ptr<pending_subscribe>(op)](
+                            asio::cancellation_type type) {
+            if (!cancellation_requested(type)) {
+                return;
+            }
+            auto self = weak.lock();
+            auto op = weak_op.lock();
+            if (self && op) {
+                asio::dispatch(self->strand_, [self, op] { self->cancel_subscribe(op); });
+            }
+        });
+    }
+    asio::dispatch(strand_, [self = shared_from_this(), channels = std::move(channels), options,
+                             op = std::move(op)]() mutable {
+        self->do_subscribe(std::move(channels), options, op);
+    });
 }
 
 void broadcast_core::subscribe_callback(std::vector<std::string> channels, event_callback on_event,
                                         subscribe_options options, subscription_handler handler) {
     auto executor = executor_;
     const auto handler_executor = asio::get_associated_executor(handler, executor_);
+    const auto slot = asio::get_associated_cancellation_slot(handler);
     subscribe(std::move(channels), options,
-              subscribe_handler(asio::bind_executor(
-                  handler_executor,
-                  [once = move_only{}, executor, on_event = std::move(on_event),
-                   handler = std::move(handler)](error_code ec, subscriber sub) mutable {
-                      if (!ec) {
-                          std::make_shared<callback_pump>(sub.state_, sub.core_,
-                                                          std::move(on_event), executor)
-                              ->start();
-                      }
-                      std::move(handler)(ec, subscription(std::move(sub)));
-                  })));
+              subscribe_handler(asio::bind_cancellation_slot(
+                  slot, asio::bind_executor(
+                            handler_executor,
+                            [once = move_only{}, executor, on_event = std::move(on_event),
+                             handler = std::move(handler)](error_code ec, subscriber sub) mutable {
+                                if (!ec) {
+                                    std::make_shared<callback_pump>(sub.state_, sub.core_,
+                                                                    std::move(on_event), executor)
+                                        ->start();
+                                }
+                                std::move(handler)(ec, subscription(std::move(sub)));
+                            }))));
 }
 
 void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_options options,
-                                  subscribe_handler handler) {
+                                  const std::shared_ptr<pending_subscribe>& op) {
+    if (op->done) {
+        return;  // cancelled before it started
+    }
     if (!connected_) {
-        post_completion(std::move(handler), executor_, error_code(error::not_connected),
-                        empty_subscriber());
+        finish_subscribe(op, error::not_connected, empty_subscriber());
         return;
     }
     if (channels.empty()) {
-        post_completion(std::move(handler), executor_, error_code(error::invalid_channel),
-                        empty_subscriber());
+        finish_subscribe(op, error::invalid_channel, empty_subscriber());
         return;
     }
-    auto op = std::make_shared<pending_subscribe>();
     op->state = std::make_shared<subscriber_state>(std::move(channels), options, executor_);
-    op->handler.swap(handler);  // not operator=: see move_only in completion.hpp
     op->remaining = op->state->channels().size();
     op->state->attached = true;
     ++subscriber_count_;
@@ -231,6 +344,9 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
 
 void broadcast_core::channel_confirmed(const std::shared_ptr<pending_subscribe>& op,
                                        error_code ec) {
+    if (op->done) {
+        return;
+    }
     if (ec && !op->first_error) {
         op->first_error = ec;
     }
@@ -239,11 +355,35 @@ void broadcast_core::channel_confirmed(const std::shared_ptr<pending_subscribe>&
     }
     if (op->first_error) {
         detach(op->state);
-        post_completion(std::move(op->handler), executor_, op->first_error, empty_subscriber());
+        finish_subscribe(op, op->first_error, empty_subscriber());
         return;
     }
-    post_completion(std::move(op->handler), executor_, error_code(),
-                    subscriber(op->state, weak_from_this(), executor_));
+    finish_subscribe(op, {}, subscriber(op->state, weak_from_this(), executor_));
+}
+
+void broadcast_core::cancel_subscribe(const std::shared_ptr<pending_subscribe>& op) {
+    if (op->done) {
+        return;  // completed meanwhile
+    }
+    if (op->state) {
+        // Stop waiting for its channels, then leave them as any subscriber leaves: a
+        // channel left without subscribers drops its broker subscription (at once, or
+        // once the subscribe in flight for it has been answered).
+        for (const auto& name : op->state->channels()) {
+            if (const auto it = channels_.find(name); it != channels_.end()) {
+                auto& waiters = it->second.waiters;
+                waiters.erase(std::remove(waiters.begin(), waiters.end(), op), waiters.end());
+            }
+        }
+        detach(op->state);
+    }
+    finish_subscribe(op, asio::error::operation_aborted, empty_subscriber());
+}
+
+void broadcast_core::finish_subscribe(const std::shared_ptr<pending_subscribe>& op, error_code ec,
+                                      subscriber sub) {
+    op->done = true;
+    post_clearing(std::move(op->handler), op->slot, executor_, ec, std::move(sub));
 }
 
 void broadcast_core::reconcile(const std::string& name) {
@@ -256,7 +396,7 @@ void broadcast_core::reconcile(const std::string& name) {
     if (wanted && !entry.confirmed) {
         entry.busy = true;
         backend_->async_subscribe(
-            name, asio::bind_executor(strand_, [weak = weak_from_this(), name,
+            name, asio::bind_executor(strand_, [weak = weak_from_this(), name, work = work_,
                                                 generation = entry.generation](error_code ec) {
                 if (const auto self = weak.lock()) {
                     self->backend_subscribed(name, generation, ec);
@@ -266,7 +406,7 @@ void broadcast_core::reconcile(const std::string& name) {
         entry.busy = true;
         entry.confirmed = false;  // going away: a new subscriber must wait (see channel_entry)
         backend_->async_unsubscribe(
-            name, asio::bind_executor(strand_, [weak = weak_from_this(), name,
+            name, asio::bind_executor(strand_, [weak = weak_from_this(), name, work = work_,
                                                 generation = entry.generation](error_code) {
                 // A failed unsubscribe leaves at worst a broker subscription whose
                 // events no local subscriber wants; they are ignored.

@@ -4,9 +4,11 @@
 
 #include <broadcaster/broadcast.hpp>
 
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
+#include <list>
 #include <unordered_map>
 
 namespace broadcaster::detail {
@@ -32,8 +34,14 @@ class broadcast_core final : public backend_sink,
     const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
     const std::string& url() const noexcept { return url_; }
 
+    // The public operations. Each reads its handler's cancellation slot on the calling
+    // thread (where the app emits cancellation) and installs its cancel handler there.
     void connect(error_handler handler);
     void disconnect(error_handler handler);
+    // Disconnects, then completes once every handler given to the backend has run or
+    // been destroyed (the backend's disconnect included: client backends complete it
+    // when their connections are closed).
+    void async_shutdown(error_handler handler);
     void publish(std::string channel, std::string message, error_handler handler);
     void subscribe(std::vector<std::string> channels, subscribe_options options,
                    subscribe_handler handler);
@@ -56,6 +64,14 @@ class broadcast_core final : public backend_sink,
 
   private:
     struct pending_subscribe;
+    // Completes the shutdowns waiting in it once the last handler given to the backend
+    // that holds it is gone (see `work_`).
+    struct quiet_latch;
+    struct connect_waiter {
+        error_handler handler;
+        std::uint64_t id = 0;
+        boost::asio::cancellation_slot slot;
+    };
     // One channel's broker subscription, a small state machine driven by `reconcile`:
     //   idle --subscribe--> busy --ok--> confirmed --last subscriber gone, unsubscribe-->
     //   busy --done--> idle (erased, or subscribed again if subscribers came meanwhile).
@@ -79,10 +95,15 @@ class broadcast_core final : public backend_sink,
             return std::hash<std::string_view>{}(s);
         }
     };
-    void do_connect(error_handler handler);
+    void do_connect(connect_waiter waiter);
+    void cancel_connect(std::uint64_t id);
+    void finish_connect_waiter(connect_waiter waiter, boost::system::error_code ec);
     void do_disconnect(error_handler handler);
     void do_subscribe(std::vector<std::string> channels, subscribe_options options,
-                      subscribe_handler handler);
+                      const std::shared_ptr<pending_subscribe>& op);
+    void cancel_subscribe(const std::shared_ptr<pending_subscribe>& op);
+    void finish_subscribe(const std::shared_ptr<pending_subscribe>& op,
+                          boost::system::error_code ec, subscriber sub);
     void channel_confirmed(const std::shared_ptr<pending_subscribe>& op,
                            boost::system::error_code ec);
     // Brings the broker subscription of `name` in line with its local subscribers.
@@ -109,7 +130,13 @@ class broadcast_core final : public backend_sink,
     bool connecting_ = false;
     // Bumped by every disconnect, so a connect that was overtaken by it knows.
     std::uint64_t session_ = 0;
-    std::vector<error_handler> connect_waiters_;
+    // A list: waiters leave from the middle when cancelled, and no handler may be
+    // move-assigned (see move_only in completion.hpp).
+    std::list<connect_waiter> connect_waiters_;
+    std::atomic<std::uint64_t> next_connect_id_{0};
+    // Held by every handler given to the backend (and by the core): a shutdown waits in
+    // it until the backend has let go of all of them, then a new one takes its place.
+    std::shared_ptr<quiet_latch> work_;
     state_observer observer_;
     // Observer calls run here, one at a time and in the order of the changes.
     const boost::asio::strand<boost::asio::any_io_executor> observer_strand_ =

@@ -61,6 +61,8 @@ BROADCASTER_EXPORT void async_connect(const std::shared_ptr<broadcast_core>& cor
                                       error_handler handler);
 BROADCASTER_EXPORT void async_disconnect(const std::shared_ptr<broadcast_core>& core,
                                          error_handler handler);
+BROADCASTER_EXPORT void async_shutdown(const std::shared_ptr<broadcast_core>& core,
+                                       error_handler handler);
 BROADCASTER_EXPORT void async_publish(const std::shared_ptr<broadcast_core>& core,
                                       std::string channel, std::string message,
                                       error_handler handler);
@@ -101,9 +103,20 @@ class rebound_broadcast;
 /// Thread safety: every member function may be called from any thread, concurrently.
 /// The broadcast's state lives on an internal strand of its executor.
 ///
+/// Cancellation: `async_connect`, `async_subscribe`, `async_subscribe_callback` and
+/// `subscriber::async_receive` support per-operation cancellation (the handler's
+/// associated cancellation slot, e.g. through `||` of awaitable operators or
+/// `boost::asio::bind_cancellation_slot`) of every type (terminal, partial, total): a
+/// cancelled operation completes at once with `boost::asio::error::operation_aborted`
+/// and leaves nothing behind. `async_publish` hands its slot to the backend, which may
+/// cancel a message still queued (not yet written). See docs/operations.md.
+///
 /// Lifetime: destroying the broadcast disconnects it in the background (on its
 /// executor); its subscribers then end with `error::end_of_stream`. Pending
-/// operations still complete. Subscribers may outlive the broadcast.
+/// operations still complete. Subscribers may outlive the broadcast. To know when the
+/// background work is over (every socket closed, every handler run), call
+/// `async_shutdown` first. Destroying the executor's `io_context` destroys whatever is
+/// left, handlers included, uncalled.
 class BROADCASTER_EXPORT broadcast {
   public:
     /// The executor handlers run on by default. Its default completion token,
@@ -154,8 +167,15 @@ class BROADCASTER_EXPORT broadcast {
     const std::string& url() const noexcept;
 
     /// Connects to the broker. Signature: `void(boost::system::error_code)`.
-    /// Completes at once if already connected. Errors are the backend's (e.g.
-    /// `error::not_connected` after the connect timeout, `error::authentication_failed`).
+    /// Completes at once if already connected; several connects at once share one
+    /// attempt. Errors are the backend's (e.g. `error::not_connected` after the connect
+    /// timeout, `error::authentication_failed`), `boost::asio::error::operation_aborted`
+    /// when cancelled or overtaken by `async_disconnect` / `async_shutdown`.
+    ///
+    /// Cancellation (terminal, partial, total): the cancelled operation completes at
+    /// once with `operation_aborted`. When no other connect waits for the attempt, it is
+    /// abandoned: the backend closes what it opened and the broadcast is
+    /// `connection_state::disconnected` again, so a later `async_connect` starts afresh.
     template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
                   broadcaster::default_completion_token_t<executor_type>>
     auto async_connect(CompletionToken&& token = CompletionToken()) {
@@ -169,6 +189,7 @@ class BROADCASTER_EXPORT broadcast {
     /// Disconnects: every subscriber ends with `error::end_of_stream` once it has
     /// received what was queued, and every broker subscription is dropped.
     /// Signature: `void(boost::system::error_code)`. The broadcast can connect again.
+    /// A connect or subscribe still waiting completes with an error. Not cancellable.
     template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
                   broadcaster::default_completion_token_t<executor_type>>
     auto async_disconnect(CompletionToken&& token = CompletionToken()) {
@@ -179,11 +200,35 @@ class BROADCASTER_EXPORT broadcast {
             token, core_);
     }
 
+    /// Disconnects as `async_disconnect` does, then completes once the backend has
+    /// let go of everything: every connection of the backend is closed, and every
+    /// handler the broadcast gave the backend (connect, subscribe, publish, ...
+    /// completions) has run or been destroyed. Signature:
+    /// `void(boost::system::error_code)`; the code is always empty. Afterwards the
+    /// broadcast is `connection_state::disconnected` and may connect again; nothing
+    /// of it is left running on the executor, and no socket of it is open.
+    /// Not cancellable. Operations started after it are not waited for.
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_shutdown(CompletionToken&& token = CompletionToken()) {
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+            [](auto handler, std::shared_ptr<detail::broadcast_core> core) {
+                detail::async_shutdown(core, detail::error_handler(std::move(handler)));
+            },
+            token, core_);
+    }
+
     /// Publishes `message` on `channel`. Signature: `void(boost::system::error_code)`.
     /// Completes once the backend accepted the message. Messages published from one
     /// thread (or one coroutine) reach every subscriber in publish order.
     /// Errors: `error::not_connected`, `error::invalid_channel`,
     /// `error::payload_too_large`, `error::timeout`, or the backend's own.
+    ///
+    /// Cancellation: the handler's cancellation slot is handed to the backend. A
+    /// backend that queues publishes (Redis, Postgres) may then complete a publish with
+    /// `boost::asio::error::operation_aborted` while it is still queued, not yet
+    /// written: it is never sent. Once written, the publish completes normally
+    /// whatever is emitted. The memory backend publishes at once: nothing to cancel.
     template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
                   broadcaster::default_completion_token_t<executor_type>>
     auto async_publish(std::string channel, std::string message,
@@ -202,6 +247,12 @@ class BROADCASTER_EXPORT broadcast {
     /// Completes once the broker has confirmed every channel: anything published
     /// afterwards is received. Errors: `error::not_connected`,
     /// `error::invalid_channel`, or the backend's own; on error nothing stays subscribed.
+    ///
+    /// Cancellation (terminal, partial, total) while waiting for the broker: completes
+    /// at once with `boost::asio::error::operation_aborted` and nothing stays
+    /// subscribed; a channel this was the only subscriber of drops its broker
+    /// subscription (once the broker answered the subscribe in flight). Other
+    /// subscribers of the same channels are not affected.
     template <boost::asio::completion_token_for<void(boost::system::error_code, subscriber)>
                   CompletionToken = broadcaster::default_completion_token_t<executor_type>>
     auto async_subscribe(channel_list channels, subscribe_options options,
@@ -229,6 +280,7 @@ class BROADCASTER_EXPORT broadcast {
     /// `void(boost::system::error_code, subscription)`.
     /// `on_event` runs on the broadcast's executor, never concurrently with itself; it
     /// should be quick (events queue up behind it, bounded by `options`).
+    /// Errors and cancellation: as `async_subscribe`.
     template <boost::asio::completion_token_for<void(boost::system::error_code, subscription)>
                   CompletionToken = broadcaster::default_completion_token_t<executor_type>>
     auto async_subscribe_callback(channel_list channels, event_callback on_event,
@@ -316,6 +368,13 @@ class rebound_broadcast : public broadcast {
                   broadcaster::default_completion_token_t<executor_type>>
     auto async_disconnect(CompletionToken&& token = CompletionToken()) {
         return broadcast::async_disconnect(std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_shutdown`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
+                  broadcaster::default_completion_token_t<executor_type>>
+    auto async_shutdown(CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_shutdown(std::forward<CompletionToken>(token));
     }
 
     /// `broadcast::async_publish`.

@@ -2,7 +2,9 @@
 
 // What the network backends (Redis, Postgres, Kafka) share: the backend object the
 // broadcast owns holds one client, shared with the client's pending operations, so
-// destroying the backend only asks the client to stop.
+// destroying the backend only asks the client to stop. A disconnect completes once the
+// client is gone: its connections are closed and every handler it held has run or been
+// destroyed (what broadcast::async_shutdown waits for).
 
 #include "../completion.hpp"
 
@@ -30,7 +32,7 @@ class client_backend : public backend {
         if (client_) {
             client_->stop();
         }
-        client_ = make_client();
+        client_ = track(make_client());
         client_->connect(std::move(handler));
     }
 
@@ -39,12 +41,17 @@ class client_backend : public backend {
             complete(handler, {});
             return;
         }
-        std::exchange(client_, nullptr)->disconnect(std::move(handler));
+        auto client = std::exchange(client_, nullptr);
+        std::exchange(gone_, nullptr)->handler.swap(handler);
+        // The client's own disconnect handler keeps it until that completes, so the
+        // client (and with it `handler`'s wait) ends after its disconnect.
+        auto* raw = client.get();
+        raw->disconnect([keep = std::move(client)](boost::system::error_code) {});
     }
 
   protected:
     // A new client for a connect, on executor() and reporting to weak_sink().
-    virtual std::shared_ptr<Client> make_client() = 0;
+    virtual std::unique_ptr<Client> make_client() = 0;
 
     // The client; null (and `handler` completed with not_connected) before connect or
     // after disconnect.
@@ -63,7 +70,33 @@ class client_backend : public backend {
     }
 
   private:
+    // Completes a disconnect's handler, if one was given, once the client it waits for
+    // has been destroyed and the backend no longer refers to it.
+    struct client_gone {
+        explicit client_gone(boost::asio::any_io_executor executor)
+            : executor(std::move(executor)) {}
+        client_gone(const client_gone&) = delete;
+        client_gone& operator=(const client_gone&) = delete;
+        ~client_gone() {
+            if (handler) {
+                post_completion(std::move(handler), executor, boost::system::error_code());
+            }
+        }
+        const boost::asio::any_io_executor executor;
+        completion_handler handler;
+    };
+
+    // Shares `client` with a deleter that tells `gone_` when the last reference is gone.
+    std::shared_ptr<Client> track(std::unique_ptr<Client> client) {
+        gone_ = std::make_shared<client_gone>(executor());
+        return std::shared_ptr<Client>(client.release(), [gone = gone_](Client* c) mutable {
+            delete c;
+            gone.reset();  // now, not when the last weak reference to the client goes
+        });
+    }
+
     std::shared_ptr<Client> client_;
+    std::shared_ptr<client_gone> gone_;  // of `client_`
 };
 
 }  // namespace broadcaster::detail

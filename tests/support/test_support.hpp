@@ -43,6 +43,20 @@ inline std::size_t open_fds() {
                       std::filesystem::directory_iterator{}));
 }
 
+// Sockets open in this process (TCP, Unix): none of a broadcast's may outlive it or
+// its shutdown.
+inline std::size_t open_sockets() {
+    std::size_t n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        const auto target = std::filesystem::read_symlink(entry.path(), ec);
+        if (!ec && target.string().rfind("socket:", 0) == 0) {
+            ++n;
+        }
+    }
+    return n;
+}
+
 inline std::string unique_name(const std::string& prefix = "test") {
     static std::atomic<int> counter{0};
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();

@@ -37,8 +37,8 @@ class kafka_backend final : public client_backend<kafka_client> {
     }
 
   private:
-    std::shared_ptr<kafka_client> make_client() override {
-        return std::make_shared<kafka_client>(executor(), config_, weak_sink());
+    std::unique_ptr<kafka_client> make_client() override {
+        return std::make_unique<kafka_client>(executor(), config_, weak_sink());
     }
 
     // The client, or null (the handler completed with the reason) when there is no

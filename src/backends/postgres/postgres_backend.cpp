@@ -46,8 +46,8 @@ class postgres_backend final : public client_backend<postgres_client> {
     }
 
   private:
-    std::shared_ptr<postgres_client> make_client() override {
-        return std::make_shared<postgres_client>(executor(), config_, weak_sink());
+    std::unique_ptr<postgres_client> make_client() override {
+        return std::make_unique<postgres_client>(executor(), config_, weak_sink());
     }
 
     // The client, or null (the handler completed with the reason) when there is no

@@ -70,8 +70,8 @@ class redis_backend final : public client_backend<redis_client> {
     }
 
   private:
-    std::shared_ptr<redis_client> make_client() override {
-        return std::make_shared<redis_client>(executor(), config_, tls_, weak_sink());
+    std::unique_ptr<redis_client> make_client() override {
+        return std::make_unique<redis_client>(executor(), config_, tls_, weak_sink());
     }
 
     const redis_config config_;

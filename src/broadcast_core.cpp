@@ -193,7 +193,8 @@ void broadcast_core::do_disconnect(error_handler handler) {
             state->close(error::end_of_stream);
         }
         for (auto& op : entry.waiters) {
-            channel_confirmed(op, error::not_connected);
+            // The app disconnected: its own doing, as for a waiting connect.
+            channel_confirmed(op, asio::error::operation_aborted);
         }
     }
     subscriber_count_ = 0;

@@ -135,6 +135,30 @@ TEST(kafka, delivery_resumes_after_the_brokers_come_back) {
     });
 }
 
+// Every broker down: the app is told the cluster is unavailable, and a publish made
+// then fails with that once its timeout passed, not with a timeout of a healthy cluster.
+TEST(kafka, a_publish_while_every_broker_is_down_fails_with_cluster_unavailable) {
+    kafka_mock cluster;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(
+            io, cluster.url() + "?reconnect_min_ms=20&reconnect_max_ms=200&publish_timeout_ms=300");
+        std::optional<error_code> reason;  // of the first change to reconnecting
+        bc.on_state_change([&](connection_state s, error_code ec) {
+            if (s == connection_state::reconnecting && !reason) {
+                reason = ec;
+            }
+        });
+        co_await bc.async_connect(use_awaitable);
+        cluster.broker_down();
+        co_await eventually([&] { return reason.has_value(); }, 20s);
+        EXPECT_EQ(*reason, error::cluster_unavailable) << reason->message();
+        auto [ec] = co_await bc.async_publish(unique_name("down"), "nowhere",
+                                              asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::cluster_unavailable) << ec.message();
+        EXPECT_EQ(ec, condition::transient);
+    });
+}
+
 TEST(kafka, works_when_one_bootstrap_broker_is_unreachable) {
     kafka_mock cluster(1);
     const auto dead = "127.0.0.1:" + std::to_string(free_port());
@@ -154,7 +178,8 @@ TEST(kafka, an_unreachable_cluster_fails_connect_after_the_timeout) {
         broadcast bc(io, "kafka://" + dead + "?connect_timeout_ms=500");
         const auto started = std::chrono::steady_clock::now();
         auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
-        EXPECT_EQ(ec, error::not_connected) << ec.message();
+        EXPECT_EQ(ec, error::unreachable) << ec.message();
+        EXPECT_EQ(ec, condition::transient);
         EXPECT_GE(std::chrono::steady_clock::now() - started, 450ms);
         EXPECT_EQ(bc.state(), connection_state::disconnected);
     });

@@ -196,7 +196,7 @@ TEST(postgres_concurrency, listener_killed_during_churn_completes_everything_onc
             if (i % 2 == 1) {
                 EXPECT_FALSE(log.results[i]) << "an unsubscribe is done either way";
             } else if (log.results[i]) {
-                EXPECT_EQ(log.results[i], error::not_connected) << log.results[i].message();
+                EXPECT_EQ(log.results[i], error::connection_lost) << log.results[i].message();
                 ++failed;
             }
         }

@@ -288,7 +288,20 @@ TEST(postgres, a_missing_database_is_a_clear_error) {
                              "/no_such_db");
         EXPECT_EQ(bc.url().find("hunter2"), std::string::npos);
         auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
-        EXPECT_EQ(ec, error::not_connected) << ec.message();
+        // The server answered and refused: no retry will help.
+        EXPECT_EQ(ec, error::broker_error) << ec.message();
+        EXPECT_EQ(ec, condition::refused_by_broker);
+        EXPECT_NE(ec, condition::transient);
+    });
+}
+
+TEST(postgres, an_unreachable_server_fails_the_connect) {
+    const auto port = free_port();
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, "postgres://postgres@127.0.0.1:" + std::to_string(port) + "/postgres");
+        auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::unreachable) << ec.message();
+        EXPECT_EQ(ec, condition::transient);
     });
 }
 

@@ -45,7 +45,7 @@ TEST(redis_restore, a_restore_never_confirmed_reconnects_within_the_connect_time
                 held = ec;
             });
             co_await eventually([&] { return calls > 0; });
-            EXPECT_EQ(held, error::not_connected);
+            EXPECT_EQ(held, error::reconnect_timeout) << held.message();
 
             proxy.swallow_subscribes(false);
             co_await eventually([&] { return log.states.back() == connection_state::connected; },

@@ -9,7 +9,10 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include <csignal>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 namespace broadcaster::test {
 namespace {
@@ -105,7 +108,7 @@ TEST(redis, recovers_from_client_kill_of_its_pubsub_connection) {
     });
 }
 
-TEST(redis, publish_waits_for_the_connection_then_fails_with_not_connected) {
+TEST(redis, publish_waits_for_the_connection_then_fails_with_reconnect_timeout) {
     own_redis redis;
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         // Reconnect attempts at most 100 ms apart, so the late publish below finds the
@@ -120,10 +123,12 @@ TEST(redis, publish_waits_for_the_connection_then_fails_with_not_connected) {
         co_await eventually([&] { return log.saw(connection_state::reconnecting); });
         const auto started = std::chrono::steady_clock::now();
         auto [ec] = co_await bc.async_publish("c", "lost", asio::as_tuple(use_awaitable));
-        EXPECT_EQ(ec, error::not_connected);
+        EXPECT_EQ(ec, error::reconnect_timeout) << ec.message();
+        EXPECT_EQ(ec, condition::transient);
         EXPECT_GE(std::chrono::steady_clock::now() - started, 950ms);
+        // A subscribe does not wait: the connection is down, the app may retry.
         auto [subscribe_ec, none] = co_await bc.async_subscribe("c", asio::as_tuple(use_awaitable));
-        EXPECT_EQ(subscribe_ec, error::not_connected);
+        EXPECT_EQ(subscribe_ec, error::connection_lost) << subscribe_ec.message();
 
         // A publish made during the outage completes once the server is back.
         std::optional<error_code> result;
@@ -157,6 +162,9 @@ TEST(redis, a_wrong_or_missing_password_is_a_clear_error) {
             broadcast bc(io, redis.url(userinfo));
             auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
             EXPECT_EQ(ec, error::authentication_failed) << userinfo << ": " << ec.message();
+            EXPECT_EQ(ec, condition::configuration);
+            EXPECT_EQ(ec, condition::refused_by_broker);
+            EXPECT_NE(ec, condition::transient);
             EXPECT_EQ(bc.state(), connection_state::disconnected);
         }
     });
@@ -167,7 +175,52 @@ TEST(redis, an_unreachable_server_fails_the_connect) {
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast bc(io, "redis://127.0.0.1:" + std::to_string(port));
         auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
-        EXPECT_EQ(ec, asio::error::connection_refused) << ec.message();
+        EXPECT_EQ(ec, error::unreachable) << ec.message();
+        EXPECT_EQ(ec, condition::transient);
+        EXPECT_NE(ec, condition::configuration);
+    });
+}
+
+// Bytes the server has received on its connections at `port` but not read yet.
+std::size_t unread_at_server(unsigned short port) {
+    std::ifstream table("/proc/net/tcp");
+    std::string line;
+    std::getline(table, line);  // the header
+    std::size_t unread = 0;
+    while (std::getline(table, line)) {
+        // sl local_address rem_address st tx_queue:rx_queue ...
+        std::istringstream fields(line);
+        std::string slot, local, remote, state, queues;
+        fields >> slot >> local >> remote >> state >> queues;
+        const auto local_port = std::stoul(local.substr(local.find(':') + 1), nullptr, 16);
+        if (local_port == port && state == "01") {
+            unread += std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16);
+        }
+    }
+    return unread;
+}
+
+// A publish written to the socket whose reply never comes because the server died: it
+// may or may not have been published, and says so. The server is stopped (SIGSTOP) so
+// it reads nothing; once the kernel holds the PUBLISH for it, it is killed.
+TEST(redis, a_publish_in_flight_when_the_server_dies_fails_with_connection_lost) {
+    own_redis redis;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, redis.url("", "?publish_timeout_ms=20000"));
+        co_await bc.async_connect(use_awaitable);
+        // Killed whatever happens: a stopped server would not end on the usual SIGTERM.
+        struct kill_at_exit {
+            server_process& server;
+            ~kill_at_exit() { server.stop(SIGKILL); }
+        } killer{*redis.server};
+        BROADCASTER_REQUIRE(::kill(redis.server->pid(), SIGSTOP) == 0);
+        std::optional<error_code> result;
+        bc.async_publish("in-flight", "maybe", [&](error_code ec) { result = ec; });
+        co_await eventually([&] { return unread_at_server(redis.port) > 0; });
+        redis.server->stop(SIGKILL);
+        co_await eventually([&] { return result.has_value(); });
+        EXPECT_EQ(*result, error::connection_lost) << result->message();
+        EXPECT_EQ(*result, condition::transient);
     });
 }
 

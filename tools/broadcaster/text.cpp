@@ -16,15 +16,19 @@ int status_for(const boost::system::error_code& ec, bool connecting) {
     if (ec == error::unknown_scheme || ec == error::backend_not_built) {
         return unknown_scheme;
     }
-    if (connecting || ec == error::not_connected || ec == error::authentication_failed) {
+    using broadcaster::condition;
+    if (connecting || ec == error::authentication_failed) {
         return unreachable;
-    }
-    if (ec == error::payload_too_large || ec == error::invalid_channel ||
-        ec == error::broker_error) {
-        return refused;
     }
     if (ec == error::timeout) {
         return timed_out;
+    }
+    // Unreachable, lost, or not back in time: the broker, not the request.
+    if (ec == condition::transient || ec == error::not_connected) {
+        return unreachable;
+    }
+    if (ec == condition::invalid_request || ec == condition::refused_by_broker) {
+        return refused;
     }
     return failure;
 }

@@ -4,6 +4,7 @@
 
 #include <broadcaster/error.hpp>
 
+#include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/query.hpp>
@@ -28,10 +29,18 @@ error_code publish_error(rd_kafka_resp_err_t err, bool connected) {
         case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
             return error::payload_too_large;
         case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
-            return connected ? error::timeout : error::not_connected;
-        case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+            return connected ? error::timeout : error::cluster_unavailable;
+        // No broker to take it: librdkafka gave up on the partition's leader.
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+        case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+            return error::cluster_unavailable;
+        // Sent, then the connection went: it may or may not have been stored.
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
         case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
-            return error::not_connected;
+            return error::connection_lost;
+        case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+            return asio::error::operation_aborted;
         default:
             return error::broker_error;
     }
@@ -95,7 +104,7 @@ void kafka_client::connect(completion_handler handler) {
                          ec = asio::error::operation_aborted;
                      } else if (err) {
                          // No broker answered within the connect timeout.
-                         ec = error::not_connected;
+                         ec = error::unreachable;
                          self.stop();
                      } else {
                          self.connected_ = true;
@@ -126,7 +135,7 @@ void kafka_client::after_poll() {
     // cluster to answer again.
     if (std::exchange(brokers_down_, false) && connected_) {
         connected_ = false;
-        report(connection_state::reconnecting, error::not_connected);
+        report(connection_state::reconnecting, error::cluster_unavailable);
         probe();
     }
     // Posted, never run from here: app code must not run inside the drain (a handler
@@ -187,20 +196,22 @@ void kafka_client::stop(completion_handler then) {
     }
     producer_events_.reset();
     consumer_events_.reset();
+    // The app's own disconnect (or its broadcast's end) cut them short.
+    const error_code aborted = asio::error::operation_aborted;
     for (auto& handler : publishes_) {
         if (handler) {
-            post_completion(std::move(handler), strand_, error_code(error::not_connected));
+            post_completion(std::move(handler), strand_, aborted);
         }
     }
     publishes_.clear();
     for (auto& waiting : waiting_) {
-        post_completion(std::move(waiting.handler), strand_, error_code(error::not_connected));
+        post_completion(std::move(waiting.handler), strand_, aborted);
     }
     waiting_.clear();
     topics_.clear();
     subscribe_timer_.cancel();
     while (!pending_.empty()) {
-        finish_pending(pending_.begin()->first, error::not_connected);
+        finish_pending(pending_.begin()->first, aborted);
     }
     queued_.clear();
     deadlines_.clear();
@@ -371,7 +382,7 @@ void kafka_client::expire_subscribes() {
         deadlines_.pop_front();
         if (const auto found = pending_.find(topic);
             found != pending_.end() && found->second.id == id) {
-            finish_pending(topic, connected_ ? error::timeout : error::not_connected);
+            finish_pending(topic, connected_ ? error::timeout : error::cluster_unavailable);
         }
     }
     arm_subscribe_timer();
@@ -506,7 +517,7 @@ void kafka_client::retry_waiting_publishes() {
         auto& next = waiting_.front();
         if (clock::now() >= next.deadline) {
             post_completion(std::move(next.handler), strand_,
-                            error_code(connected_ ? error::timeout : error::not_connected));
+                            error_code(connected_ ? error::timeout : error::cluster_unavailable));
         } else if (!produce(next.topic, next.message, next.handler)) {
             return;
         }

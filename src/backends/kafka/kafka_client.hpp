@@ -45,7 +45,7 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     void subscribe(std::string topic, completion_handler handler);
     void unsubscribe(const std::string& topic, completion_handler handler);
     void publish(std::string topic, std::string message, completion_handler handler);
-    // Closes everything; pending operations fail with error::not_connected. `then`
+    // Closes everything; pending operations fail with operation_aborted. `then`
     // completes once librdkafka's clients are destroyed.
     void stop(completion_handler then = {});
 

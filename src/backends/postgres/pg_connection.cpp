@@ -24,9 +24,23 @@ std::string first_line(const char* message) {
     return newline == std::string::npos ? text : text.substr(0, newline);
 }
 
-bool mentions_authentication(const std::string& message) {
-    return message.find("password") != std::string::npos ||
-           message.find("authentication") != std::string::npos;
+bool mentions(const std::string& message, const char* word) {
+    return message.find(word) != std::string::npos;
+}
+
+// What a failed connect means, from libpq's reason. The server's own refusals start
+// with "FATAL": a password or role it rejects, or a database it does not have.
+// Everything else (not resolved, refused, the server starting up or full) is a server
+// not reached yet.
+error connect_error(const std::string& reason) {
+    if (mentions(reason, "password") || mentions(reason, "authentication") ||
+        (mentions(reason, "role") && mentions(reason, "does not exist"))) {
+        return error::authentication_failed;
+    }
+    if (mentions(reason, "FATAL") && mentions(reason, "does not exist")) {
+        return error::broker_error;
+    }
+    return error::unreachable;
 }
 
 }  // namespace
@@ -68,9 +82,9 @@ void pg_connection::watch_socket() {
     }
 }
 
-void pg_connection::fail_connection(const std::string& what) {
+void pg_connection::fail_connection(const std::string& what, broadcaster::error code) {
     const auto reason = first_line(PQerrorMessage(conn_));
-    throw system_error(error::not_connected, "postgres: " + what + ": " + reason);
+    throw system_error(code, "postgres: " + what + ": " + reason);
 }
 
 asio::awaitable<void> pg_connection::open() {
@@ -79,7 +93,7 @@ asio::awaitable<void> pg_connection::open() {
         throw std::bad_alloc();
     }
     if (PQstatus(conn_) == CONNECTION_BAD) {
-        fail_connection("cannot connect to " + redacted_url_);
+        fail_connection("cannot connect to " + redacted_url_, error::unreachable);
     }
     // Notices (e.g. "identifier will be truncated") are not errors; keep them quiet.
     PQsetNoticeProcessor(
@@ -97,9 +111,7 @@ asio::awaitable<void> pg_connection::open() {
     while (poll != PGRES_POLLING_OK) {
         if (poll == PGRES_POLLING_FAILED) {
             const auto reason = first_line(PQerrorMessage(conn_));
-            throw system_error(mentions_authentication(reason) ? error::authentication_failed
-                                                               : error::not_connected,
-                               "postgres: " + reason);
+            throw system_error(connect_error(reason), "postgres: " + reason);
         }
         watch_socket();  // the socket may change between steps
         auto [ec] = co_await socket_.async_wait(poll == PGRES_POLLING_READING
@@ -107,18 +119,19 @@ asio::awaitable<void> pg_connection::open() {
                                                     : asio::posix::stream_descriptor::wait_write,
                                                 asio::as_tuple(use_awaitable));
         if (expired) {
-            throw system_error(error::timeout, "postgres: connecting to " + redacted_url_ +
-                                                   " took longer than the connect timeout");
+            throw system_error(error::unreachable, "postgres: connecting to " + redacted_url_ +
+                                                       " took longer than the connect timeout");
         }
         if (ec) {
-            throw system_error(ec);
+            throw system_error(error::unreachable,
+                               "postgres: cannot reach " + redacted_url_ + ": " + ec.message());
         }
         poll = PQconnectPoll(conn_);
     }
     deadline.cancel();
     watch_socket();
     if (PQsetnonblocking(conn_, 1) != 0) {
-        fail_connection("cannot switch to non-blocking mode");
+        fail_connection("cannot switch to non-blocking mode", error::unreachable);
     }
 }
 

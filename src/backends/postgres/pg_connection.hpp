@@ -1,5 +1,7 @@
 #pragma once
 
+#include <broadcaster/error.hpp>
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -42,9 +44,10 @@ class pg_connection {
     pg_connection(const pg_connection&) = delete;
     pg_connection& operator=(const pg_connection&) = delete;
 
-    // PQconnectStart/PQconnectPoll within the timeout. Throws system_error
-    // (error::authentication_failed, error::timeout, error::not_connected) with
-    // libpq's reason.
+    // PQconnectStart/PQconnectPoll within the timeout. Throws system_error with
+    // libpq's reason: error::authentication_failed (password, unknown role),
+    // error::broker_error (the server refused otherwise, e.g. no such database), or
+    // error::unreachable (not resolved, refused, or the connect timeout passed).
     boost::asio::awaitable<void> open();
 
     // Runs one statement and returns its last result (`binary_result`: columns in
@@ -80,7 +83,10 @@ class pg_connection {
     boost::asio::awaitable<pg_result> next_result();
     boost::asio::awaitable<void> flush();
     void consume_input();
-    [[noreturn]] void fail_connection(const std::string& what);
+    // Throws system_error(`code`) with libpq's reason: error::unreachable while
+    // connecting, error::connection_lost after.
+    [[noreturn]] void fail_connection(
+        const std::string& what, broadcaster::error code = broadcaster::error::connection_lost);
 
     boost::asio::any_io_executor executor_;
     const std::string conninfo_;

@@ -7,6 +7,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <openssl/sha.h>
@@ -107,13 +108,13 @@ void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
     // The publish being sent may or may not have reached the server.
     for (; publishes_in_flight_ > 0 && !publishes_.empty(); --publishes_in_flight_) {
         post_completion(std::move(publishes_.front().handler), strand_,
-                        error_code(error::not_connected));
+                        error_code(error::connection_lost));
         publishes_.pop_front();
     }
     publishes_in_flight_ = 0;
     // Subscribes waiting for their LISTEN fail now; the app can retry. Unsubscribes
     // are done: the new connection will not LISTEN to those channels.
-    complete(listeners_.fail_all(error::not_connected));
+    complete(listeners_.fail_all(error::connection_lost));
     arm_publish_deadline();
 }
 
@@ -141,7 +142,8 @@ void postgres_client::stop() {
     publisher_.reset();
     publish_wake_.cancel();
     publish_deadline_.cancel();
-    fail_everything(error::not_connected);
+    // The app's own disconnect (or its broadcast's end) cut them short.
+    fail_everything(asio::error::operation_aborted);
 }
 
 void postgres_client::fail_everything(error_code ec) {
@@ -162,7 +164,9 @@ void postgres_client::complete(std::vector<listener_queue<completion_handler>::c
 
 void postgres_client::subscribe(std::string channel, completion_handler handler) {
     if (!ready_) {
-        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        // Stopped by the app, or reconnecting: the app may retry once connected again.
+        post_completion(std::move(handler), strand_,
+                        error_code(stopping_ ? error::not_connected : error::connection_lost));
         return;
     }
     auto pg_channel = postgres_channel(channel);
@@ -429,7 +433,7 @@ void postgres_client::on_publish_deadline() {
     } else {
         while (!publishes_.empty() && publishes_.front().deadline <= now) {
             post_completion(std::move(publishes_.front().handler), strand_,
-                            error_code(error::not_connected));
+                            error_code(error::reconnect_timeout));
             publishes_.pop_front();
         }
     }

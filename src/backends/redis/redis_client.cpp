@@ -6,6 +6,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace broadcaster::detail {
@@ -94,11 +95,11 @@ void redis_client::connection_lost(std::uint64_t generation, error_code ec) {
         return;  // an older connection, or the loss is already being handled
     }
     // A subscribe still waiting for its confirmation fails now rather than waiting an
-    // unknown time for the reconnect; the app sees not_connected and can retry.
+    // unknown time for the reconnect; the app sees connection_lost and can retry.
     for (auto& [channel, waiters] : std::exchange(subscribe_waiters_, {})) {
         channels_.erase(channel);
         for (auto& waiter : waiters) {
-            post_completion(std::move(waiter), strand_, error_code(error::not_connected));
+            post_completion(std::move(waiter), strand_, error_code(error::connection_lost));
         }
     }
     // An unsubscribe is done: the new connection will not restore the channel.
@@ -122,7 +123,7 @@ void redis_client::close_connections() {
 
 void redis_client::on_lost() {
     // Their replies will not come: whether Redis got them is unknown.
-    fail_publishes(publishes_in_flight_, error::not_connected);
+    fail_publishes(publishes_in_flight_, error::connection_lost);
 }
 
 void redis_client::disconnect(completion_handler handler) {
@@ -140,7 +141,8 @@ void redis_client::stop() {
     subscriber_.reset();
     publish_deadline_.cancel();
     restore_deadline_.cancel();
-    fail_everything(error::not_connected);
+    // The app's own disconnect (or its broadcast's end) cut them short.
+    fail_everything(asio::error::operation_aborted);
 }
 
 void redis_client::fail_everything(error_code ec) {
@@ -273,7 +275,7 @@ void redis_client::on_publish_deadline() {
         while (!publishes_.empty() && publishes_.front().deadline <= now) {
             publish_out_.queued.erase(0, publishes_.front().bytes);
             post_completion(std::move(publishes_.front().handler), strand_,
-                            error_code(error::not_connected));
+                            error_code(error::reconnect_timeout));
             publishes_.pop_front();
         }
     }
@@ -284,7 +286,9 @@ void redis_client::on_publish_deadline() {
 
 void redis_client::subscribe(std::string channel, completion_handler handler) {
     if (!ready_) {
-        post_completion(std::move(handler), strand_, error_code(error::not_connected));
+        // Stopped by the app, or reconnecting: the app may retry once connected again.
+        post_completion(std::move(handler), strand_,
+                        error_code(stopping_ ? error::not_connected : error::connection_lost));
         return;
     }
     channels_.insert(channel);

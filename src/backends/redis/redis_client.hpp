@@ -32,7 +32,7 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     void subscribe(std::string channel, completion_handler handler);
     void unsubscribe(std::string channel, completion_handler handler);
     void publish(std::string channel, std::string message, completion_handler handler);
-    // Closes everything; pending operations fail with error::not_connected.
+    // Closes everything; pending operations fail with operation_aborted.
     void stop();
 
     // For tests: entries kept per channel (wanted channels, waiting completions,

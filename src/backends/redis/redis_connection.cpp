@@ -45,11 +45,15 @@ asio::awaitable<void> redis_connection::open(std::string_view role) {
             close();
         }
     });
+    // Until the TCP connection is up, a failure means Redis was not reached: the app
+    // may retry. After it, what fails (TLS, AUTH) keeps its own code.
+    bool reached = false;
     try {
         tcp::resolver resolver(executor_);
         const auto endpoints =
             co_await resolver.async_resolve(config_.host, config_.port, use_awaitable);
         co_await asio::async_connect(socket_, endpoints, use_awaitable);
+        reached = true;
         socket_.set_option(tcp::no_delay(true));
         if (tls_context_) {
             tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *tls_context_);
@@ -64,8 +68,12 @@ asio::awaitable<void> redis_connection::open(std::string_view role) {
         co_await handshake(role);
     } catch (const system_error& e) {
         if (*expired) {
-            throw system_error(error::timeout, "redis: connecting to " + config_.redacted_url +
-                                                   " took longer than the connect timeout");
+            throw system_error(error::unreachable, "redis: connecting to " + config_.redacted_url +
+                                                       " took longer than the connect timeout");
+        }
+        if (!reached) {
+            throw system_error(error::unreachable, "redis: cannot reach " + config_.redacted_url +
+                                                       ": " + e.code().message());
         }
         throw;
     }

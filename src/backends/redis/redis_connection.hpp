@@ -23,8 +23,9 @@ class redis_connection {
                      boost::asio::ssl::context* tls);
 
     // Resolves, connects, does the TLS handshake, AUTH, SELECT and CLIENT SETNAME,
-    // all within the connect timeout. Throws system_error: error::timeout,
-    // error::authentication_failed, error::broker_error or the socket's error.
+    // all within the connect timeout. Throws system_error: error::unreachable (not
+    // resolved, refused, or the connect timeout passed), error::authentication_failed,
+    // error::broker_error, or the TLS stream's or socket's error after connecting.
     boost::asio::awaitable<void> open(std::string_view role);
 
     // The next reply; reads from the socket as needed. Throws system_error on

@@ -234,30 +234,51 @@ void broadcast_core::shutdown() {
 // ---- publish -----------------------------------------------------------------------
 
 void broadcast_core::publish(std::string channel, std::string message, error_handler handler) {
+    // The backend gets a cancellation slot of its own, emitted on the strand where it
+    // runs: the app's slot is emitted on the app's thread, which may not be the strand's.
+    // Only a publish whose handler has a slot pays for this.
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    std::shared_ptr<asio::cancellation_signal> relay;
+    if (slot.is_connected()) {
+        relay = std::make_shared<asio::cancellation_signal>();
+        slot.assign([weak = weak_from_this(), weak_relay = std::weak_ptr<asio::cancellation_signal>(
+                                                  relay)](asio::cancellation_type type) {
+            if (auto self = weak.lock()) {
+                asio::dispatch(self->strand_, [weak_relay, type] {
+                    if (const auto relay = weak_relay.lock()) {
+                        relay->emit(type);
+                    }
+                });
+            }
+        });
+    }
     asio::dispatch(strand_, [once = move_only{}, self = shared_from_this(),
-                             channel = std::move(channel), message = std::move(message),
-                             handler = std::move(handler)]() mutable {
+                             channel = std::move(channel), message = std::move(message), slot,
+                             relay = std::move(relay), handler = std::move(handler)]() mutable {
         if (!self->connected_) {
-            post_completion(std::move(handler), self->executor_, error_code(error::not_connected));
+            post_clearing(std::move(handler), slot, self->executor_,
+                          error_code(error::not_connected));
             return;
         }
         // Complete straight on the app's executor: one hop instead of two via the strand.
-        // The app's cancellation slot goes along: a backend may cancel a publish that
-        // is still queued.
+        // A backend may cancel a publish that is still queued (see async_publish).
         auto executor = asio::get_associated_executor(handler, self->executor_);
-        const auto slot = asio::get_associated_cancellation_slot(handler);
+        const auto backend_slot = relay ? relay->slot() : asio::cancellation_slot();
         self->backend_->async_publish(
             std::move(channel), std::move(message),
             asio::bind_cancellation_slot(
-                slot, asio::bind_executor(
-                          executor,
-                          [once = move_only{}, weak = self->weak_from_this(), work = self->work_,
-                           handler = std::move(handler)](error_code ec) mutable {
-                              if (const auto self = weak.lock(); self && !ec) {
-                                  self->published_.fetch_add(1, relaxed);
-                              }
-                              std::move(handler)(ec);
-                          })));
+                backend_slot, asio::bind_executor(
+                                  executor, [once = move_only{}, weak = self->weak_from_this(),
+                                             work = self->work_, slot, relay = std::move(relay),
+                                             handler = std::move(handler)](error_code ec) mutable {
+                                      if (slot.is_connected()) {
+                                          slot.clear();  // on the app's executor, where it emits
+                                      }
+                                      if (const auto self = weak.lock(); self && !ec) {
+                                          self->published_.fetch_add(1, relaxed);
+                                      }
+                                      std::move(handler)(ec);
+                                  })));
     });
 }
 

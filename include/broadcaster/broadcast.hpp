@@ -108,8 +108,8 @@ class rebound_broadcast;
 /// associated cancellation slot, e.g. through `||` of awaitable operators or
 /// `boost::asio::bind_cancellation_slot`) of every type (terminal, partial, total): a
 /// cancelled operation completes at once with `boost::asio::error::operation_aborted`
-/// and leaves nothing behind. `async_publish` hands its slot to the backend, which may
-/// cancel a message still queued (not yet written). See docs/operations.md.
+/// and leaves nothing behind. `async_publish` relays cancellation to the backend, which
+/// may cancel a message still queued (not yet written). See docs/operations.md.
 ///
 /// Lifetime: destroying the broadcast disconnects it in the background (on its
 /// executor); its subscribers then end with `error::end_of_stream`. Pending
@@ -224,7 +224,8 @@ class BROADCASTER_EXPORT broadcast {
     /// Errors: `error::not_connected`, `error::invalid_channel`,
     /// `error::payload_too_large`, `error::timeout`, or the backend's own.
     ///
-    /// Cancellation: the handler's cancellation slot is handed to the backend. A
+    /// Cancellation: a cancellation emitted on the handler's slot reaches the backend
+    /// (relayed to the backend's own slot, emitted on its strand) with its type. A
     /// backend that queues publishes (Redis, Postgres) may then complete a publish with
     /// `boost::asio::error::operation_aborted` while it is still queued, not yet
     /// written: it is never sent. Once written, the publish completes normally

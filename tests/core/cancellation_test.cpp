@@ -161,6 +161,26 @@ TEST(cancellation, a_callback_subscribe_is_cancelled_the_same_way) {
     EXPECT_EQ(t.bc.stats().active_subscribers, 0u);
 }
 
+// The core hands the app's cancellation slot to the backend, which may drop a publish
+// still queued (the memory backend publishes at once: nothing to cancel there).
+TEST(cancellation, a_publish_hands_its_cancellation_slot_to_the_backend) {
+    scripted t;
+    t.shared->hold_publishes = true;
+    asio::cancellation_signal signal;
+    std::optional<error_code> result;
+    t.bc.async_publish(
+        "a", "queued",
+        asio::bind_cancellation_slot(signal.slot(), [&](error_code ec) { result = ec; }));
+    t.settle();
+    ASSERT_FALSE(result) << "the scripted backend keeps it queued";
+    signal.emit(asio::cancellation_type::terminal);
+    t.settle();
+    ASSERT_TRUE(result) << "the backend saw no cancellation slot";
+    EXPECT_EQ(*result, asio::error::operation_aborted);
+    EXPECT_EQ(t.bc.stats().published, 0u);
+    EXPECT_EQ(t.shared->backend->held_count(), 0u);
+}
+
 TEST(cancellation, a_cancelled_connect_abandons_the_attempt_when_nobody_else_waits) {
     asio::io_context io;
     auto shared = std::make_shared<scripted_backend::shared>();

@@ -3,6 +3,8 @@
 // A backend that answers only when the test says so, for tests that fix the order of
 // events in the core: connects and subscribes wait for `answer_*`, and `keep_handlers`
 // makes it hold them even through a disconnect (a slow backend), until `release_all`.
+// With `hold_publishes` it keeps publishes queued, cancellable through the handler's
+// cancellation slot, as a backend with a publish queue does.
 // It counts its calls and the handlers it holds, so a test can see what leaked.
 
 #include "completion.hpp"
@@ -10,6 +12,8 @@
 #include <broadcaster/backend.hpp>
 #include <broadcaster/error.hpp>
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
 
 #include <map>
@@ -29,6 +33,7 @@ class scripted_backend final : public backend {
         std::map<std::string, int> subscribes;
         std::map<std::string, int> unsubscribes;
         bool hold_connects = false;
+        bool hold_publishes = false;
         bool keep_handlers = false;  // a disconnect does not complete held handlers
         scripted_backend* backend = nullptr;
     };
@@ -57,6 +62,9 @@ class scripted_backend final : public backend {
             for (auto& h : std::exchange(held_, {})) {
                 answer(std::move(h.handler), boost::asio::error::operation_aborted);
             }
+            for (auto& [id, h] : std::exchange(publishes_, {})) {
+                answer(std::move(h), boost::asio::error::operation_aborted);
+            }
         }
         answer(std::move(handler), {});
     }
@@ -69,7 +77,18 @@ class scripted_backend final : public backend {
         answer(std::move(handler), {});
     }
     void async_publish(std::string, std::string, completion_handler handler) override {
-        answer(std::move(handler), {});
+        if (!shared_->hold_publishes) {
+            answer(std::move(handler), {});
+            return;
+        }
+        auto slot = boost::asio::get_associated_cancellation_slot(handler);
+        const auto id = ++last_publish_;
+        publishes_.emplace(id, std::move(handler));
+        if (slot.is_connected()) {
+            slot.assign([this, id](boost::asio::cancellation_type) {
+                boost::asio::dispatch(executor(), [this, id] { cancel_publish(id); });
+            });
+        }
     }
 
     // Answers the held connects (channel "") or subscribes of `channel` with `ec`.
@@ -85,20 +104,31 @@ class scripted_backend final : public backend {
         held_.swap(keep);
     }
     // Destroys every held handler, uncalled (as an io_context's destruction would).
-    void release_all() { held_.clear(); }
-    std::size_t held_count() const noexcept { return held_.size(); }
+    void release_all() {
+        held_.clear();
+        publishes_.clear();
+    }
+    std::size_t held_count() const noexcept { return held_.size() + publishes_.size(); }
 
   private:
     struct held {
         std::string channel;
         completion_handler handler;
     };
+    // A queued publish is dropped, never sent.
+    void cancel_publish(std::uint64_t id) {
+        if (auto node = publishes_.extract(id)) {
+            answer(std::move(node.mapped()), boost::asio::error::operation_aborted);
+        }
+    }
     void answer(completion_handler handler, boost::system::error_code ec) {
         detail::post_completion(std::move(handler), executor(), ec);
     }
 
     std::shared_ptr<shared> shared_;
     std::vector<held> held_;
+    std::map<std::uint64_t, completion_handler> publishes_;
+    std::uint64_t last_publish_ = 0;
 };
 
 }  // namespace broadcaster::test

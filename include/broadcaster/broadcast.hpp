@@ -168,9 +168,11 @@ class BROADCASTER_EXPORT broadcast {
 
     /// Connects to the broker. Signature: `void(boost::system::error_code)`.
     /// Completes at once if already connected; several connects at once share one
-    /// attempt. Errors are the backend's (e.g. `error::not_connected` after the connect
-    /// timeout, `error::authentication_failed`), `boost::asio::error::operation_aborted`
-    /// when cancelled or overtaken by `async_disconnect` / `async_shutdown`.
+    /// attempt. Errors: `error::unreachable` (not resolved, refused, or no answer within
+    /// the connect timeout), `error::authentication_failed`, `error::broker_error`,
+    /// `error::protocol_error`, a TLS handshake error, and
+    /// `boost::asio::error::operation_aborted` when cancelled or cut by
+    /// `async_disconnect` / `async_shutdown` (docs/errors.md lists them all).
     ///
     /// Cancellation (terminal, partial, total): the cancelled operation completes at
     /// once with `operation_aborted`. When no other connect waits for the attempt, it is
@@ -221,8 +223,12 @@ class BROADCASTER_EXPORT broadcast {
     /// Publishes `message` on `channel`. Signature: `void(boost::system::error_code)`.
     /// Completes once the backend accepted the message. Messages published from one
     /// thread (or one coroutine) reach every subscriber in publish order.
-    /// Errors: `error::not_connected`, `error::invalid_channel`,
-    /// `error::payload_too_large`, `error::timeout`, or the backend's own.
+    /// Errors: `error::not_connected` (not connected yet, or disconnected),
+    /// `error::connection_lost` (written, unacknowledged: may have been published),
+    /// `error::reconnect_timeout` or `error::cluster_unavailable` (nothing sent),
+    /// `error::timeout`, `error::invalid_channel`, `error::payload_too_large`,
+    /// `error::broker_error`, and `boost::asio::error::operation_aborted` when cut by
+    /// the app's disconnect or shutdown (or cancelled, see below).
     ///
     /// Cancellation: a cancellation emitted on the handler's slot reaches the backend
     /// (relayed to the backend's own slot, emitted on its strand) with its type. A
@@ -246,8 +252,11 @@ class BROADCASTER_EXPORT broadcast {
     /// Subscribes to one or several channels. Signature:
     /// `void(boost::system::error_code, subscriber)`.
     /// Completes once the broker has confirmed every channel: anything published
-    /// afterwards is received. Errors: `error::not_connected`,
-    /// `error::invalid_channel`, or the backend's own; on error nothing stays subscribed.
+    /// afterwards is received. Errors: `error::not_connected`, `error::invalid_channel`,
+    /// `error::connection_lost`, `error::timeout`, `error::cluster_unavailable`,
+    /// `error::broker_error`, and `boost::asio::error::operation_aborted` when cut by
+    /// the app's disconnect or shutdown (or cancelled, see below); on error nothing
+    /// stays subscribed.
     ///
     /// Cancellation (terminal, partial, total) while waiting for the broker: completes
     /// at once with `boost::asio::error::operation_aborted` and nothing stays

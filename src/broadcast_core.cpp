@@ -1,5 +1,6 @@
 #include "broadcast_core.hpp"
 
+#include "backend_access.hpp"
 #include "callback_pump.hpp"
 #include "completion.hpp"
 
@@ -90,7 +91,7 @@ broadcast_core::broadcast_core(asio::any_io_executor executor, std::unique_ptr<b
 broadcast_core::~broadcast_core() = default;
 
 void broadcast_core::attach() {
-    backend_->attach(strand_, std::weak_ptr<backend_sink>(shared_from_this()));
+    backend_access::attach(*backend_, strand_, std::weak_ptr<backend_sink>(shared_from_this()));
 }
 
 subscriber broadcast_core::empty_subscriber() const {

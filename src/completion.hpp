@@ -1,5 +1,7 @@
 #pragma once
 
+#include <broadcaster/backend.hpp>
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -10,18 +12,8 @@
 
 namespace broadcaster::detail {
 
-// Asio 1.26's any_completion_handler takes an lvalue of itself in its converting
-// constructor, so anything holding one looks copyable to Asio, and a copy (as well as
-// its move assignment, which copies) recurses until the stack overflows. So: never
-// assign one (use swap), and capture one of these (`once = move_only{}`) in every
-// lambda that holds one, which makes the lambda move-only, as it must be.
-struct move_only {
-    move_only() = default;
-    move_only(move_only&&) = default;
-    move_only& operator=(move_only&&) = default;
-    move_only(const move_only&) = delete;
-    move_only& operator=(const move_only&) = delete;
-};
+// `move_only` (broadcaster/backend.hpp): Asio 1.26's any_completion_handler must never
+// be assigned (use swap), and every lambda that holds one captures a `move_only`.
 
 // Runs `function`, which completes an operation whose handler's associated executor
 // is `executor`: queued on `fallback` first (never inline, as Asio requires of an

@@ -2,8 +2,9 @@
 
 /// @file
 /// The backend interface, for adding a broker: implement `backend`, then register a
-/// factory for a URL scheme with `register_backend`, or hand an instance to a
-/// `broadcast` directly.
+/// factory for a URL scheme with `register_backend`. Everything a backend needs is in
+/// this header; docs/custom-backends.md walks through a complete example
+/// (examples/custom_backend).
 
 #include <broadcaster/event.hpp>
 #include <broadcaster/export.hpp>
@@ -11,25 +12,41 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace broadcaster {
 
+namespace detail {
+class backend_access;
+}  // namespace detail
+
 /// Where a backend sends what it receives. Implemented by the broadcast core.
-/// Every call must be made on the backend's executor (`backend::executor()`).
+///
+/// Thread safety: call it on the backend's executor (`backend::executor()`) only,
+/// never from the backend's own threads.
 class BROADCASTER_EXPORT backend_sink {
   public:
-    /// Hands over one incoming event. The core fans it out to the local subscribers
-    /// of `ev.channel()` without copying the message.
+    /// Hands over one incoming event. The core fans it out to the local subscribers of
+    /// `ev.channel()` without copying the message. Any channel and payload may be
+    /// delivered: events of a channel nobody subscribes to (e.g. one arriving just
+    /// after its unsubscribe) are counted as received and dropped. Events of one
+    /// channel must be delivered in the broker's order.
     virtual void deliver(event ev) = 0;
 
-    /// Reports a change of the connection to the broker. `ec` says why, if it
-    /// was a failure. A backend reports `reconnecting` when it lost its connection and
-    /// `connected` once every subscription is in place again.
+    /// Reports a change of the connection to the broker; `ec` says why, for a failure.
+    /// A backend reports `connection_state::reconnecting` (with the error) when it lost
+    /// its connection, and `connection_state::connected` (with no error) once it is back
+    /// and every subscription is in place again. Other states are the broadcast's own:
+    /// a backend never reports them.
     virtual void state_changed(connection_state state, boost::system::error_code ec) = 0;
 
   protected:
@@ -46,62 +63,137 @@ struct backend_config {
     broadcast_options options;
 };
 
-/// A broker connection, driven by one broadcast.
+/// Marks a lambda move-only. Capture one (`[once = broadcaster::move_only{}, ...]`) in
+/// every lambda that holds a `backend::completion_handler`: see the warning on
+/// `backend::completion_handler`.
+struct move_only {
+    move_only() = default;
+    move_only(move_only&&) = default;
+    move_only& operator=(move_only&&) = default;
+    move_only(const move_only&) = delete;
+    move_only& operator=(const move_only&) = delete;
+};
+
+/// A broker connection, driven by one broadcast. The broadcast owns it and makes every
+/// call; the app never calls a backend itself.
 ///
-/// The broadcast calls every member function on the backend's executor (a strand),
-/// never concurrently, and only after `attach`. One subscription per channel: the
-/// broadcast calls `async_subscribe` once for a channel and `async_unsubscribe` when
-/// its last local subscriber leaves; the backend keeps no local subscriber state.
+/// ## Calls
+/// The broadcast calls every member function on the backend's executor (a strand,
+/// `executor()`), never concurrently. It calls `async_connect` before anything else
+/// and again only after `async_disconnect`. One subscription per channel: it calls
+/// `async_subscribe` once for a channel and `async_unsubscribe` when its last local
+/// subscriber leaves; the backend keeps no local subscriber state. Per channel, at most
+/// one `async_subscribe` or `async_unsubscribe` is in flight: the broadcast waits for one
+/// to complete before the next call for that channel, so they alternate (subscribe,
+/// unsubscribe, subscribe, ...) and a backend never orders them itself. A failed
+/// subscribe is not retried by the broadcast. After `async_disconnect` these rules
+/// start again from scratch (late completions of the previous connection are ignored).
 ///
-/// Per channel, the broadcast has at most one `async_subscribe` or `async_unsubscribe`
-/// in flight: it waits for one to complete before it makes the next call for that
-/// channel, so they alternate (subscribe, unsubscribe, subscribe, ...) and a backend
-/// never has to order them itself. A subscribe that fails is not retried by the
-/// broadcast: it fails the local subscribe operations waiting for that channel.
-/// After `async_disconnect` these rules start again from scratch (completions of the
-/// previous connection are ignored).
+/// ## Completions
+/// Each handler must be invoked exactly once, through its associated executor (it may
+/// differ from `executor()`: a publish handler carries the app's), and never from inside
+/// the call that received it. `complete()` does all of that: use it. A handler is
+/// invoked with one of:
+/// - no error: done (`async_subscribe`: the broker confirmed the subscription;
+///   `async_publish`: the broker accepted the message);
+/// - `boost::asio::error::operation_aborted`: ended by `async_disconnect`, by the
+///   backend's destruction, or cancelled (see below);
+/// - a `broadcaster::error` (e.g. `error::invalid_channel`, `error::payload_too_large`,
+///   refused before anything was sent) or a transport error from the broker connection.
 ///
-/// Completion handlers must be invoked through their associated executor (e.g. with
-/// `boost::asio::post`), never from inside the call that received them, and exactly
-/// once, also when the backend is destroyed with operations pending (complete them
-/// with `boost::asio::error::operation_aborted`, as destroying an Asio I/O object
-/// does). The handlers hold no strong reference to the broadcast: a backend may keep
-/// them as long as it likes without keeping the broadcast alive.
-/// `async_subscribe` completes only once the broker has confirmed the subscription;
-/// `async_publish` once the broker accepted the message.
+/// ## Disconnect and destruction
+/// - `async_disconnect` completes every operation still pending with
+///   `operation_aborted` (a connect in progress included), before its own handler.
+/// - `async_disconnect` completes only once the backend's sockets are closed and its
+///   background work has ended (timers, reconnect loops, threads): after it, the backend
+///   holds no connection and calls the sink no more, so the broadcast can tell the app
+///   that everything has stopped.
+/// - The destructor completes every pending handler with `operation_aborted` (or lets
+///   it be destroyed uncalled when the io_context itself is being destroyed) and frees
+///   everything the backend owns, at the latest when the io_context is destroyed. The
+///   handlers hold no strong reference to the broadcast, so keeping them never keeps
+///   the broadcast alive; but never keep the backend's own state alive through a
+///   reference cycle.
 ///
-/// Network backends supervise their connection: they reconnect after a loss, restore
-/// every subscription and report it through `sink().state_changed`.
+/// ## Cancellation
+/// A handler may carry an associated cancellation slot
+/// (`boost::asio::get_associated_cancellation_slot`).
+/// - `async_publish`: a backend may let a publish still queued in the backend (not yet
+///   handed to the broker) be cancelled, for every cancellation type: it installs a
+///   handler on the slot (`slot.assign(...)`), which then completes the publish with
+///   `operation_aborted` and never sends it. The slot handler runs on the thread that
+///   emits the cancellation: it must only post to `executor()`, and the work it posts
+///   must find the publish by an id (it may have completed meanwhile) and reach the
+///   backend's state through a `std::weak_ptr` (the backend may be gone).
+/// - A backend must clear a slot handler it installed before completing the operation
+///   (`complete()` clears the slot on the handler's executor, right before the call).
+/// - Other operations: a backend may ignore their slots.
+///
+/// ## Threads
+/// Member functions run on `executor()`; the destructor on any thread (possibly while
+/// the io_context is being destroyed). Work the backend runs elsewhere (its own
+/// threads, another strand) reaches the sink through `weak_sink()`, posted to
+/// `executor()`, and the backend's state through a `std::weak_ptr`: it must never touch
+/// the backend object, which may be destroyed at any time between calls.
+///
+/// ## Supervision
+/// Network backends supervise their connection: they reconnect after a loss (with
+/// backoff), restore every subscription, and report both through `sink().state_changed`.
 class BROADCASTER_EXPORT backend {
   public:
     /// The completion handler type of every backend operation.
+    ///
+    /// @warning Boost 1.81's `any_completion_handler` must never be copy- or
+    /// move-ASSIGNED: its converting constructor accepts an lvalue of itself, so it
+    /// looks copyable to Asio, and a copy (its move assignment copies) recurses until the
+    /// stack overflows. Move-construct it, `swap` it, or keep it in a node container
+    /// (`std::list`, `std::map`): containers that shift elements (erase from a
+    /// `std::vector` or `std::deque` middle, `std::remove_if`, sorting) and `std::exchange`
+    /// assign. Capture a `move_only` beside it in every lambda that holds one.
     using completion_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
 
-    /// Destroyed by the broadcast on any thread (possibly while its io_context is being
-    /// destroyed); pending work must not touch it after. Everything the backend owns
-    /// (connections, sockets) must be freed by then, or at the latest when the
-    /// io_context is destroyed: never keep it alive through a reference cycle.
+    /// Destroyed by the broadcast, on any thread. See "Disconnect and destruction".
     virtual ~backend() = default;
 
-    /// Connects to the broker. Completes with an error if it cannot within the
-    /// connect timeout.
+    /// Connects to the broker. Completes with an error (e.g. `error::not_connected`) if
+    /// it cannot within `broadcast_options::connect_timeout`.
     virtual void async_connect(completion_handler handler) = 0;
-    /// Closes the connection; every subscription is dropped.
+    /// Closes the connection; every subscription is dropped and every pending operation
+    /// completes with `operation_aborted`. Completes once sockets and background work
+    /// are gone. Never fails for a backend that is not connected.
     virtual void async_disconnect(completion_handler handler) = 0;
-    /// Subscribes to `channel`; completes when the broker has confirmed it.
+    /// Subscribes to `channel`; completes when the broker has confirmed it: every event
+    /// published on `channel` after that must be delivered.
     virtual void async_subscribe(std::string channel, completion_handler handler) = 0;
     /// Unsubscribes from `channel`.
     virtual void async_unsubscribe(std::string channel, completion_handler handler) = 0;
     /// Publishes `message` on `channel`; completes when the broker accepted it.
+    /// Per channel, messages published one after the other (each call made before the
+    /// previous one completed, too) reach subscribers in that order.
     virtual void async_publish(std::string channel, std::string message,
                                completion_handler handler) = 0;
 
-    /// Called once by the broadcast before any other call: the executor every call
-    /// will be made on, and the sink for incoming events.
-    void attach(boost::asio::any_io_executor executor, std::weak_ptr<backend_sink> sink) {
-        executor_ = std::move(executor);
-        sink_ = std::move(sink);
-        sink_ref_ = sink_.lock().get();
+    /// `complete(handler, ec)` (below) with `fallback` as the executor to queue on and
+    /// the executor for a handler without one of its own: for backend state kept apart
+    /// from the backend object (held by a `std::shared_ptr`, reached through a
+    /// `std::weak_ptr`) with a copy of `executor()`. Thread-safe.
+    static void complete(completion_handler handler, const boost::asio::any_io_executor& fallback,
+                         boost::system::error_code ec) {
+        if (!handler) {
+            return;
+        }
+        const auto target = boost::asio::get_associated_executor(handler, fallback);
+        boost::asio::post(
+            fallback,
+            boost::asio::bind_executor(
+                target, [once = move_only{}, handler = std::move(handler), ec]() mutable {
+                    // On the handler's executor, where the app emits cancellation.
+                    if (auto slot = boost::asio::get_associated_cancellation_slot(handler);
+                        slot.is_connected()) {
+                        slot.clear();
+                    }
+                    std::move(handler)(ec);
+                }));
     }
 
   protected:
@@ -115,7 +207,24 @@ class BROADCASTER_EXPORT backend {
     /// delivery posted from another thread): lock it on `executor()` before use.
     const std::weak_ptr<backend_sink>& weak_sink() const noexcept { return sink_; }
 
+    /// Completes an operation with `ec`, as the rules above require: posted (never
+    /// inline), run on the handler's associated executor (`executor()` if none), the
+    /// handler's cancellation slot cleared right before the call. Does nothing for an
+    /// empty handler. Thread-safe.
+    void complete(completion_handler handler, boost::system::error_code ec) const {
+        complete(std::move(handler), executor(), ec);
+    }
+
   private:
+    friend class detail::backend_access;
+
+    // Called once by the broadcast before any other call.
+    void attach(boost::asio::any_io_executor executor, std::weak_ptr<backend_sink> sink) {
+        executor_ = std::move(executor);
+        sink_ = std::move(sink);
+        sink_ref_ = sink_.lock().get();
+    }
+
     boost::asio::any_io_executor executor_;
     std::weak_ptr<backend_sink> sink_;
     backend_sink* sink_ref_ = nullptr;
@@ -123,7 +232,8 @@ class BROADCASTER_EXPORT backend {
 
 /// Makes a backend for a URL. May throw `boost::system::system_error` (e.g.
 /// `error::invalid_url` for a URL it cannot use); the message must not contain
-/// `config.url`, only `config.redacted_url`.
+/// `config.url`, only `config.redacted_url`. Called on the thread constructing the
+/// broadcast: it must not block on the network (connect in `async_connect`).
 using backend_factory = std::function<std::unique_ptr<backend>(const backend_config& config)>;
 
 /// Registers `factory` for URLs whose scheme is `scheme` (case-insensitive), replacing

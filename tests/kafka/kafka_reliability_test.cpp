@@ -3,6 +3,7 @@
 // publish_timeout_ms, every subscriber sees one order per channel, and subscribing to
 // many channels is batched and bounded by connect_timeout_ms.
 
+#include "backend_access.hpp"
 #include "backends/kafka/kafka_backend.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
@@ -61,7 +62,7 @@ TEST(kafka_backend, a_publish_completion_never_runs_inside_the_backend) {
     const auto strand = asio::make_strand(io);
     const auto sink = std::make_shared<null_sink>();
     auto backend = detail::make_kafka_backend(backend_config{url, url, {}});
-    backend->attach(strand, sink);
+    detail::backend_access::attach(*backend, strand, sink);
     const auto channel = unique_name("completion");
 
     std::optional<error_code> connected;
@@ -107,7 +108,7 @@ TEST(kafka_backend, calls_made_while_a_subscribe_is_pending_complete_in_order) {
     const auto strand = asio::make_strand(io);
     const auto sink = std::make_shared<recording_sink>();
     auto backend = detail::make_kafka_backend(backend_config{url, url, {}});
-    backend->attach(strand, sink);
+    detail::backend_access::attach(*backend, strand, sink);
     const auto channel = unique_name("pending");
 
     std::optional<error_code> connected;

@@ -2,6 +2,7 @@
 // real PostgreSQL 15 cluster. The backend-level tests drive the backend directly (no
 // core in between), so the order of its operations is exactly the one written here.
 
+#include "backend_access.hpp"
 #include "backends/postgres/postgres_backend.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
@@ -70,7 +71,7 @@ struct backend_under_test {
     backend_under_test(asio::io_context& io, const std::string& url) {
         backend_config config{url, url, {}};
         pg = detail::make_postgres_backend(config);
-        pg->attach(io.get_executor(), sink);
+        detail::backend_access::attach(*pg, io.get_executor(), sink);
     }
     asio::awaitable<void> connect() {
         completion_log log;

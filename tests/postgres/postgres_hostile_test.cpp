@@ -3,6 +3,7 @@
 // other apps talk to a broadcaster instance, so whatever they send must neither cost
 // the connection nor the notifications of other channels.
 
+#include "backend_access.hpp"
 #include "backends/postgres/postgres_backend.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
@@ -53,7 +54,7 @@ TEST(postgres_hostile, foreign_marker_payloads_cost_neither_connection_nor_messa
         auto sink = std::make_shared<hostile_sink>();
         backend_config config{url, url, {}};
         auto pg = detail::make_postgres_backend(config);
-        pg->attach(io.get_executor(), sink);
+        detail::backend_access::attach(*pg, io.get_executor(), sink);
         BROADCASTER_REQUIRE(!co_await call([&](auto h) { pg->async_connect(std::move(h)); }));
         const auto channel = unique_name("hostile");
         const auto other = unique_name("bystander");
@@ -101,7 +102,7 @@ TEST(postgres_hostile, every_session_killed_mid_queue_leaves_exactly_the_confirm
         auto sink = std::make_shared<hostile_sink>();
         backend_config config{url, url, {}};
         auto pg = detail::make_postgres_backend(config);
-        pg->attach(io.get_executor(), sink);
+        detail::backend_access::attach(*pg, io.get_executor(), sink);
         BROADCASTER_REQUIRE(!co_await call([&](auto h) { pg->async_connect(std::move(h)); }));
         constexpr int n = 40;
         const auto prefix = unique_name("killed");
@@ -193,7 +194,7 @@ TEST(postgres_hostile, a_long_queue_of_publishes_is_no_outage) {
             auto sink = std::make_shared<hostile_sink>();
             backend_config config{url, url, {}};
             auto pg = detail::make_postgres_backend(config);
-            pg->attach(io.get_executor(), sink);
+            detail::backend_access::attach(*pg, io.get_executor(), sink);
             BROADCASTER_REQUIRE(!co_await call([&](auto h) { pg->async_connect(std::move(h)); }));
             // Each goes through the payload table: one round trip per publish.
             constexpr int count = 15000;
@@ -232,7 +233,7 @@ TEST(postgres_hostile, disconnect_or_teardown_at_every_step_of_connecting_leaks_
                 auto sink = std::make_shared<hostile_sink>();
                 backend_config config{url, url, {}};
                 auto pg = detail::make_postgres_backend(config);
-                pg->attach(io.get_executor(), sink);
+                detail::backend_access::attach(*pg, io.get_executor(), sink);
                 pg->async_connect([&](error_code) { ++connects; });
                 for (int i = 0; i < steps && io.run_one_for(20ms) > 0; ++i) {
                 }

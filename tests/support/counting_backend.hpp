@@ -3,6 +3,7 @@
 // A custom backend for tests of the core: it forwards to an in-process memory backend
 // and counts the calls the broadcast makes, so tests can check what reaches the broker.
 
+#include "backend_access.hpp"
 #include "backends/memory/memory_backend.hpp"
 
 #include <broadcaster/backend.hpp>
@@ -41,7 +42,7 @@ class counting_backend final : public backend {
           inner_(detail::make_memory_backend(backend_config{"memory://", "memory://", {}})) {}
 
     void async_connect(completion_handler handler) override {
-        inner_->attach(executor(), weak_sink());
+        detail::backend_access::attach(*inner_, executor(), weak_sink());
         count([&] { ++calls_->connects; });
         inner_->async_connect(std::move(handler));
     }

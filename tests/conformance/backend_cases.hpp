@@ -3,6 +3,7 @@
 // The backends the conformance suite runs against. A backend adds itself here with
 // one entry; a network backend's URL starts its test server (test_servers.hpp).
 
+#include "linger_backend.hpp"  // examples/custom_backend
 #include "test_servers.hpp"
 
 #include <cstddef>
@@ -17,7 +18,8 @@ namespace broadcaster::test {
 
 struct backend_case {
     std::string name;  // test-name suffix
-    // The URL to test; may start the backend's test server on first use.
+    // The URL to test; may start the backend's test server (or register the backend)
+    // on first use.
     std::function<std::string()> url;
     // Whether two broadcasts on `url` share their channels (two app instances).
     bool shared = true;
@@ -32,17 +34,22 @@ struct backend_case {
 
 inline std::vector<backend_case> backend_cases() {
     std::vector<backend_case> cases;
-    cases.push_back({"memory_private", [] { return "memory://"; }, false});
-    cases.push_back({"memory_named", [] { return "memory://conformance-hub"; }, true});
+    cases.push_back({.name = "memory_private", .url = [] { return "memory://"; }, .shared = false});
+    cases.push_back({.name = "memory_named", .url = [] { return "memory://conformance-hub"; }});
+    // The custom backend example, registered for its scheme as an app would do it.
+    cases.push_back({.name = "custom_linger", .url = [] {
+                         linger_example::register_linger_backend();
+                         return "linger://conformance-hub";
+                     }});
 #ifdef BROADCASTER_WITH_REDIS
-    cases.push_back({"redis", redis_test_url, true, true, 1024 * 1024});
+    cases.push_back({.name = "redis", .url = redis_test_url, .max_payload = 1024 * 1024});
 #endif
 #ifdef BROADCASTER_WITH_POSTGRES
     // Payloads NOTIFY cannot carry (8000 bytes and more, binary) go through a table.
-    cases.push_back({"postgres", postgres_test_url, true, true, 1024 * 1024});
+    cases.push_back({.name = "postgres", .url = postgres_test_url, .max_payload = 1024 * 1024});
 #endif
 #ifdef BROADCASTER_WITH_KAFKA
-    cases.push_back({"kafka", kafka_test_url, true, true, 1024 * 1024});
+    cases.push_back({.name = "kafka", .url = kafka_test_url, .max_payload = 1024 * 1024});
 #endif
     return cases;
 }

@@ -6,6 +6,8 @@
 // librdkafka's mock cluster answers a fetch only after fetch.wait.max.ms (a real
 // broker answers as soon as data arrives), so latency is measured with a short one.
 
+#include "latency.hpp"
+
 #include <broadcaster/broadcaster.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -18,7 +20,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <functional>
 #include <iostream>
 #include <stdexcept>
@@ -27,7 +28,9 @@
 #include <vector>
 
 namespace asio = boost::asio;
-using clock_type = std::chrono::steady_clock;
+using bench::age_us;
+using bench::clock_type;
+using bench::percentile;
 using namespace std::chrono_literals;
 
 namespace {
@@ -35,26 +38,10 @@ namespace {
 constexpr int latency_samples = 2000;
 constexpr auto latency_interval = 1ms;  // 1000 messages/s
 
-double percentile(std::vector<double> v, double q) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))];
-}
-
-std::int64_t now_ns() {
-    return clock_type::now().time_since_epoch().count();
-}
-
 std::string stamped_message() {
     std::string message(64, 'x');
-    const auto stamp = now_ns();
-    std::memcpy(message.data(), &stamp, sizeof stamp);
+    bench::stamp(message);
     return message;
-}
-
-double age_us(const void* payload) {
-    std::int64_t stamp;
-    std::memcpy(&stamp, payload, sizeof stamp);
-    return static_cast<double>(now_ns() - stamp) / 1000.0;
 }
 
 // ---- librdkafka alone, configured as the backend configures it ---------------------
@@ -153,7 +140,7 @@ std::vector<double> raw_latency(const std::string& bootstrap) {
         while (static_cast<int>(us.size()) < latency_samples) {
             if (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer, 100)) {
                 if (!m->err && m->len >= 8) {
-                    us.push_back(age_us(m->payload));
+                    us.push_back(age_us({static_cast<const char*>(m->payload), m->len}));
                 }
                 rd_kafka_message_destroy(m);
             }
@@ -233,7 +220,7 @@ std::vector<double> broadcast_latency(const std::string& url) {
                 bc.async_publish("bench-latency", stamped_message(),
                                  [](boost::system::error_code) {});
                 const auto ev = co_await sub.async_receive(asio::use_awaitable);
-                us.push_back(age_us(ev.message().data()));
+                us.push_back(age_us(ev.message()));
                 next += latency_interval;
                 timer.expires_at(next);
                 co_await timer.async_wait(asio::use_awaitable);

@@ -10,6 +10,8 @@
 //   every delivery.
 // idle_subscriber_memory: heap bytes one more idle subscriber costs.
 
+#include "latency.hpp"
+
 #include <broadcaster/broadcaster.hpp>
 
 #include <benchmark/benchmark.h>
@@ -20,13 +22,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 
 namespace {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
-using clock_type = std::chrono::steady_clock;
 
 constexpr std::size_t message_size = 64;
 constexpr int burst = 64;
@@ -92,10 +92,7 @@ class fanout_rig {
     void take(const broadcaster::event& ev) {
         ++taken_;
         if (record_) {
-            clock_type::rep sent;
-            std::memcpy(&sent, ev.message().data(), sizeof sent);
-            const auto now = clock_type::now().time_since_epoch().count();
-            latencies_us_.push_back(static_cast<double>(now - sent) / 1000.0);
+            latencies_us_.push_back(bench::age_us(ev.message()));
         }
         benchmark::DoNotOptimize(ev.message().data());
     }
@@ -128,17 +125,12 @@ void latency(benchmark::State& state) {
     rig.record_latency(true);
     std::string message(message_size, 'm');
     for (auto _ : state) {
-        const auto now = clock_type::now().time_since_epoch().count();
-        std::memcpy(message.data(), &now, sizeof now);
+        bench::stamp(message);
         rig.publish_and_drain(1, message);
     }
     auto& samples = rig.latencies_us();
-    std::sort(samples.begin(), samples.end());
-    const auto at = [&](double q) {
-        return samples[static_cast<std::size_t>(q * (samples.size() - 1))];
-    };
-    state.counters["p50_us"] = at(0.50);
-    state.counters["p99_us"] = at(0.99);
+    state.counters["p50_us"] = bench::percentile(samples, 0.50);
+    state.counters["p99_us"] = bench::percentile(samples, 0.99);
 }
 BENCHMARK(latency)->ArgName("subscribers")->Arg(1)->Arg(100)->Arg(10'000)->UseRealTime();
 

@@ -9,6 +9,8 @@
 // raw latency: publish -> receive over two blocking hiredis connections, paced alike.
 // latency: publish -> receive through the broadcast, one message every 500 us.
 
+#include "latency.hpp"
+
 #include <broadcaster/broadcaster.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -19,7 +21,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -27,8 +28,9 @@
 namespace {
 
 namespace asio = boost::asio;
+using bench::clock_type;
+using bench::percentile;
 using boost::system::error_code;
-using clock_type = std::chrono::steady_clock;
 
 // Runs `io` until `done()`: a connected broadcast always has work (its readers).
 template <typename Predicate>
@@ -36,11 +38,6 @@ void run_until(asio::io_context& io, Predicate done) {
     while (!done()) {
         io.run_one();
     }
-}
-
-double percentile(std::vector<double> v, double q) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[static_cast<std::size_t>(q * (v.size() - 1))];
 }
 
 double publish_throughput(const std::string& url, int messages) {
@@ -110,17 +107,15 @@ std::vector<double> raw_hiredis_latency(const std::string& host, int port, int n
                 return;
             }
             auto* r = static_cast<redisReply*>(reply);
-            clock_type::rep sent;
-            std::memcpy(&sent, r->element[2]->str, sizeof sent);
-            us.push_back(static_cast<double>(clock_type::now().time_since_epoch().count() - sent) /
-                         1000.0);
+            us.push_back(bench::age_us({r->element[2]->str, r->element[2]->len}));
             freeReplyObject(r);
         }
     });
     for (int i = 0; i < n; ++i) {
         std::this_thread::sleep_for(std::chrono::microseconds(500));
-        const auto now = clock_type::now().time_since_epoch().count();
-        freeReplyObject(redisCommand(pub, "PUBLISH raw %b", &now, sizeof now));
+        std::string message;
+        bench::stamp(message);
+        freeReplyObject(redisCommand(pub, "PUBLISH raw %b", message.data(), message.size()));
     }
     reader.join();
     redisFree(pub);
@@ -141,10 +136,7 @@ std::vector<double> end_to_end_latency(const std::string& url, int n) {
             if (ec) {
                 return;
             }
-            clock_type::rep sent;
-            std::memcpy(&sent, ev.message().data(), sizeof sent);
-            us.push_back(static_cast<double>(clock_type::now().time_since_epoch().count() - sent) /
-                         1000.0);
+            us.push_back(bench::age_us(ev.message()));
             if (static_cast<int>(us.size()) < n) {
                 receive_next();
             }
@@ -154,9 +146,8 @@ std::vector<double> end_to_end_latency(const std::string& url, int n) {
         if (published++ == n) {
             return;
         }
-        std::string message(16, '\0');
-        const auto now = clock_type::now().time_since_epoch().count();
-        std::memcpy(message.data(), &now, sizeof now);
+        std::string message;
+        bench::stamp(message);
         bc.async_publish("latency", message, [](error_code) {});
         pace.expires_after(std::chrono::microseconds(500));
         pace.async_wait([&](error_code) { publish_next(); });

@@ -2,6 +2,7 @@
 // backend; publish throughput, deliveries/s, loss and publish->receive latency.
 
 #include "commands.hpp"
+#include "latency.hpp"  // bench/
 
 #include <broadcaster/broadcast.hpp>
 #include <broadcaster/error.hpp>
@@ -12,10 +13,7 @@
 
 #include <unistd.h>
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -27,7 +25,6 @@ namespace {
 namespace asio = boost::asio;
 using boost::system::error_code;
 using clock_type = std::chrono::steady_clock;
-constexpr std::size_t timestamp_digits = 16;
 
 class bench_run {
   public:
@@ -133,11 +130,7 @@ class bench_run {
 
     void take(const broadcaster::event& ev) {
         ++delivered_;
-        clock_type::rep sent = 0;
-        const auto text = ev.message().substr(0, timestamp_digits);
-        std::from_chars(text.data(), text.data() + text.size(), sent, 16);
-        latencies_us_.push_back(
-            static_cast<float>(clock_type::now().time_since_epoch().count() - sent) / 1000.0f);
+        latencies_us_.push_back(static_cast<float>(bench::age_us(ev.message())));
     }
 
     bool time_is_up() const {
@@ -191,14 +184,10 @@ class bench_run {
     void send_one() {
         const auto channel = sent_ % channels_.size();
         expected_ += subscribers_per_channel_[channel];
-        // The send time in hex text first: every backend carries text inline.
-        std::string message(std::max(options_.size, timestamp_digits), 'x');
-        const auto now = clock_type::now().time_since_epoch().count();
-        char digits[timestamp_digits + 1];
-        std::snprintf(digits, sizeof digits, "%016llx", static_cast<unsigned long long>(now));
-        message.replace(0, timestamp_digits, digits);
-        if (options_.binary && sent_ % 2 == 0 && message.size() > timestamp_digits) {
-            message[timestamp_digits] = '\xff';  // not UTF-8 (Postgres: via the table)
+        std::string message(options_.size, 'x');
+        bench::stamp(message);  // the send time first, as text
+        if (options_.binary && sent_ % 2 == 0 && message.size() > bench::stamp_size) {
+            message[bench::stamp_size] = '\xff';  // not UTF-8 (Postgres: via the table)
         }
         ++sent_;
         bc_.async_publish(channels_[channel], std::move(message), [this](error_code ec) {
@@ -245,12 +234,7 @@ class bench_run {
         const double publish_rate = acked_ / std::max(publishing.count(), 1e-9);
         const double delivery_rate = delivered_ / std::max(total.count(), 1e-9);
         const auto lost = expected_ > delivered_ ? expected_ - delivered_ : 0;
-        std::sort(latencies_us_.begin(), latencies_us_.end());
-        const auto at = [&](double q) -> double {
-            return latencies_us_.empty()
-                       ? 0.0
-                       : latencies_us_[static_cast<std::size_t>(q * (latencies_us_.size() - 1))];
-        };
+        const auto at = [&](double q) { return bench::percentile(latencies_us_, q); };
         std::uint64_t dropped = 0;
         for (const auto& sub : subs_) {
             dropped += sub.dropped();

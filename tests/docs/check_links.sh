@@ -9,7 +9,7 @@ cd "$root"
 
 # Pages the docs announce before they are written: a link to one that does not exist yet
 # is reported, not failed. Remove an entry once its page is there.
-planned=(docs/custom-backends.md docs/backends/nats.md)
+planned=(docs/backends/nats.md)
 
 # The text of a Markdown file outside fenced code blocks, with code spans removed.
 prose() {

@@ -155,7 +155,7 @@ class BROADCASTER_EXPORT backend {
     /// Destroyed by the broadcast, on any thread. See "Disconnect and destruction".
     virtual ~backend() = default;
 
-    /// Connects to the broker. Completes with an error (e.g. `error::not_connected`) if
+    /// Connects to the broker. Completes with an error (e.g. `error::unreachable`) if
     /// it cannot within `broadcast_options::connect_timeout`.
     virtual void async_connect(completion_handler handler) = 0;
     /// Closes the connection; every subscription is dropped and every pending operation

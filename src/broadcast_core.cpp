@@ -159,7 +159,7 @@ void broadcast_core::cancel_connect(std::uint64_t id) {
         // Nobody waits for this attempt any more: abandon it (the backend closes what
         // it opened), so that a later connect starts afresh.
         do_disconnect({});
-        set_state(connection_state::disconnected, asio::error::operation_aborted);
+        set_state(connection_state::disconnected, {});
     }
 }
 

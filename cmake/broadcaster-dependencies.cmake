@@ -1,5 +1,6 @@
 # Finds the libraries the backends link, without ever failing by itself: each library found
-# becomes an imported target (broadcaster::hiredis, broadcaster::rdkafka, or the targets of
+# becomes an imported target (broadcaster::hiredis, broadcaster::rdkafka, broadcaster::nats,
+# or the targets of
 # CMake's FindOpenSSL / FindPostgreSQL), each one missing is appended to the list named by
 # `missing_var` as "<library> (Debian: <package>)".
 #
@@ -38,17 +39,19 @@ function(broadcaster_find_library name pc_prefix module header library package m
   endif()
 endfunction()
 
-# Finds what the enabled backends need. `redis`, `postgres`, `kafka` are booleans;
+# Finds what the enabled backends need. `redis`, `postgres`, `kafka`, `nats` are booleans;
 # `pc_style` is BUILD (pkg-config targets named as the build's other targets expect them)
 # or CONSUMER (names of our own, so a consumer's pkg_check_modules never meets ours).
-function(broadcaster_find_backend_dependencies redis postgres kafka pc_style missing_var)
+function(broadcaster_find_backend_dependencies redis postgres kafka nats pc_style missing_var)
   set(missing "")
   if(pc_style STREQUAL "BUILD")
     set(hiredis_prefix HIREDIS)
     set(rdkafka_prefix RDKAFKA)
+    set(nats_prefix NATS)
   else()
     set(hiredis_prefix broadcaster_hiredis)
     set(rdkafka_prefix broadcaster_rdkafka)
+    set(nats_prefix broadcaster_nats)
   endif()
   if(redis OR postgres)
     find_package(OpenSSL QUIET)
@@ -69,6 +72,9 @@ function(broadcaster_find_backend_dependencies redis postgres kafka pc_style mis
   if(kafka)
     broadcaster_find_library(rdkafka ${rdkafka_prefix} rdkafka librdkafka/rdkafka.h rdkafka
                              librdkafka-dev missing)
+  endif()
+  if(nats)
+    broadcaster_find_library(nats ${nats_prefix} libnats nats/nats.h nats libnats-dev missing)
   endif()
   set(${missing_var} ${missing} PARENT_SCOPE)
 endfunction()

@@ -14,6 +14,7 @@ packages=(
   libhiredis-dev libssl-dev redis-server redis-tools openssl
   libpq-dev postgresql-15
   librdkafka-dev
+  libnats-dev nats-server
   chromium
   clang-format
 )

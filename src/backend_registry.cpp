@@ -10,6 +10,9 @@
 #ifdef BROADCASTER_WITH_KAFKA
 #include "backends/kafka/kafka_backend.hpp"
 #endif
+#ifdef BROADCASTER_WITH_NATS
+#include "backends/nats/nats_backend.hpp"
+#endif
 
 #include <broadcaster/error.hpp>
 #include <broadcaster/url.hpp>
@@ -31,7 +34,7 @@ struct optional_backend {
 constexpr optional_backend optional_backends[] = {
     {"redis", "BROADCASTER_WITH_REDIS"},       {"rediss", "BROADCASTER_WITH_REDIS"},
     {"postgres", "BROADCASTER_WITH_POSTGRES"}, {"postgresql", "BROADCASTER_WITH_POSTGRES"},
-    {"kafka", "BROADCASTER_WITH_KAFKA"},
+    {"kafka", "BROADCASTER_WITH_KAFKA"},       {"nats", "BROADCASTER_WITH_NATS"},
 };
 
 class registry {
@@ -67,6 +70,9 @@ class registry {
 #endif
 #ifdef BROADCASTER_WITH_KAFKA
         factories_["kafka"] = detail::make_kafka_backend;
+#endif
+#ifdef BROADCASTER_WITH_NATS
+        factories_["nats"] = detail::make_nats_backend;
 #endif
     }
 

@@ -195,6 +195,12 @@ TEST(chat, two_instances_on_postgres_form_one_room) {
 }
 #endif
 
+#ifdef BROADCASTER_WITH_NATS
+TEST(chat, two_instances_on_nats_form_one_room) {
+    expect_one_room(nats_test_url());
+}
+#endif
+
 #ifdef BROADCASTER_WITH_KAFKA
 TEST(chat, two_instances_on_kafka_form_one_room) {
     expect_one_room(kafka_test_url());

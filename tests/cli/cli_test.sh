@@ -10,6 +10,7 @@ case_name=$2
 work=$(mktemp -d)
 redis_pid=""
 kafka_pid=""
+nats_pid=""
 pg_stop=()
 cleanup() {
   # Best effort: how the servers exit must not change the test's status.
@@ -17,6 +18,7 @@ cleanup() {
   set +e
   if [[ -n $redis_pid ]]; then kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; fi
   if [[ -n $kafka_pid ]]; then kill "$kafka_pid" 2>/dev/null; wait "$kafka_pid" 2>/dev/null; fi
+  if [[ -n $nats_pid ]]; then kill "$nats_pid" 2>/dev/null; wait "$nats_pid" 2>/dev/null; fi
   if ((${#pg_stop[@]})); then "${pg_stop[@]}" >/dev/null 2>&1; fi
   rm -rf "$work"
 }
@@ -82,6 +84,29 @@ start_kafka() {
   local bootstrap
   read -r -t 10 bootstrap <&"${kafka[0]}" || fail "broadcaster-kafka-mock did not start"
   url="kafka://$bootstrap"
+}
+
+# A nats-server in the foreground on a random port below the ephemeral range, with a
+# token (which must never show in the tool's output).
+start_nats() {
+  local port
+  for _ in 1 2 3; do
+    port=$((20000 + RANDOM % 12000))
+    nats-server -a 127.0.0.1 -p "$port" --auth hunter2 > "$work/nats.log" 2>&1 &
+    nats_pid=$!
+    for _ in $(seq 500); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        url="nats://hunter2@127.0.0.1:$port"
+        return 0
+      fi
+      kill -0 "$nats_pid" 2>/dev/null || break
+      sleep 0.01
+    done
+    kill "$nats_pid" 2>/dev/null || true
+    wait "$nats_pid" 2>/dev/null || true
+    nats_pid=""
+  done
+  fail "nats-server did not start: $(tail -3 "$work/nats.log")"
 }
 
 # Starts `broadcaster subscribe ARGS...` in the background; returns once it printed
@@ -298,6 +323,18 @@ case $case_name in
     wait_sub
     [[ $(cat "$work/out") == $'orders\tfirst\norders\tsecond' ]] || fail "got '$(cat "$work/out")'"
     expect_status 6 "invalid channel\|channel" "$tool" publish "$url" "Chat Room" m
+    ;;
+  round_trip_nats)
+    start_nats
+    subscribe_bg "$url" chat.room --count 2 --json
+    "$tool" publish "$url" chat.room "hello nats"
+    printf '\xff\x00binary' > "$work/payload"
+    "$tool" publish --file "$work/payload" "$url" chat.room
+    wait_sub
+    expected=$'{"channel":"chat.room","message":"hello nats"}\n{"channel":"chat.room","message_base64":"/wBiaW5hcnk="}'
+    [[ $(cat "$work/out") == "$expected" ]] || fail "got '$(cat "$work/out")'"
+    expect_status 6 "channel" "$tool" publish "$url" "Chat Room" m
+    expect_status 6 "channel" "$tool" publish "$url" "chat.*" m
     ;;
   bench_kafka)
     start_kafka

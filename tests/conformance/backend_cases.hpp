@@ -51,6 +51,10 @@ inline std::vector<backend_case> backend_cases() {
 #ifdef BROADCASTER_WITH_KAFKA
     cases.push_back({.name = "kafka", .url = kafka_test_url, .max_payload = 1024 * 1024});
 #endif
+#ifdef BROADCASTER_WITH_NATS
+    // Up to the server's max_payload (1 MiB by default, which the publish header shares).
+    cases.push_back({"nats", nats_test_url, true, true, 1000 * 1000});
+#endif
     return cases;
 }
 

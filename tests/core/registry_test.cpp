@@ -20,9 +20,9 @@ boost::system::system_error construction_error(const std::string& url) {
 }
 
 TEST(registry, rejects_an_unknown_scheme_and_names_the_url) {
-    const auto e = construction_error("nats://user:hunter2@host:4222");
+    const auto e = construction_error("mqtt://user:hunter2@host:1883");
     EXPECT_EQ(e.code(), error::unknown_scheme);
-    EXPECT_NE(std::string(e.what()).find("nats://***@host:4222"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("mqtt://***@host:1883"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
 }
 

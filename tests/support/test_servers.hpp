@@ -112,6 +112,28 @@ inline std::string postgres_test_url() {
     return server.url();
 }
 
+#ifdef BROADCASTER_WITH_NATS
+// A nats-server of its own on `port`; `extra` adds command-line options (e.g. cluster
+// routes or a token).
+inline std::unique_ptr<server_process> start_nats(const scratch_dir& dir, unsigned short port,
+                                                  std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{"nats-server", "-a", "127.0.0.1", "-p", std::to_string(port)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<server_process>(argv, port, dir.path() / "nats.log");
+}
+
+// The URL of the NATS server shared by the tests of this process
+// ($BROADCASTER_TEST_NATS_URL, or one started here).
+inline std::string nats_test_url() {
+    if (const char* url = std::getenv("BROADCASTER_TEST_NATS_URL")) {
+        return url;
+    }
+    static scratch_dir dir("broadcaster-nats");
+    static auto server = start_nats(dir, free_port());
+    return "nats://127.0.0.1:" + std::to_string(server->port());
+}
+#endif
+
 #ifdef BROADCASTER_WITH_KAFKA
 // The URL of the Kafka cluster shared by the tests of this process
 // ($BROADCASTER_TEST_KAFKA_URL, or a 3-broker mock cluster started here).

@@ -1,0 +1,61 @@
+#include "nats_backend.hpp"
+
+#include "../client_backend.hpp"
+#include "nats_client.hpp"
+
+#include <broadcaster/error.hpp>
+
+namespace broadcaster::detail {
+namespace {
+
+class nats_backend final : public client_backend<nats_client> {
+  public:
+    explicit nats_backend(nats_config config) : config_(std::move(config)) {}
+
+    void async_subscribe(std::string channel, completion_handler handler) override {
+        if (auto* client = checked_client(channel, handler)) {
+            client->subscribe(std::move(channel), std::move(handler));
+        }
+    }
+
+    void async_unsubscribe(std::string channel, completion_handler handler) override {
+        if (auto* c = client()) {
+            c->unsubscribe(channel, std::move(handler));
+        } else {
+            complete(handler, {});
+        }
+    }
+
+    void async_publish(std::string channel, std::string message,
+                       completion_handler handler) override {
+        if (auto* client = checked_client(channel, handler)) {
+            client->publish(std::move(channel), std::move(message), std::move(handler));
+        }
+    }
+
+  private:
+    std::unique_ptr<nats_client> make_client() override {
+        return std::make_unique<nats_client>(executor(), config_, weak_sink());
+    }
+
+    // The client, or null (the handler completed with the reason) when there is no
+    // connection or NATS cannot carry `channel` as a subject.
+    nats_client* checked_client(const std::string& channel, completion_handler& handler) {
+        auto* client = connected_client(handler);
+        if (client && !valid_nats_subject(channel)) {
+            complete(handler, error::invalid_channel);
+            return nullptr;
+        }
+        return client;
+    }
+
+    const nats_config config_;
+};
+
+}  // namespace
+
+std::unique_ptr<backend> make_nats_backend(const backend_config& config) {
+    return std::make_unique<nats_backend>(parse_nats_url(config));
+}
+
+}  // namespace broadcaster::detail

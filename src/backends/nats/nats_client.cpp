@@ -1,0 +1,767 @@
+#include "nats_client.hpp"
+
+#include "../../completion.hpp"
+
+#include <broadcaster/error.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+
+namespace broadcaster::detail {
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// A file descriptor closed unless released (e.g. when its posted work is dropped).
+struct owned_fd {
+    explicit owned_fd(int fd) : fd(fd) {}
+    owned_fd(const owned_fd&) = delete;
+    owned_fd& operator=(const owned_fd&) = delete;
+    ~owned_fd() {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
+    int release() { return std::exchange(fd, -1); }
+    int fd;
+};
+
+// Posts `work(client)` to the strand of the link named by `closure`, if it is open.
+template <typename Work>
+void to_client(void* closure, Work work) {
+    if (auto link = nats_link::find(nats_link::id_of(closure))) {
+        link->post(std::move(work));
+    }
+}
+
+// ---- nats.c's event-loop interface (called from any thread, nats.c's lock held) ----
+
+natsStatus on_attach(void** user_data, void* loop, natsConnection*, natsSock fd) {
+    *user_data = loop;
+    // A duplicate for Asio: nats.c closes its socket on a loss and opens another one on
+    // reconnect, and Asio must never deregister a descriptor number reused meanwhile.
+    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        return NATS_SYS_ERROR;
+    }
+    auto owned = std::make_shared<owned_fd>(copy);
+    to_client(loop, [owned](nats_client& c) { c.on_attached(owned->release()); });
+    return NATS_OK;
+}
+
+natsStatus on_read(void* user_data, bool add) {
+    to_client(user_data, [add](nats_client& c) { c.on_want_read(add); });
+    return NATS_OK;
+}
+
+natsStatus on_write(void* user_data, bool add) {
+    to_client(user_data, [add](nats_client& c) { c.on_want_write(add); });
+    return NATS_OK;
+}
+
+natsStatus on_detach(void* user_data) {
+    to_client(user_data, [](nats_client& c) { c.on_detached(); });
+    return NATS_OK;
+}
+
+void on_disconnected(natsConnection*, void* closure) {
+    to_client(closure, [](nats_client& c) { c.on_disconnected(); });
+}
+
+void on_reconnected(natsConnection*, void* closure) {
+    to_client(closure, [](nats_client& c) { c.on_reconnected(); });
+}
+
+// On nats.c's delivery thread: copy, free, hand over. No app code runs here.
+void on_nats_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    std::string subject = natsMsg_GetSubject(msg);
+    std::string data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    natsMsg_Destroy(msg);
+    to_client(closure,
+              [subject = std::move(subject), data = std::move(data)](nats_client& c) mutable {
+                  c.on_message(std::move(subject), std::move(data));
+              });
+}
+
+// Exponential backoff with jitter between passes over the server list.
+int64_t reconnect_delay(natsConnection*, int attempts, void* closure) {
+    auto link = nats_link::find(nats_link::id_of(closure));
+    if (!link) {
+        return 1000;
+    }
+    const auto min = link->backoff_min().count();
+    const auto max = link->backoff_max().count();
+    long long ceiling = min;
+    for (int i = 1; i < attempts && ceiling < max; ++i) {
+        ceiling *= 2;
+    }
+    ceiling = std::min<long long>(ceiling, max);
+    thread_local std::minstd_rand random(std::random_device{}());
+    std::uniform_int_distribution<long long> pick(ceiling / 2, ceiling);
+    return pick(random);
+}
+
+error_code connect_error(natsStatus s) {
+    switch (s) {
+        case NATS_CONNECTION_AUTH_FAILED:
+        case NATS_NOT_PERMITTED:
+            return error::authentication_failed;
+        case NATS_PROTOCOL_ERROR:
+            return error::protocol_error;
+        default:
+            return error::unreachable;
+    }
+}
+
+error_code operation_error(natsStatus s) {
+    switch (s) {
+        case NATS_MAX_PAYLOAD:
+            return error::payload_too_large;
+        case NATS_INVALID_SUBJECT:
+            return error::invalid_channel;
+        case NATS_CONNECTION_CLOSED:
+        case NATS_CONNECTION_DISCONNECTED:
+        case NATS_INSUFFICIENT_BUFFER:
+            return error::connection_lost;
+        default:
+            return error::broker_error;
+    }
+}
+
+struct options_deleter {
+    void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
+};
+using options_ptr = std::unique_ptr<natsOptions, options_deleter>;
+
+// nats.c's options for `config`; the callbacks' closure is `link`'s id.
+options_ptr make_options(const nats_config& config, const nats_link& link) {
+    natsOptions* raw = nullptr;
+    if (natsOptions_Create(&raw) != NATS_OK) {
+        throw boost::system::system_error(error::broker_error, "cannot create NATS options");
+    }
+    options_ptr opts(raw);
+    std::vector<const char*> servers;
+    for (const auto& s : config.servers) {
+        servers.push_back(s.c_str());
+    }
+    void* closure = link.closure();
+    natsStatus s =
+        natsOptions_SetServers(opts.get(), servers.data(), static_cast<int>(servers.size()));
+    const auto set = [&s](natsStatus next) {
+        if (s == NATS_OK) {
+            s = next;
+        }
+    };
+    if (!config.user.empty()) {
+        set(natsOptions_SetUserInfo(opts.get(), config.user.c_str(), config.password.c_str()));
+    }
+    if (!config.token.empty()) {
+        set(natsOptions_SetToken(opts.get(), config.token.c_str()));
+    }
+    set(natsOptions_SetName(opts.get(), config.client_name.c_str()));
+    set(natsOptions_SetTimeout(opts.get(), std::max<int64_t>(1, config.connect_timeout.count())));
+    set(natsOptions_SetPingInterval(opts.get(), config.ping_interval.count()));
+    set(natsOptions_SetMaxPingsOut(opts.get(), config.max_pings_out));
+    set(natsOptions_SetAllowReconnect(opts.get(), true));
+    set(natsOptions_SetMaxReconnect(opts.get(), -1));
+    set(natsOptions_SetCustomReconnectDelay(opts.get(), reconnect_delay, closure));
+    // No flusher thread: every write request reaches the strand at once.
+    set(natsOptions_SetSendAsap(opts.get(), true));
+    set(natsOptions_SetDisconnectedCB(opts.get(), on_disconnected, closure));
+    set(natsOptions_SetReconnectedCB(opts.get(), on_reconnected, closure));
+    // One delivery thread for every subscription (not one thread per subscription).
+    set(natsOptions_UseGlobalMessageDelivery(opts.get(), true));
+    set(natsOptions_SetEventLoop(opts.get(), closure, on_attach, on_read, on_write, on_detach));
+    if (config.tls) {
+        set(natsOptions_SetSecure(opts.get(), true));
+        if (!config.tls_ca_file.empty()) {
+            set(natsOptions_LoadCATrustedCertificates(opts.get(), config.tls_ca_file.c_str()));
+        }
+        if (!config.tls_verify) {
+            set(natsOptions_SkipServerVerification(opts.get(), true));
+        }
+        if (!config.tls_server_name.empty()) {
+            set(natsOptions_SetExpectedHostname(opts.get(), config.tls_server_name.c_str()));
+        }
+    }
+    if (s != NATS_OK) {
+        throw boost::system::system_error(
+            error::invalid_url, "'" + config.redacted_url + "': NATS refused the settings (" +
+                                    std::string(natsStatus_GetText(s)) + ")");
+    }
+    return opts;
+}
+
+// Destroys nats.c objects (blocking: joins nats.c's reconnect thread).
+void destroy_connection(natsConnection* nc, std::vector<natsSubscription*> subs) {
+    for (auto* sub : subs) {
+        natsSubscription_Destroy(sub);
+    }
+    natsConnection_Destroy(nc);
+}
+
+}  // namespace
+
+nats_client::nats_client(asio::any_io_executor strand, nats_config config,
+                         std::weak_ptr<backend_sink> sink)
+    : strand_(std::move(strand)),
+      config_(std::move(config)),
+      sink_(std::move(sink)),
+      blocking_(
+          asio::use_service<blocking_service>(asio::query(strand_, asio::execution::context))),
+      socket_(strand_),
+      expiry_(strand_) {}
+
+nats_client::~nats_client() {
+    if (!nc_) {
+        return;
+    }
+    link_->close();
+    std::vector<natsSubscription*> subs;
+    if (marker_sub_) {
+        subs.push_back(marker_sub_);
+    }
+    for (auto& [subject, sub] : subs_) {
+        subs.push_back(sub);
+    }
+    if (link_->context_gone()) {
+        destroy_connection(nc_, std::move(subs));  // no io_context left to run it
+    } else {
+        blocking_.post([nc = nc_, subs = std::move(subs)]() mutable {
+            destroy_connection(nc, std::move(subs));
+        });
+    }
+}
+
+// ---- connection --------------------------------------------------------------------
+
+void nats_client::connect(completion_handler handler) {
+    link_ =
+        nats_link::make(strand_, weak_from_this(), config_.reconnect_min, config_.reconnect_max);
+    options_ptr opts;
+    try {
+        opts = make_options(config_, *link_);
+    } catch (const boost::system::system_error& e) {
+        stop();
+        complete(std::move(handler), e.code());
+        return;
+    }
+    struct connection_deleter {
+        void operator()(natsConnection* nc) const { natsConnection_Destroy(nc); }
+    };
+    using connection_ptr = std::unique_ptr<natsConnection, connection_deleter>;
+    // The handshake blocks (up to connect_timeout per server): off the strand.
+    // The io_context has work meanwhile (the strand is waiting for the result).
+    blocking_.post([once = move_only{}, self = shared_from_this(), opts = std::move(opts),
+                    work = asio::make_work_guard(strand_), handler = std::move(handler)]() mutable {
+        natsConnection* raw = nullptr;
+        const natsStatus s = natsConnection_Connect(&raw, opts.get());
+        opts.reset();
+        const auto strand = self->strand_;
+        asio::post(strand, [once = move_only{}, self = std::move(self), s, nc = connection_ptr(raw),
+                            handler = std::move(handler)]() mutable {
+            if (self->stopped_) {
+                if (nc) {
+                    self->blocking_.post([nc = std::move(nc)] {});
+                }
+                self->complete(std::move(handler), asio::error::operation_aborted);
+            } else if (s != NATS_OK || !nc) {
+                self->stop();
+                self->complete(std::move(handler), connect_error(s));
+            } else {
+                self->connected(nc.release());
+                self->complete(std::move(handler), {});
+            }
+        });
+        work.reset();
+    });
+}
+
+void nats_client::connected(natsConnection* nc) {
+    nc_ = nc;
+    connected_ = true;
+    natsInbox* inbox = nullptr;
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        inbox_ = inbox;
+        natsInbox_Destroy(inbox);
+        s = natsConnection_Subscribe(&marker_sub_, nc_, inbox_.c_str(), on_nats_message,
+                                     link_->closure());
+    }
+    if (s != NATS_OK) {
+        marker_sub_ = nullptr;
+    }
+    watch_read();
+    write_ready();
+}
+
+void nats_client::disconnect(completion_handler handler) {
+    stop(std::move(handler));
+}
+
+void nats_client::stop(completion_handler then) {
+    if (stopped_) {
+        if (then) {
+            complete(std::move(then), {});
+        }
+        return;
+    }
+    stopped_ = true;
+    connected_ = false;
+    if (link_) {
+        link_->close();
+    }
+    error_code ignored;
+    socket_.close(ignored);
+    expiry_.cancel();
+    for (auto& h : held_) {
+        complete(std::move(h.handler), error::not_connected);
+    }
+    held_.clear();
+    for (auto& w : unsent_) {
+        if (w.handler) {
+            complete(std::move(w.handler), error::not_connected);
+        }
+    }
+    unsent_.clear();
+    for (auto& m : markers_) {
+        for (auto& w : m.waiters) {
+            if (w.handler) {
+                complete(std::move(w.handler), error::not_connected);
+            }
+        }
+    }
+    markers_.clear();
+    std::vector<natsSubscription*> subs;
+    if (marker_sub_) {
+        subs.push_back(std::exchange(marker_sub_, nullptr));
+    }
+    for (auto& [subject, sub] : subs_) {
+        subs.push_back(sub);
+    }
+    subs_.clear();
+    if (!nc_) {
+        if (then) {
+            complete(std::move(then), {});
+        }
+        return;
+    }
+    // natsConnection_Destroy flushes what is still buffered and waits up to 500 ms for a
+    // PONG that only the (now closed) strand would read: write it out here instead.
+    if (natsConnection_Buffered(nc_) > 0) {
+        natsConnection_ProcessWriteEvent(nc_);
+    }
+    blocking_.post([once = move_only{}, nc = std::exchange(nc_, nullptr), subs = std::move(subs),
+                    strand = strand_, work = asio::make_work_guard(strand_),
+                    then = std::move(then)]() mutable {
+        destroy_connection(nc, std::move(subs));
+        if (then) {
+            post_completion(std::move(then), strand, error_code());
+        }
+        work.reset();
+    });
+}
+
+void nats_client::report(connection_state state, error_code ec) {
+    if (auto sink = sink_.lock()) {
+        sink->state_changed(state, ec);
+    }
+}
+
+void nats_client::complete(completion_handler handler, error_code ec) {
+    post_completion(std::move(handler), strand_, ec);
+}
+
+void nats_client::on_disconnected() {
+    if (stopped_ || !connected_) {
+        return;
+    }
+    connected_ = false;
+    reconnecting_ = true;
+    error_code ignored;
+    socket_.close(ignored);
+    ++socket_generation_;
+    read_armed_ = write_armed_ = false;
+    // What was sent on the lost connection may or may not have arrived: unconfirmed
+    // publishes and subscribes fail with connection_lost (a failed subscribe is dropped
+    // here too, or nats.c would restore it).
+    const auto fail = [this](waiter& w) {
+        if (!w.is_publish) {
+            drop_subscription(w.subject);
+        }
+        if (w.handler) {
+            complete(std::move(w.handler), error::connection_lost);
+        }
+    };
+    for (auto& m : markers_) {
+        for (auto& w : m.waiters) {
+            fail(w);
+        }
+    }
+    markers_.clear();
+    for (auto& w : unsent_) {
+        fail(w);
+    }
+    unsent_.clear();
+    report(connection_state::reconnecting, error::connection_lost);
+}
+
+void nats_client::on_reconnected() {
+    if (stopped_ || connected_) {
+        return;
+    }
+    connected_ = true;
+    while (!held_.empty()) {
+        auto h = std::move(held_.front());
+        held_.pop_front();
+        send_publish(h.subject, h.message, std::move(h.handler), h.deadline);
+    }
+    // nats.c sent every SUB again before anything else: the marker confirms them.
+    wait_for_marker({false, {}, {}, clock::now() + config_.connect_timeout});
+    watch_read();
+    write_ready();
+}
+
+// ---- the socket --------------------------------------------------------------------
+
+void nats_client::on_attached(int fd) {
+    if (stopped_) {
+        ::close(fd);
+        return;
+    }
+    error_code ec;
+    socket_.close(ec);
+    ++socket_generation_;
+    read_armed_ = write_armed_ = false;
+    socket_.assign(fd, ec);
+    if (ec) {
+        ::close(fd);
+        return;
+    }
+    want_read_ = true;
+    watch_read();
+}
+
+void nats_client::on_want_read(bool add) {
+    want_read_ = add;
+    watch_read();
+}
+
+void nats_client::on_want_write(bool add) {
+    want_write_ = add;
+    if (add) {
+        write_ready();
+    }
+}
+
+void nats_client::on_detached() {
+    error_code ignored;
+    socket_.close(ignored);
+    ++socket_generation_;
+    read_armed_ = write_armed_ = false;
+}
+
+std::size_t nats_client::readable_bytes() {
+    int n = 0;
+    if (::ioctl(socket_.native_handle(), FIONREAD, &n) != 0) {
+        return 0;
+    }
+    return static_cast<std::size_t>(std::max(n, 0));
+}
+
+bool nats_client::socket_ready(short events) {
+    pollfd p{socket_.native_handle(), events, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (events | POLLERR | POLLHUP)) != 0;
+}
+
+void nats_client::read_ready() {
+    if (stopped_ || !nc_) {
+        return;
+    }
+    natsConnection_ProcessReadEvent(nc_);
+    watch_read();
+}
+
+// Asio's reactor is edge-triggered: a wait started after the data came would wait for
+// more. So data already there is read at once, and readiness is checked again once the
+// wait is queued (the edge may have come in between).
+void nats_client::watch_read() {
+    // After a loss nats.c stops the polling (want_read_ false) and attaches the new
+    // socket when it is back.
+    if (stopped_ || !nc_ || !want_read_ || !socket_.is_open()) {
+        return;
+    }
+    const auto post_read = [this] {
+        asio::post(strand_, [self = shared_from_this(), generation = socket_generation_] {
+            if (generation == self->socket_generation_) {
+                self->read_ready();
+            }
+        });
+    };
+    if (readable_bytes() > 0 && !read_armed_) {
+        post_read();
+        return;
+    }
+    if (read_armed_) {
+        return;
+    }
+    read_armed_ = true;
+    socket_.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [self = shared_from_this(), generation = socket_generation_](error_code ec) {
+                           if (generation != self->socket_generation_) {
+                               return;
+                           }
+                           self->read_armed_ = false;
+                           if (!ec) {
+                               self->read_ready();
+                           }
+                       });
+    if (readable_bytes() > 0) {
+        post_read();
+    }
+}
+
+void nats_client::write_ready() {
+    // nats.c takes a write event with nothing to write for a closed socket (a write
+    // request posted before an earlier event wrote everything comes here empty).
+    if (stopped_ || !nc_ || !want_write_ || !socket_.is_open() ||
+        natsConnection_Buffered(nc_) <= 0) {
+        return;
+    }
+    natsConnection_ProcessWriteEvent(nc_);
+    watch_write();
+}
+
+// Writes are tried first (the socket is nearly always writable); a wait only follows a
+// full socket buffer, which nats.c's unsent bytes show.
+void nats_client::watch_write() {
+    if (write_armed_ || !want_write_ || natsConnection_Buffered(nc_) <= 0) {
+        return;
+    }
+    write_armed_ = true;
+    socket_.async_wait(asio::posix::stream_descriptor::wait_write,
+                       [self = shared_from_this(), generation = socket_generation_](error_code ec) {
+                           if (generation != self->socket_generation_) {
+                               return;
+                           }
+                           self->write_armed_ = false;
+                           if (!ec) {
+                               self->write_ready();
+                           }
+                       });
+    if (socket_ready(POLLOUT)) {
+        asio::post(strand_, [self = shared_from_this(), generation = socket_generation_] {
+            if (generation == self->socket_generation_) {
+                self->write_ready();
+            }
+        });
+    }
+}
+
+// ---- subscriptions and publishes ---------------------------------------------------
+
+void nats_client::subscribe(std::string subject, completion_handler handler) {
+    if (stopped_ || !nc_) {
+        complete(std::move(handler), error::not_connected);
+        return;
+    }
+    if (!connected_) {
+        complete(std::move(handler), error::connection_lost);
+        return;
+    }
+    if (subs_.contains(subject)) {
+        complete(std::move(handler), {});
+        return;
+    }
+    natsSubscription* sub = nullptr;
+    const natsStatus s =
+        natsConnection_Subscribe(&sub, nc_, subject.c_str(), on_nats_message, link_->closure());
+    if (s != NATS_OK) {
+        complete(std::move(handler), operation_error(s));
+        return;
+    }
+    subs_.emplace(subject, sub);
+    wait_for_marker(
+        {false, std::move(subject), std::move(handler), clock::now() + config_.connect_timeout});
+}
+
+void nats_client::unsubscribe(const std::string& subject, completion_handler handler) {
+    drop_subscription(subject);
+    complete(std::move(handler), {});
+}
+
+void nats_client::drop_subscription(const std::string& subject) {
+    if (const auto found = subs_.find(subject); found != subs_.end()) {
+        natsSubscription_Unsubscribe(found->second);
+        natsSubscription_Destroy(found->second);
+        subs_.erase(found);
+    }
+}
+
+void nats_client::publish(std::string subject, std::string message, completion_handler handler) {
+    if (stopped_ || !nc_) {
+        complete(std::move(handler), error::not_connected);
+        return;
+    }
+    auto limit = static_cast<std::size_t>(std::max<int64_t>(0, natsConnection_GetMaxPayload(nc_)));
+    if (config_.max_payload_bytes != 0) {
+        limit = limit == 0 ? config_.max_payload_bytes : std::min(limit, config_.max_payload_bytes);
+    }
+    if (limit != 0 && message.size() > limit) {
+        complete(std::move(handler), error::payload_too_large);
+        return;
+    }
+    const auto deadline = clock::now() + config_.publish_timeout;
+    if (!connected_) {
+        // Held until nats.c is back (or the publish timeout passes): handed to nats.c
+        // now, it would go out after a reconnect even if the publish had failed.
+        held_.push_back({std::move(subject), std::move(message), std::move(handler), deadline});
+        arm_expiry(deadline);
+        return;
+    }
+    send_publish(subject, message, std::move(handler), deadline);
+}
+
+void nats_client::send_publish(const std::string& subject, const std::string& message,
+                               completion_handler handler, clock::time_point deadline) {
+    const natsStatus s = natsConnection_Publish(nc_, subject.c_str(), message.data(),
+                                                static_cast<int>(message.size()));
+    if (s != NATS_OK) {
+        complete(std::move(handler), operation_error(s));
+        return;
+    }
+    wait_for_marker({true, {}, std::move(handler), deadline});
+}
+
+void nats_client::wait_for_marker(waiter w) {
+    arm_expiry(w.deadline);
+    unsent_.push_back(std::move(w));
+    if (!marker_posted_) {
+        // Posted: the other operations of this strand turn share the marker.
+        marker_posted_ = true;
+        asio::post(strand_, [self = shared_from_this()] {
+            self->marker_posted_ = false;
+            self->send_marker();
+        });
+    }
+}
+
+void nats_client::send_marker() {
+    if (stopped_ || !connected_ || unsent_.empty() || !marker_sub_) {
+        return;  // sent after the reconnect
+    }
+    const auto seq = ++next_marker_;
+    const auto text = std::to_string(seq);
+    if (natsConnection_Publish(nc_, inbox_.c_str(), text.data(), static_cast<int>(text.size())) !=
+        NATS_OK) {
+        return;  // a loss: on_reconnected sends the next one
+    }
+    markers_.push_back({seq, std::move(unsent_)});
+    unsent_.clear();
+}
+
+void nats_client::marker_returned(std::uint64_t seq) {
+    while (!markers_.empty() && markers_.front().seq <= seq) {
+        auto m = std::move(markers_.front());
+        markers_.pop_front();
+        for (auto& w : m.waiters) {
+            if (w.handler) {
+                complete(std::move(w.handler), {});
+            } else if (reconnecting_ && connected_) {
+                reconnecting_ = false;
+                report(connection_state::connected, {});
+            }
+        }
+    }
+}
+
+void nats_client::on_message(std::string subject, std::string data) {
+    if (stopped_) {
+        return;
+    }
+    if (subject == inbox_) {
+        std::uint64_t seq = 0;
+        std::from_chars(data.data(), data.data() + data.size(), seq);
+        marker_returned(seq);
+    } else if (subs_.contains(subject)) {
+        if (auto sink = sink_.lock()) {
+            sink->deliver(event(std::move(subject), std::move(data)));
+        }
+    }
+}
+
+// ---- timeouts ----------------------------------------------------------------------
+
+void nats_client::arm_expiry(clock::time_point deadline) {
+    if (stopped_ || (expiry_armed_ && deadline >= expiry_.expiry())) {
+        return;
+    }
+    expiry_armed_ = true;
+    expiry_.expires_at(deadline);  // cancels a later wait: its handler sees a newer generation
+    expiry_.async_wait([self = shared_from_this(), generation = ++expiry_generation_](error_code) {
+        if (generation != self->expiry_generation_) {
+            return;
+        }
+        self->expiry_armed_ = false;
+        self->expire();
+    });
+}
+
+void nats_client::expire() {
+    if (stopped_) {
+        return;
+    }
+    const auto now = clock::now();
+    while (!held_.empty() && held_.front().deadline <= now) {
+        // Never handed to nats.c: the server was not reachable for publish_timeout.
+        complete(std::move(held_.front().handler), error::reconnect_timeout);
+        held_.pop_front();
+    }
+    const auto expire_waiters = [&](std::vector<waiter>& waiters) {
+        std::erase_if(waiters, [&](waiter& w) {
+            if (w.deadline > now) {
+                return false;
+            }
+            if (w.handler) {
+                if (!w.is_publish) {
+                    drop_subscription(w.subject);  // the app sees a failed subscribe
+                }
+                complete(std::move(w.handler), error::timeout);
+            }
+            return true;
+        });
+    };
+    expire_waiters(unsent_);
+    for (auto& m : markers_) {
+        expire_waiters(m.waiters);
+    }
+    // The next deadline: a full scan here, so that arming stays O(1) per operation.
+    auto earliest = clock::time_point::max();
+    for (const auto& h : held_) {
+        earliest = std::min(earliest, h.deadline);
+    }
+    for (const auto& w : unsent_) {
+        earliest = std::min(earliest, w.deadline);
+    }
+    for (const auto& m : markers_) {
+        for (const auto& w : m.waiters) {
+            earliest = std::min(earliest, w.deadline);
+        }
+    }
+    if (earliest != clock::time_point::max()) {
+        arm_expiry(earliest);
+    }
+}
+
+}  // namespace broadcaster::detail

@@ -1,0 +1,137 @@
+#pragma once
+
+#include "../kafka/blocking_service.hpp"
+#include "nats_config.hpp"
+#include "nats_link.hpp"
+
+#include <broadcaster/backend.hpp>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace broadcaster::detail {
+
+// The NATS backend's state, shared with its pending operations; everything runs on
+// `strand_`. nats.c is driven through its event-loop interface: the strand watches a
+// duplicate of nats.c's socket with Asio and calls natsConnection_ProcessReadEvent /
+// ProcessWriteEvent, so there is no read or flush thread per connection and nothing
+// blocks the strand. Only natsConnection_Connect (a blocking handshake) and the
+// destruction of the connection run on the io_context's blocking_service threads.
+// nats.c's own threads (reconnect, timers, message delivery) only post to the strand
+// through a nats_link.
+//
+// Confirmation: the server handles a connection's commands in order, so a marker
+// message published to this connection's own inbox and received back proves that every
+// SUB and PUB sent before it was processed (what a PING/PONG flush proves, without a
+// blocking natsConnection_Flush). Subscribes and publishes complete when their marker
+// comes back.
+class nats_client : public std::enable_shared_from_this<nats_client> {
+  public:
+    using completion_handler = backend::completion_handler;
+
+    nats_client(boost::asio::any_io_executor strand, nats_config config,
+                std::weak_ptr<backend_sink> sink);
+    ~nats_client();
+
+    void connect(completion_handler handler);
+    void disconnect(completion_handler handler);
+    void subscribe(std::string subject, completion_handler handler);
+    void unsubscribe(const std::string& subject, completion_handler handler);
+    void publish(std::string subject, std::string message, completion_handler handler);
+    // Closes everything; pending operations fail with error::not_connected. `then`
+    // completes once nats.c's connection is destroyed.
+    void stop(completion_handler then = {});
+
+    // From nats.c's threads, through the link.
+    void on_attached(int fd);
+    void on_want_read(bool add);
+    void on_want_write(bool add);
+    void on_detached();
+    void on_disconnected();
+    void on_reconnected();
+    void on_message(std::string subject, std::string data);
+
+  private:
+    using clock = std::chrono::steady_clock;
+    // An operation waiting for a marker: a subscribe, a publish, or (no handler) the
+    // confirmation that every subscription is back after a reconnect.
+    struct waiter {
+        bool is_publish = false;
+        std::string subject;  // of a subscribe
+        completion_handler handler;
+        clock::time_point deadline;
+    };
+    struct marker {
+        std::uint64_t seq = 0;
+        std::vector<waiter> waiters;
+    };
+    struct held_publish {
+        std::string subject;
+        std::string message;
+        completion_handler handler;
+        clock::time_point deadline;
+    };
+
+    void connected(natsConnection* nc);
+    void send_publish(const std::string& subject, const std::string& message,
+                      completion_handler handler, clock::time_point deadline);
+    void wait_for_marker(waiter w);
+    void send_marker();
+    void drop_subscription(const std::string& subject);
+    void marker_returned(std::uint64_t seq);
+    // Makes the expiry timer fire by `deadline` at the latest.
+    void arm_expiry(clock::time_point deadline);
+    void expire();
+    void read_ready();
+    void write_ready();
+    void watch_read();
+    void watch_write();
+    std::size_t readable_bytes();
+    bool socket_ready(short events);
+    void report(connection_state state, boost::system::error_code ec);
+    void complete(completion_handler handler, boost::system::error_code ec);
+
+    const boost::asio::any_io_executor strand_;
+    const nats_config config_;
+    const std::weak_ptr<backend_sink> sink_;
+    blocking_service& blocking_;
+    std::shared_ptr<nats_link> link_;
+
+    natsConnection* nc_ = nullptr;
+    natsSubscription* marker_sub_ = nullptr;
+    std::string inbox_;
+    std::size_t max_payload_ = 0;
+    bool stopped_ = false;
+    bool connected_ = false;     // nats.c is connected, as far as the strand knows
+    bool reconnecting_ = false;  // "reconnecting" reported, "connected" not yet
+
+    // A duplicate of nats.c's socket (which nats.c closes and replaces on reconnect).
+    boost::asio::posix::stream_descriptor socket_;
+    std::uint64_t socket_generation_ = 0;
+    bool want_read_ = false;
+    bool want_write_ = false;
+    bool read_armed_ = false;
+    bool write_armed_ = false;
+
+    std::unordered_map<std::string, natsSubscription*> subs_;
+    std::deque<held_publish> held_;  // published while disconnected, in order
+    std::vector<waiter> unsent_;     // for the next marker
+    bool marker_posted_ = false;
+    std::deque<marker> markers_;  // sent, in order
+    std::uint64_t next_marker_ = 0;
+    boost::asio::steady_timer expiry_;
+    bool expiry_armed_ = false;
+    std::uint64_t expiry_generation_ = 0;
+};
+
+}  // namespace broadcaster::detail

@@ -1,0 +1,314 @@
+// The NATS backend against real nats-server processes on loopback: URLs and their
+// secrets, what NATS cannot carry, a server restart, a slow subscriber, and a
+// three-node cluster losing a node during a stream.
+
+#include "backends/nats/nats_config.hpp"
+#include "test_servers.hpp"
+#include "test_support.hpp"
+
+#include <broadcaster/url.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+
+#include <fstream>
+
+namespace broadcaster::test {
+namespace {
+
+using asio::use_awaitable;
+using boost::system::error_code;
+
+constexpr const char* fast_reconnect = "reconnect_min_ms=20&reconnect_max_ms=200";
+
+// A nats-server of the test's own, for tests that stop it.
+struct own_nats {
+    scratch_dir dir{"broadcaster-nats-own"};
+    unsigned short port = free_port();
+    std::unique_ptr<server_process> server;
+    explicit own_nats(std::vector<std::string> extra = {}) : server(start_nats(dir, port, extra)) {}
+    std::string url(const std::string& query = fast_reconnect) const {
+        return "nats://127.0.0.1:" + std::to_string(port) + (query.empty() ? "" : "?" + query);
+    }
+};
+
+detail::nats_config parse(const std::string& url) {
+    return detail::parse_nats_url(backend_config{url, redact_url(url), {}});
+}
+
+TEST(nats_url, servers_credentials_and_options) {
+    auto c = parse("nats://u%40x:p%3Aw@a:4223,b,[::1]:5000?connect_timeout_ms=300&name=x&tls=true");
+    EXPECT_EQ(c.servers,
+              (std::vector<std::string>{"nats://a:4223", "nats://b:4222", "nats://[::1]:5000"}));
+    EXPECT_EQ(c.user, "u@x");
+    EXPECT_EQ(c.password, "p:w");
+    EXPECT_TRUE(c.token.empty());
+    EXPECT_EQ(c.connect_timeout, 300ms);
+    EXPECT_EQ(c.client_name, "x");
+    EXPECT_TRUE(c.tls);
+    const auto t = parse("nats://s3cr3t@host");
+    EXPECT_EQ(t.token, "s3cr3t");
+    EXPECT_TRUE(t.user.empty());
+}
+
+TEST(nats_url, errors_name_the_problem_but_never_the_secret) {
+    for (const std::string& url : std::vector<std::string>{
+             "nats://user:s3cr3t@host:99999", "nats://user:s3cr3t@host?bogus=1",
+             "nats://user:s3cr3t@host,,other", "nats://s3cr3t@host/path",
+             "nats://user:s3cr3t@host?max_pings_out=0"}) {
+        try {
+            parse(url);
+            ADD_FAILURE() << "accepted " << redact_url(url);
+        } catch (const boost::system::system_error& e) {
+            EXPECT_EQ(e.code(), error::invalid_url);
+            EXPECT_EQ(std::string(e.what()).find("s3cr3t"), std::string::npos) << e.what();
+        }
+    }
+}
+
+TEST(nats_url, subjects_nats_cannot_carry_are_refused) {
+    for (const std::string& bad : std::vector<std::string>{
+             "", "a b", "a\tb", "a..b", ".a", "a.", "a.*", "*", ">", "a.>", "x*y",
+             std::string(detail::max_subject_bytes + 1, 'a'), std::string("nul\0byte", 8)}) {
+        EXPECT_FALSE(detail::valid_nats_subject(bad)) << bad;
+    }
+    for (const std::string& good :
+         std::vector<std::string>{"a", "chat.room-1", "room:42", "ünïcödé", "a_b.c-d"}) {
+        EXPECT_TRUE(detail::valid_nats_subject(good)) << good;
+    }
+}
+
+TEST(nats, invalid_channels_and_oversized_payloads_fail_before_sending) {
+    scratch_dir config_dir("broadcaster-nats-conf");
+    const auto config = (config_dir.path() / "nats.conf").string();
+    std::ofstream(config) << "max_payload: 4096\n";
+    own_nats nats({"-c", config});
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url());
+        co_await bc.async_connect(use_awaitable);
+        const std::vector<std::string> bad_channels{"a b", "a.*", "a.>", "a..b"};
+        for (const auto& bad : bad_channels) {
+            auto [ec, sub] = co_await bc.async_subscribe(bad, asio::as_tuple(use_awaitable));
+            EXPECT_EQ(ec, error::invalid_channel) << bad;
+            auto [pec] = co_await bc.async_publish(bad, "x", asio::as_tuple(use_awaitable));
+            EXPECT_EQ(pec, error::invalid_channel) << bad;
+        }
+        // The server's max_payload is the limit: at it passes, one byte more fails.
+        const auto channel = unique_name("payload");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        co_await bc.async_publish(channel, std::string(4096, 'x'), use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message().size(), 4096u);
+        auto [ec] = co_await bc.async_publish(channel, std::string(4097, 'x'),
+                                              asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::payload_too_large);
+    });
+}
+
+TEST(nats, a_wrong_token_fails_the_connect_without_naming_it) {
+    own_nats nats({"--auth", "right-token"});
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast wrong(io, "nats://wrong-token@127.0.0.1:" + std::to_string(nats.port));
+        auto [ec] = co_await wrong.async_connect(asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::authentication_failed);
+        broadcast right(io, "nats://right-token@127.0.0.1:" + std::to_string(nats.port));
+        co_await right.async_connect(use_awaitable);
+        const auto channel = unique_name("auth");
+        auto sub = co_await right.async_subscribe(channel, use_awaitable);
+        co_await right.async_publish(channel, "in", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "in");
+    });
+}
+
+TEST(nats, an_unreachable_server_fails_the_connect_within_the_timeout) {
+    const auto port = free_port();  // nobody listens
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, "nats://127.0.0.1:" + std::to_string(port) + "?connect_timeout_ms=500");
+        auto [ec] = co_await bc.async_connect(asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::unreachable);
+    });
+}
+
+TEST(nats, subscriptions_survive_a_server_restart) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url());
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto a_channel = unique_name("restart-a");
+        const auto b_channel = unique_name("restart-b");
+        auto a = co_await bc.async_subscribe(a_channel, use_awaitable);
+        auto b = co_await bc.async_subscribe(b_channel, use_awaitable);
+        co_await bc.async_publish(a_channel, "before", use_awaitable);
+        EXPECT_EQ((co_await receive(a)).message(), "before");
+
+        nats.server->crash_and_restart();  // kill -9, then start on the same port
+
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        co_await eventually([&] { return log.states.back() == connection_state::connected; });
+        co_await bc.async_publish(b_channel, "after-b", use_awaitable);
+        EXPECT_EQ((co_await receive(b)).message(), "after-b");
+        co_await bc.async_publish(a_channel, "after-a", use_awaitable);
+        EXPECT_EQ((co_await receive(a)).message(), "after-a");
+        EXPECT_EQ(bc.stats().reconnects, 1u);
+    });
+}
+
+// Publishes made while the server is down wait for it (within publish_timeout_ms) and
+// reach this broadcast's own subscribers once it is back.
+TEST(nats, publishes_during_an_outage_wait_for_the_server) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url(std::string(fast_reconnect) + "&publish_timeout_ms=10000"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("outage");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        nats.server->stop(SIGKILL);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        std::optional<error_code> published;
+        bc.async_publish(channel, "while-down", [&](error_code ec) { published = ec; });
+        nats.server->start();
+        co_await eventually([&] { return published.has_value(); }, 10s);
+        EXPECT_FALSE(*published) << published->message();
+        EXPECT_EQ((co_await receive(sub)).message(), "while-down");
+    });
+}
+
+// Without a server, a publish fails after publish_timeout_ms and is never sent later.
+TEST(nats, a_publish_fails_after_the_publish_timeout_and_is_not_sent_later) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url(std::string(fast_reconnect) + "&publish_timeout_ms=200"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("late");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        nats.server->stop(SIGKILL);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        auto [ec] = co_await bc.async_publish(channel, "too-late", asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::reconnect_timeout);
+        nats.server->start();
+        co_await eventually([&] { return log.states.back() == connection_state::connected; });
+        co_await bc.async_publish(channel, "next", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "next");  // not "too-late"
+    });
+}
+
+// Our bounded per-subscriber queues apply: a subscriber that never reads drops its
+// oldest events (counted), and the other subscriber of the channel gets all of them in
+// order. NATS's own slow-consumer limit never applies: the backend hands each message
+// to the strand at once, and delivery to the subscribers' queues never waits.
+TEST(nats, a_slow_subscriber_does_not_stall_the_others) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats_test_url());
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("slow");
+        auto slow = co_await bc.async_subscribe(channel, subscribe_options{16}, use_awaitable);
+        auto fast = co_await bc.async_subscribe(channel, subscribe_options{100'000}, use_awaitable);
+        constexpr int count = 5000;
+        co_await publish_numbered(bc, channel, count);
+        for (int i = 0; i < count; ++i) {
+            BROADCASTER_REQUIRE((co_await receive(fast)).message() == std::to_string(i));
+        }
+        EXPECT_EQ(slow.dropped(), static_cast<std::uint64_t>(count - 16));
+    });
+}
+
+// Three nats-servers in a cluster; the publisher on node 0, subscribers on nodes 1 and
+// 2. Node 2 is killed during the stream: node 1's subscriber misses nothing, and node
+// 2's subscriber resumes on a surviving node (nats.c fails over to the servers the
+// cluster announced).
+TEST(nats, a_cluster_keeps_delivering_when_a_node_dies) {
+    scratch_dir dirs[3] = {scratch_dir("broadcaster-nats-0"), scratch_dir("broadcaster-nats-1"),
+                           scratch_dir("broadcaster-nats-2")};
+    unsigned short client_ports[3];
+    unsigned short route_ports[3];
+    for (int i = 0; i < 3; ++i) {
+        client_ports[i] = free_port();
+        route_ports[i] = free_port();
+    }
+    std::string routes;
+    for (int i = 0; i < 3; ++i) {
+        routes +=
+            (i ? "," : "") + std::string("nats://127.0.0.1:") + std::to_string(route_ports[i]);
+    }
+    std::unique_ptr<server_process> nodes[3];
+    for (int i = 0; i < 3; ++i) {
+        nodes[i] =
+            start_nats(dirs[i], client_ports[i],
+                       {"--cluster_name", "bc", "--cluster",
+                        "nats://127.0.0.1:" + std::to_string(route_ports[i]), "--routes", routes});
+    }
+    const auto node_url = [&](int i) {
+        return "nats://127.0.0.1:" + std::to_string(client_ports[i]) + "?" + fast_reconnect;
+    };
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            broadcast pub(io, node_url(0));
+            broadcast sub1_bc(io, node_url(1));
+            broadcast sub2_bc(io, node_url(2));
+            state_log log2;
+            log2.attach(sub2_bc);
+            co_await pub.async_connect(use_awaitable);
+            co_await sub1_bc.async_connect(use_awaitable);
+            co_await sub2_bc.async_connect(use_awaitable);
+            const auto channel = unique_name("cluster");
+            auto sub1 = co_await sub1_bc.async_subscribe(channel, subscribe_options{100'000},
+                                                         use_awaitable);
+            auto sub2 = co_await sub2_bc.async_subscribe(channel, subscribe_options{100'000},
+                                                         use_awaitable);
+            // A subscribe is confirmed by its own node; the cluster learns of it a little
+            // later (route interest propagation). Probes until both have one.
+            bool got1 = false;
+            bool got2 = false;
+            asio::steady_timer pace(io);
+            for (int probe = 0; !(got1 && got2); ++probe) {
+                BROADCASTER_REQUIRE(probe < 500);
+                co_await pub.async_publish(channel, "probe", use_awaitable);
+                pace.expires_after(10ms);
+                co_await pace.async_wait(use_awaitable);
+                while (auto ev = sub1.try_receive()) {
+                    got1 = true;
+                }
+                while (auto ev = sub2.try_receive()) {
+                    got2 = true;
+                }
+            }
+            constexpr int count = 600;
+            constexpr int kill_at = 200;
+            for (int i = 0; i < count; ++i) {
+                if (i == kill_at) {
+                    nodes[2]->stop(SIGKILL);
+                }
+                co_await pub.async_publish(channel, std::to_string(i), use_awaitable);
+            }
+            // Node 1's subscriber: everything, in order, nothing else.
+            for (int i = 0; i < count; ++i) {
+                auto ev = co_await receive(sub1);
+                while (ev.message() == "probe") {
+                    ev = co_await receive(sub1);
+                }
+                BROADCASTER_REQUIRE(ev.message() == std::to_string(i));
+            }
+            // Node 2's subscriber moved to a surviving node and receives again.
+            co_await eventually([&] { return log2.saw(connection_state::reconnecting); });
+            co_await eventually([&] { return log2.states.back() == connection_state::connected; },
+                                10s);
+            bool resumed = false;
+            for (int probe = 0; !resumed; ++probe) {
+                BROADCASTER_REQUIRE(probe < 500);
+                co_await pub.async_publish(channel, "after", use_awaitable);
+                pace.expires_after(10ms);
+                co_await pace.async_wait(use_awaitable);
+                while (auto ev = sub2.try_receive()) {
+                    resumed = resumed || ev->message() == "after";
+                }
+            }
+        },
+        60s);
+}
+
+}  // namespace
+}  // namespace broadcaster::test

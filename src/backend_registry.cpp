@@ -3,6 +3,7 @@
 #include "backends/memory/memory_backend.hpp"
 #ifdef BROADCASTER_WITH_REDIS
 #include "backends/redis/redis_backend.hpp"
+#include "backends/redis_cluster/cluster_backend.hpp"
 #endif
 #ifdef BROADCASTER_WITH_POSTGRES
 #include "backends/postgres/postgres_backend.hpp"
@@ -32,9 +33,10 @@ struct optional_backend {
     std::string_view option;
 };
 constexpr optional_backend optional_backends[] = {
-    {"redis", "BROADCASTER_WITH_REDIS"},       {"rediss", "BROADCASTER_WITH_REDIS"},
-    {"postgres", "BROADCASTER_WITH_POSTGRES"}, {"postgresql", "BROADCASTER_WITH_POSTGRES"},
-    {"kafka", "BROADCASTER_WITH_KAFKA"},       {"nats", "BROADCASTER_WITH_NATS"},
+    {"redis", "BROADCASTER_WITH_REDIS"},         {"rediss", "BROADCASTER_WITH_REDIS"},
+    {"redis-cluster", "BROADCASTER_WITH_REDIS"}, {"rediss-cluster", "BROADCASTER_WITH_REDIS"},
+    {"postgres", "BROADCASTER_WITH_POSTGRES"},   {"postgresql", "BROADCASTER_WITH_POSTGRES"},
+    {"kafka", "BROADCASTER_WITH_KAFKA"},         {"nats", "BROADCASTER_WITH_NATS"},
 };
 
 class registry {
@@ -63,6 +65,8 @@ class registry {
 #ifdef BROADCASTER_WITH_REDIS
         factories_["redis"] = detail::make_redis_backend;
         factories_["rediss"] = detail::make_redis_backend;
+        factories_["redis-cluster"] = detail::make_redis_cluster_backend;
+        factories_["rediss-cluster"] = detail::make_redis_cluster_backend;
 #endif
 #ifdef BROADCASTER_WITH_POSTGRES
         factories_["postgres"] = detail::make_postgres_backend;

@@ -4,6 +4,9 @@
 #include "raw_websocket.hpp"
 #include "server_process.hpp"
 #include "test_servers.hpp"
+#ifdef BROADCASTER_WITH_REDIS
+#include "redis_cluster.hpp"
+#endif
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -186,6 +189,12 @@ void expect_one_room(const std::string& url) {
 #ifdef BROADCASTER_WITH_REDIS
 TEST(chat, two_instances_on_redis_form_one_room) {
     expect_one_room(redis_test_url());
+}
+#endif
+
+#ifdef BROADCASTER_WITH_REDIS
+TEST(chat, two_instances_on_redis_cluster_form_one_room) {
+    expect_one_room(redis_cluster_test_url());
 }
 #endif
 

@@ -5,6 +5,9 @@
 
 #include "linger_backend.hpp"  // examples/custom_backend
 #include "test_servers.hpp"
+#ifdef BROADCASTER_WITH_REDIS
+#include "redis_cluster.hpp"
+#endif
 
 #include <cstddef>
 #include <cstdlib>
@@ -43,6 +46,9 @@ inline std::vector<backend_case> backend_cases() {
                      }});
 #ifdef BROADCASTER_WITH_REDIS
     cases.push_back({.name = "redis", .url = redis_test_url, .max_payload = 1024 * 1024});
+    cases.push_back({.name = "redis_cluster",
+                     .url = [] { return redis_cluster_test_url(); },
+                     .max_payload = 1024 * 1024});
 #endif
 #ifdef BROADCASTER_WITH_POSTGRES
     // Payloads NOTIFY cannot carry (8000 bytes and more, binary) go through a table.

@@ -6,7 +6,6 @@
 #include <broadcaster/error.hpp>
 
 namespace broadcaster::detail {
-namespace {
 
 namespace asio = boost::asio;
 
@@ -33,6 +32,8 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const redis_config& config)
     }
     return context;
 }
+
+namespace {
 
 class redis_backend final : public client_backend<redis_client> {
   public:

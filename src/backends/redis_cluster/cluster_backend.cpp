@@ -44,8 +44,8 @@ class cluster_backend final : public client_backend<cluster_client> {
     }
 
   private:
-    std::shared_ptr<cluster_client> make_client() override {
-        return std::make_shared<cluster_client>(executor(), config_, tls_, weak_sink());
+    std::unique_ptr<cluster_client> make_client() override {
+        return std::make_unique<cluster_client>(executor(), config_, tls_, weak_sink());
     }
 
     const cluster_config config_;

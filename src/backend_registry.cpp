@@ -4,6 +4,7 @@
 #ifdef BROADCASTER_WITH_REDIS
 #include "backends/redis/redis_backend.hpp"
 #include "backends/redis_cluster/cluster_backend.hpp"
+#include "backends/redis_stream/redis_stream_backend.hpp"
 #endif
 #ifdef BROADCASTER_WITH_POSTGRES
 #include "backends/postgres/postgres_backend.hpp"
@@ -35,6 +36,7 @@ struct optional_backend {
 constexpr optional_backend optional_backends[] = {
     {"redis", "BROADCASTER_WITH_REDIS"},         {"rediss", "BROADCASTER_WITH_REDIS"},
     {"redis-cluster", "BROADCASTER_WITH_REDIS"}, {"rediss-cluster", "BROADCASTER_WITH_REDIS"},
+    {"redis-stream", "BROADCASTER_WITH_REDIS"},  {"rediss-stream", "BROADCASTER_WITH_REDIS"},
     {"postgres", "BROADCASTER_WITH_POSTGRES"},   {"postgresql", "BROADCASTER_WITH_POSTGRES"},
     {"kafka", "BROADCASTER_WITH_KAFKA"},         {"nats", "BROADCASTER_WITH_NATS"},
 };
@@ -67,6 +69,8 @@ class registry {
         factories_["rediss"] = detail::make_redis_backend;
         factories_["redis-cluster"] = detail::make_redis_cluster_backend;
         factories_["rediss-cluster"] = detail::make_redis_cluster_backend;
+        factories_["redis-stream"] = detail::make_redis_stream_backend;
+        factories_["rediss-stream"] = detail::make_redis_stream_backend;
 #endif
 #ifdef BROADCASTER_WITH_POSTGRES
         factories_["postgres"] = detail::make_postgres_backend;

@@ -30,6 +30,11 @@ void async_subscribe(const std::shared_ptr<broadcast_core>& core, std::vector<st
     core->subscribe(std::move(channels), options, std::move(handler));
 }
 
+void async_history(const std::shared_ptr<broadcast_core>& core, std::string channel,
+                   std::size_t limit, history_handler handler) {
+    core->history(std::move(channel), limit, std::move(handler));
+}
+
 void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
                               std::vector<std::string> channels, event_callback on_event,
                               subscribe_options options, subscription_handler handler) {

@@ -64,6 +64,8 @@ struct broadcast_core::pending_subscribe {
     std::size_t remaining = 0;
     error_code first_error;
     bool done = false;  // completed or cancelled: later news is ignored
+    // Set when the subscribe asked for history: fetched once the channels are confirmed.
+    std::optional<history_query> history;
 };
 
 struct broadcast_core::quiet_latch {
@@ -343,6 +345,10 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
         return;
     }
     op->state = std::make_shared<subscriber_state>(std::move(channels), options, executor_);
+    if (const auto ec = prepare_history(*op, options)) {
+        finish_subscribe(op, ec, empty_subscriber());
+        return;
+    }
     op->remaining = op->state->channels().size();
     op->state->attached = true;
     ++subscriber_count_;
@@ -379,6 +385,10 @@ void broadcast_core::channel_confirmed(const std::shared_ptr<pending_subscribe>&
     if (op->first_error) {
         detach(op->state);
         finish_subscribe(op, op->first_error, empty_subscriber());
+        return;
+    }
+    if (op->history) {
+        fetch_history(op);
         return;
     }
     finish_subscribe(op, {}, subscriber(op->state, weak_from_this(), executor_));
@@ -500,6 +510,7 @@ void broadcast_core::detach(const std::shared_ptr<subscriber_state>& state) {
         if (pos == subscribers.end()) {
             continue;
         }
+        it->second.catching_up.erase(state.get());
         // Order among subscribers does not matter: swap-and-pop.
         *pos = std::move(subscribers.back());
         subscribers.pop_back();
@@ -526,6 +537,9 @@ void broadcast_core::deliver(event ev) {
     std::uint64_t dropped = 0;
     std::vector<std::shared_ptr<subscriber_state>> overflowed;
     for (const auto& state : it->second.subscribers) {
+        if (!it->second.catching_up.empty() && hold_for_history(it->second, *state, ev)) {
+            continue;
+        }
         switch (state->push(ev)) {
             case subscriber_state::push_result::queued:
                 ++delivered;
@@ -552,6 +566,158 @@ void broadcast_core::deliver(event ev) {
     for (const auto& state : overflowed) {
         detach(state);
     }
+}
+
+// ---- history (see history_seam.hpp and docs/history.md) ----------------------------
+
+error_code broadcast_core::prepare_history(pending_subscribe& op,
+                                           const subscribe_options& options) {
+    if (!options.since && options.last == 0) {
+        return {};
+    }
+    // `since` is a position in one channel: it cannot stand for several.
+    if ((options.since && options.last != 0) ||
+        (options.since && op.state->channels().size() != 1)) {
+        return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+    }
+    op.history.emplace();
+    op.history->after = options.since;
+    op.history->limit = options.last;
+    const auto* backend = backend_.get();
+    for (const auto& name : op.state->channels()) {
+        // Held from the start: live events may arrive before the confirmation.
+        auto [it, created] = channels_.try_emplace(name);
+        if (created) {
+            it->second.generation = ++next_generation_;
+        }
+        it->second.catching_up.try_emplace(
+            op.state.get(), options.since, std::max<std::size_t>(options.capacity, 1),
+            options.policy, [backend](std::string_view a, std::string_view b) {
+                return backend->position_before(a, b);
+            });
+    }
+    return {};
+}
+
+bool broadcast_core::hold_for_history(channel_entry& entry, const subscriber_state& state,
+                                      const event& ev) {
+    const auto it = entry.catching_up.find(&state);
+    if (it == entry.catching_up.end()) {
+        return false;
+    }
+    it->second.hold(ev);
+    return true;
+}
+
+void broadcast_core::fetch_history(const std::shared_ptr<pending_subscribe>& op) {
+    op->remaining = op->state->channels().size();
+    for (const auto& name : op->state->channels()) {
+        backend_->async_history(
+            name, *op->history,
+            asio::bind_executor(strand_, [weak = weak_from_this(), op, name, session = session_,
+                                          work = work_](error_code ec, std::vector<event> events) {
+                if (const auto self = weak.lock()) {
+                    self->history_fetched(op, name, session, ec, std::move(events));
+                }
+            }));
+    }
+}
+
+void broadcast_core::history_fetched(const std::shared_ptr<pending_subscribe>& op,
+                                     const std::string& name, std::uint64_t session, error_code ec,
+                                     std::vector<event> events) {
+    if (session != session_) {
+        ec = error::not_connected;  // a disconnect ended the subscriber meanwhile
+    }
+    history_seam* seam = nullptr;
+    const auto it = channels_.find(name);
+    if (it != channels_.end()) {
+        if (const auto found = it->second.catching_up.find(op->state.get());
+            found != it->second.catching_up.end()) {
+            seam = &found->second;
+        }
+    }
+    if (!ec && seam) {
+        auto joined = seam->join(std::move(events));
+        const auto held_dropped = seam->dropped();
+        const bool overflowed = seam->overflowed();
+        it->second.catching_up.erase(op->state.get());  // live from now on
+        if (held_dropped > 0) {
+            op->state->count_dropped(held_dropped);
+            bump(dropped_, held_dropped);
+        }
+        for (const auto& ev : joined) {
+            if (!push_counted(op->state, ev)) {
+                break;
+            }
+        }
+        if (overflowed) {
+            op->state->close(error::subscriber_overflow);
+            detach(op->state);
+        }
+    } else if (ec && !op->first_error) {
+        op->first_error = ec;
+    }
+    if (--op->remaining > 0) {
+        return;
+    }
+    if (op->first_error) {
+        detach(op->state);
+        finish_subscribe(op, op->first_error, empty_subscriber());
+        return;
+    }
+    finish_subscribe(op, {}, subscriber(op->state, weak_from_this(), executor_));
+}
+
+bool broadcast_core::push_counted(const std::shared_ptr<subscriber_state>& state, const event& ev) {
+    switch (state->push(ev)) {
+        case subscriber_state::push_result::queued:
+            bump(delivered_);
+            return true;
+        case subscriber_state::push_result::queued_dropping_oldest:
+            bump(delivered_);
+            bump(dropped_);
+            return true;
+        case subscriber_state::push_result::dropped:
+            bump(dropped_);
+            return true;
+        case subscriber_state::push_result::overflowed:
+            bump(dropped_);
+            detach(state);
+            return false;
+        case subscriber_state::push_result::closed:
+            return false;
+    }
+    return false;
+}
+
+void broadcast_core::history_gap(std::string_view channel) {
+    const auto it = channels_.find(channel);
+    if (it == channels_.end()) {
+        return;
+    }
+    // Never skipped silently: each subscriber gets what it has, then the error.
+    const auto subscribers = it->second.subscribers;
+    for (const auto& state : subscribers) {
+        state->close(error::history_gap);
+        detach(state);
+    }
+}
+
+void broadcast_core::history(std::string channel, std::size_t limit, history_handler handler) {
+    asio::dispatch(
+        strand_, [once = move_only{}, self = shared_from_this(), channel = std::move(channel),
+                  limit, handler = std::move(handler)]() mutable {
+            if (!self->connected_) {
+                post_completion(std::move(handler), self->executor_,
+                                error_code(error::not_connected), std::vector<event>());
+                return;
+            }
+            // Completes on the app's executor, not on the strand the backend runs on.
+            auto executor = asio::get_associated_executor(handler, self->executor_);
+            self->backend_->async_history(std::move(channel), history_query{std::nullopt, limit},
+                                          asio::bind_executor(executor, std::move(handler)));
+        });
 }
 
 // ---- state and stats ---------------------------------------------------------------

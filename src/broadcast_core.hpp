@@ -1,5 +1,6 @@
 #pragma once
 
+#include "history_seam.hpp"
 #include "subscriber_state.hpp"
 
 #include <broadcaster/broadcast.hpp>
@@ -61,6 +62,10 @@ class broadcast_core final : public backend_sink,
     // backend_sink, called by the backend on the strand.
     void deliver(event ev) override;
     void state_changed(connection_state state, boost::system::error_code ec) override;
+    void history_gap(std::string_view channel) override;
+
+    // broadcast::async_history (the history section of broadcast_core.cpp).
+    void history(std::string channel, std::size_t limit, history_handler handler);
 
   private:
     struct pending_subscribe;
@@ -88,6 +93,9 @@ class broadcast_core final : public backend_sink,
         std::uint64_t generation = 0;
         bool confirmed = false;  // the broker subscription is in place and staying
         bool busy = false;       // a backend subscribe/unsubscribe is in flight
+        // Subscribers whose history of this channel is being fetched: their live
+        // events wait here (see history_seam).
+        std::unordered_map<const subscriber_state*, history_seam> catching_up;
     };
     struct string_hash {
         using is_transparent = void;
@@ -112,6 +120,22 @@ class broadcast_core final : public backend_sink,
                             boost::system::error_code ec);
     void backend_unsubscribed(const std::string& name, std::uint64_t generation);
     void detach(const std::shared_ptr<subscriber_state>& state);
+
+    // History (the history section of broadcast_core.cpp). Checks `options` and, if they ask for
+    // history, sets `op`'s query and starts holding its live events; an error refuses
+    // the subscribe.
+    boost::system::error_code prepare_history(pending_subscribe& op,
+                                              const subscribe_options& options);
+    // Every channel of `op` is confirmed: fetch its history, then complete it.
+    void fetch_history(const std::shared_ptr<pending_subscribe>& op);
+    void history_fetched(const std::shared_ptr<pending_subscribe>& op, const std::string& name,
+                         std::uint64_t session, boost::system::error_code ec,
+                         std::vector<event> events);
+    // Holds `ev` if `state` is catching up on `entry`'s history; false if it is live.
+    static bool hold_for_history(channel_entry& entry, const subscriber_state& state,
+                                 const event& ev);
+    // Queues `ev` on `state` and counts it; false if the subscriber overflowed.
+    bool push_counted(const std::shared_ptr<subscriber_state>& state, const event& ev);
     void set_state(connection_state state, boost::system::error_code ec);
     void update_gauges() noexcept;
     // What a failed subscribe completes with: an empty handle that still knows the

@@ -32,16 +32,19 @@ condition_set conditions_of(error e) noexcept {
         case error::invalid_url:
         case error::unknown_scheme:
         case error::backend_not_built:
+        case error::history_not_supported:
             return {condition::configuration};
         case error::not_connected:
         case error::receive_in_progress:
             return {condition::usage};
         case error::payload_too_large:
         case error::invalid_channel:
+        case error::invalid_position:
             return {condition::invalid_request};
         case error::subscriber_overflow:
         case error::end_of_stream:
         case error::callback_failed:
+        case error::history_gap:
             return {condition::subscription_ended};
         case error::authentication_failed:
             return {condition::configuration, condition::refused_by_broker};
@@ -104,6 +107,12 @@ class category final : public boost::system::error_category {
                        "timeout: nothing was sent";
             case error::cluster_unavailable:
                 return "the cluster is unavailable: no broker answers for the channel";
+            case error::history_not_supported:
+                return "this backend keeps no history";
+            case error::history_gap:
+                return "events were lost: the history no longer reaches back to the position";
+            case error::invalid_position:
+                return "not a position of this backend";
         }
         return "unknown broadcaster error";
     }

@@ -94,6 +94,11 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
     return result;
 }
 
+void subscriber_state::count_dropped(std::uint64_t n) {
+    std::lock_guard lock(mutex_);
+    dropped_ += n;
+}
+
 void subscriber_state::close(error_code reason) {
     std::unique_lock lock(mutex_);
     if (closed_) {

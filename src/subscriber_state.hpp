@@ -31,6 +31,9 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     // Called by the core for every event of one of the subscriber's channels.
     push_result push(const event& ev);
 
+    // Counts `n` events dropped before they reached the queue (history_seam's bound).
+    void count_dropped(std::uint64_t n);
+
     // Ends the subscriber: queued events can still be received, then `reason`.
     void close(boost::system::error_code reason);
 

@@ -18,10 +18,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 namespace broadcaster {
 
@@ -49,8 +53,24 @@ class BROADCASTER_EXPORT backend_sink {
     /// a backend never reports them.
     virtual void state_changed(connection_state state, boost::system::error_code ec) = 0;
 
+    /// History only (see docs/history.md): reports that events of `channel` were lost
+    /// for good between the last one delivered and what the broker still keeps (e.g.
+    /// trimmed while the connection was down). The core ends that channel's
+    /// subscribers with `error::history_gap` after what they already have; the backend
+    /// goes on delivering from the oldest event still kept.
+    virtual void history_gap(std::string_view channel) { (void)channel; }
+
   protected:
     ~backend_sink() = default;
+};
+
+/// What `backend::async_history` is asked for.
+struct history_query {
+    /// Only events after this position (an `event::position()` of the channel);
+    /// none: from the oldest kept.
+    std::optional<std::string> after;
+    /// At most this many, the most recent ones; 0: all of them.
+    std::size_t limit = 0;
 };
 
 /// What a backend factory is given to build a backend.
@@ -172,6 +192,28 @@ class BROADCASTER_EXPORT backend {
     /// previous one completed, too) reach subscribers in that order.
     virtual void async_publish(std::string channel, std::string message,
                                completion_handler handler) = 0;
+
+    // ---- History (optional; see docs/history.md) ------------------------------------
+
+    /// The completion handler of `async_history`: the events, oldest first, each with
+    /// its position.
+    using history_handler =
+        boost::asio::any_completion_handler<void(boost::system::error_code, std::vector<event>)>;
+
+    /// The events of `channel` the broker keeps that `query` selects, oldest first.
+    /// Errors: `error::history_gap` when `query.after` is set and events after it are
+    /// no longer kept, `error::invalid_position` for an `after` this backend cannot
+    /// have given out. The default keeps no history: `error::history_not_supported`.
+    /// A backend that keeps history gives every delivered event its position and, after
+    /// a reconnect, delivers each subscribed channel from the last position it
+    /// delivered (calling `sink().history_gap` when that is no longer possible).
+    virtual void async_history(std::string channel, history_query query, history_handler handler);
+
+    /// Whether position `a` comes before `b` in one channel. The default compares
+    /// positions of the form `N` or `N-M` (decimal numbers, as sequence numbers,
+    /// offsets and Redis stream IDs are) numerically; override it for other forms.
+    /// Called on the broadcast's strand.
+    virtual bool position_before(std::string_view a, std::string_view b) const;
 
     /// `complete(handler, ec)` (below) with `fallback` as the executor to queue on and
     /// the executor for a handler without one of its own: for backend state kept apart

@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 namespace broadcaster {
 
@@ -57,6 +58,7 @@ using subscribe_handler =
     boost::asio::any_completion_handler<void(boost::system::error_code, subscriber)>;
 using subscription_handler =
     boost::asio::any_completion_handler<void(boost::system::error_code, subscription)>;
+using history_handler = backend::history_handler;
 BROADCASTER_EXPORT void async_connect(const std::shared_ptr<broadcast_core>& core,
                                       error_handler handler);
 BROADCASTER_EXPORT void async_disconnect(const std::shared_ptr<broadcast_core>& core,
@@ -69,6 +71,9 @@ BROADCASTER_EXPORT void async_publish(const std::shared_ptr<broadcast_core>& cor
 BROADCASTER_EXPORT void async_subscribe(const std::shared_ptr<broadcast_core>& core,
                                         std::vector<std::string> channels,
                                         subscribe_options options, subscribe_handler handler);
+BROADCASTER_EXPORT void async_history(const std::shared_ptr<broadcast_core>& core,
+                                      std::string channel, std::size_t limit,
+                                      history_handler handler);
 BROADCASTER_EXPORT void async_subscribe_callback(const std::shared_ptr<broadcast_core>& core,
                                                  std::vector<std::string> channels,
                                                  event_callback on_event, subscribe_options options,
@@ -317,6 +322,25 @@ class BROADCASTER_EXPORT broadcast {
                                         subscribe_options{}, std::forward<CompletionToken>(token));
     }
 
+    /// The `limit` most recent events of `channel` that the broker keeps (0: all it
+    /// keeps), oldest first, each with its `event::position()`. Signature:
+    /// `void(boost::system::error_code, std::vector<broadcaster::event>)`.
+    /// Errors: `error::not_connected`, `error::history_not_supported` on a backend
+    /// that keeps no history (see docs/history.md), or the backend's own.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, std::vector<event>)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_history(std::string channel, std::size_t limit,
+                       CompletionToken&& token = CompletionToken()) {
+        return boost::asio::async_initiate<CompletionToken,
+                                           void(boost::system::error_code, std::vector<event>)>(
+            [](auto handler, std::shared_ptr<detail::broadcast_core> core, std::string channel,
+               std::size_t limit) {
+                detail::async_history(core, std::move(channel), limit,
+                                      detail::history_handler(std::move(handler)));
+            },
+            token, core_, std::move(channel), limit);
+    }
+
     /// Sets the function called on every connection state change (replacing any
     /// previous one; an empty function removes it). It runs on the broadcast's executor.
     /// Set it before `async_connect` to see every change. Calls still queued when the
@@ -421,6 +445,15 @@ class rebound_broadcast : public broadcast {
                                   CompletionToken&& token = CompletionToken()) {
         return broadcast::async_subscribe_callback(std::move(channels), std::move(on_event),
                                                    options, std::forward<CompletionToken>(token));
+    }
+
+    /// `broadcast::async_history`.
+    template <boost::asio::completion_token_for<void(boost::system::error_code, std::vector<event>)>
+                  CompletionToken = broadcaster::default_completion_token_t<executor_type>>
+    auto async_history(std::string channel, std::size_t limit,
+                       CompletionToken&& token = CompletionToken()) {
+        return broadcast::async_history(std::move(channel), limit,
+                                        std::forward<CompletionToken>(token));
     }
 
     /// `broadcast::async_subscribe_callback`, with the default `subscribe_options`.

@@ -71,6 +71,19 @@ enum class error {
     /// No broker of the cluster answers, or none leads the channel's partition (Kafka):
     /// nothing was delivered. Condition: transient.
     cluster_unavailable,
+    /// The backend keeps no history: `subscribe_options::since`, `subscribe_options::last`
+    /// and `broadcast::async_history` need one that does (see docs/history.md). Condition:
+    /// configuration.
+    history_not_supported,
+    /// Events of the channel were lost for good (trimmed from the history, or the broker
+    /// lost its data) between the position a subscriber had and what the broker still
+    /// keeps: a subscribe with `since` fails with it, and a subscriber that was
+    /// recovering after a reconnect ends with it once it has received everything before
+    /// the gap. Condition: subscription_ended.
+    history_gap,
+    /// A position (`subscribe_options::since`) this backend cannot have given out.
+    /// Condition: invalid_request.
+    invalid_position,
 };
 
 /// Groups of codes an app can branch on: `if (ec == condition::transient) retry();`.

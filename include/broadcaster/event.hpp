@@ -27,6 +27,9 @@ class BROADCASTER_EXPORT event {
     /// Stores `channel` and `message` once, to be shared by every copy of the event.
     event(std::string channel, std::string message);
 
+    /// As above, with the event's `position` in its channel (see `position()`).
+    event(std::string channel, std::string message, std::string position);
+
     /// The channel the message was published on.
     std::string_view channel() const noexcept {
         return data_ ? std::string_view(data_->channel) : std::string_view();
@@ -37,6 +40,15 @@ class BROADCASTER_EXPORT event {
         return data_ ? std::string_view(data_->message) : std::string_view();
     }
 
+    /// Where the event stands in its channel's history, on a backend that keeps
+    /// history (see docs/history.md): an opaque string (a sequence number on
+    /// `memory://?history=N`, a stream entry ID on `redis-stream://`) that increases
+    /// within the channel. Pass it as `subscribe_options::since` to resume after this
+    /// event. Empty on a backend that keeps no history.
+    std::string_view position() const noexcept {
+        return data_ ? std::string_view(data_->position) : std::string_view();
+    }
+
     /// True unless default-constructed.
     explicit operator bool() const noexcept { return data_ != nullptr; }
 
@@ -44,6 +56,7 @@ class BROADCASTER_EXPORT event {
     struct data {
         std::string channel;
         std::string message;
+        std::string position;
     };
     std::shared_ptr<const data> data_;
 };

@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace broadcaster {
@@ -33,6 +35,20 @@ struct subscribe_options {
     std::size_t max_bytes = 0;
     /// What happens to a new event when the queue is full. Default `drop_oldest`.
     overflow_policy policy = overflow_policy::drop_oldest;
+    /// Start with everything after this position (an `event::position()` of the
+    /// channel), then continue live, with no gap and no duplicate at the seam. Needs a
+    /// backend that keeps history and exactly one channel. The subscribe fails with
+    /// `error::history_gap` if the broker no longer keeps everything after it,
+    /// `error::history_not_supported` without history, `error::invalid_position` for a
+    /// position the backend cannot have given out. Default: none (live only).
+    std::optional<std::string> since;
+    /// Start with the `last` most recent events of each channel, then continue live,
+    /// with no gap and no duplicate at the seam. Needs a backend that keeps history
+    /// (else `error::history_not_supported`). Not together with `since`
+    /// (`boost::system::errc::invalid_argument`). Default 0: live only.
+    /// History counts against `capacity` like live events: make `capacity` at least
+    /// `last` (plus what arrives before the first receive) to keep all of it.
+    std::size_t last = 0;
 
     subscribe_options() = default;
     subscribe_options(std::size_t capacity, overflow_policy policy = overflow_policy::drop_oldest,

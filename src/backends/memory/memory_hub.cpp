@@ -1,5 +1,9 @@
 #include "memory_hub.hpp"
 
+#include "../../history_position.hpp"
+
+#include <broadcaster/error.hpp>
+
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -49,9 +53,19 @@ void memory_hub::unsubscribe_all(const endpoint* subscriber) {
     }
 }
 
-bool memory_hub::publish(const event& ev, const endpoint* publisher) {
+bool memory_hub::publish(event& ev, const endpoint* publisher) {
     bool publisher_subscribed = false;
     std::lock_guard lock(mutex_);
+    if (history_limit_ > 0) {
+        // Numbered and kept under the lock that also orders the posts below: positions
+        // increase in the order every receiver sees.
+        auto& h = history_[std::string(ev.channel())];
+        ev = event(std::string(ev.channel()), std::string(ev.message()), std::to_string(++h.last));
+        h.ring.push_back(ev);
+        while (h.ring.size() > history_limit_) {
+            h.ring.pop_front();
+        }
+    }
     const auto it = channels_.find(ev.channel());
     if (it == channels_.end()) {
         return false;
@@ -69,6 +83,43 @@ bool memory_hub::publish(const event& ev, const endpoint* publisher) {
         });
     }
     return publisher_subscribed;
+}
+
+}  // namespace broadcaster::detail
+
+namespace broadcaster::detail {
+
+void memory_hub::keep_history(std::size_t events) {
+    std::lock_guard lock(mutex_);
+    history_limit_ = std::max(history_limit_, events);
+}
+
+boost::system::error_code memory_hub::history(const std::string& channel,
+                                              const std::optional<std::string>& after,
+                                              std::size_t limit, std::vector<event>& out) {
+    std::lock_guard lock(mutex_);
+    const auto it = history_.find(channel);
+    const std::uint64_t last = it == history_.end() ? 0 : it->second.last;
+    const std::size_t kept = it == history_.end() ? 0 : it->second.ring.size();
+    std::uint64_t from = last - kept;  // the ring holds (from, last]
+    if (after) {
+        const auto position = parse_numeric_position(*after);
+        if (!position || position->second != 0 || position->first > last) {
+            return error::invalid_position;
+        }
+        if (position->first < from) {
+            return error::history_gap;
+        }
+        from = position->first;
+    }
+    auto count = static_cast<std::size_t>(last - from);
+    if (limit != 0 && count > limit) {
+        count = limit;
+    }
+    for (std::size_t i = kept - count; i < kept; ++i) {
+        out.push_back(it->second.ring[i]);
+    }
+    return {};
 }
 
 }  // namespace broadcaster::detail

@@ -3,9 +3,13 @@
 #include <broadcaster/backend.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/system/error_code.hpp>
 
+#include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -32,8 +36,20 @@ class memory_hub {
 
     // Posts `ev` to every endpoint subscribed to its channel except `publisher`, and
     // returns whether `publisher` is subscribed too (it then delivers inline, being
-    // already on its own strand).
-    bool publish(const event& ev, const endpoint* publisher);
+    // already on its own strand). When the hub keeps history, `ev` first gets its
+    // position (the channel's next sequence number) and a place in the ring.
+    bool publish(event& ev, const endpoint* publisher);
+
+    // History: keep the last `events` events of each channel (0: none). The hub keeps
+    // the largest number any of its users asked for.
+    void keep_history(std::size_t events);
+    // The kept events of `channel` after position `after` (none: all), the `limit`
+    // most recent of them (0: all), oldest first. Errors: error::history_gap when
+    // events after `after` were dropped from the ring, error::invalid_position for a
+    // position the hub has not given out.
+    boost::system::error_code history(const std::string& channel,
+                                      const std::optional<std::string>& after, std::size_t limit,
+                                      std::vector<event>& out);
 
   private:
     struct string_hash {
@@ -43,7 +59,15 @@ class memory_hub {
         }
     };
 
+    // One channel's history: the ring and the last sequence number given out.
+    struct channel_history {
+        std::uint64_t last = 0;
+        std::deque<event> ring;
+    };
+
     std::mutex mutex_;
+    std::size_t history_limit_ = 0;
+    std::unordered_map<std::string, channel_history, string_hash, std::equal_to<>> history_;
     std::unordered_map<std::string, std::vector<std::shared_ptr<endpoint>>, string_hash,
                        std::equal_to<>>
         channels_;

@@ -1,0 +1,39 @@
+#pragma once
+
+// The backends the history conformance suite runs against: those that keep history.
+
+#include "test_servers.hpp"
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace broadcaster::test {
+
+struct history_case {
+    std::string name;
+    std::function<std::string()> url;
+    // Publishing this many events on a channel is sure to trim its oldest ones.
+    int trims_after = 0;
+
+    friend void PrintTo(const history_case& c, std::ostream* os) { *os << c.name; }
+};
+
+inline std::vector<history_case> history_cases() {
+    std::vector<history_case> cases;
+    cases.push_back({"memory_private", [] { return "memory://?history=1000"; }, 1001});
+    cases.push_back({"memory_named", [] { return "memory://history-hub?history=1000"; }, 1001});
+#ifdef BROADCASTER_WITH_REDIS
+    // MAXLEN ~ trims whole nodes of the stream (100 entries each by default).
+    cases.push_back({"redis_stream",
+                     [] {
+                         const auto url = redis_test_url();
+                         return "redis-stream" + url.substr(url.find("://")) + "?maxlen=1000";
+                     },
+                     1500});
+#endif
+    return cases;
+}
+
+}  // namespace broadcaster::test

@@ -1,0 +1,211 @@
+// redis-stream:// against its own redis-server: recovery after the server is killed
+// and restarted (appendonly) and after CLIENT KILL while a publisher keeps publishing,
+// a trimmed gap during an outage, and the URL options.
+
+#include "own_redis.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+
+#include <set>
+
+namespace broadcaster::test {
+namespace {
+
+using asio::use_awaitable;
+using boost::system::error_code;
+
+std::string stream_url(const own_redis& redis, const std::string& userinfo = "",
+                       const std::string& options = "") {
+    return "redis-stream://" + userinfo + "127.0.0.1:" + std::to_string(redis.port) +
+           fast_reconnect + options;
+}
+
+// Publishes 0, 1, 2, ... until told to stop, through outages: a publish that fails is
+// noted (it may or may not have been stored) and the next number follows.
+struct numbered_publisher {
+    int next = 0;
+    std::set<int> failed;
+    bool stop = false;
+    bool done = false;
+
+    asio::awaitable<void> run(broadcast& bc, std::string channel) {
+        while (!stop) {
+            const int n = next++;
+            auto [ec] = co_await bc.async_publish(channel, std::to_string(n),
+                                                  asio::as_tuple(use_awaitable));
+            if (ec) {
+                failed.insert(n);
+            }
+        }
+        done = true;
+    }
+};
+
+// Receives until `last` arrived: each number once, in order, every one that did not
+// fail to publish.
+asio::awaitable<void> expect_all_once_in_order(subscriber& sub, const numbered_publisher& pub) {
+    int expected = 0;
+    const int last = pub.next - 1;
+    while (expected <= last) {
+        const auto ev = co_await receive(sub, 20s);
+        const int n = std::stoi(std::string(ev.message()));
+        BROADCASTER_REQUIRE(n >= expected);  // in order, no duplicate
+        for (int missing = expected; missing < n; ++missing) {
+            if (pub.failed.count(missing) == 0) {
+                throw std::runtime_error("message " + std::to_string(missing) +
+                                         " was acknowledged but never received");
+            }
+        }
+        expected = n + 1;
+    }
+    EXPECT_FALSE(sub.try_receive().has_value());
+}
+
+// One outage per round, while a publisher on the same broadcast keeps going.
+asio::awaitable<void> survive_outages(own_redis& redis, std::function<void()> outage) {
+    broadcast bc(co_await asio::this_coro::executor, stream_url(redis));
+    state_log log;
+    log.attach(bc);
+    co_await bc.async_connect(use_awaitable);
+    const auto channel = unique_name("outage");
+    auto sub = co_await bc.async_subscribe(channel, subscribe_options{100'000}, use_awaitable);
+    auto pub = std::make_shared<numbered_publisher>();
+    asio::co_spawn(co_await asio::this_coro::executor, pub->run(bc, channel), asio::detached);
+    for (int round = 0; round < 3; ++round) {
+        const int before = pub->next;
+        co_await eventually([&] { return pub->next >= before + 200; }, 20s);
+        const auto seen = log.states.size();
+        outage();
+        co_await eventually(
+            [&] {
+                return std::count(log.states.begin() + static_cast<long>(seen), log.states.end(),
+                                  connection_state::connected) > 0;
+            },
+            20s);
+    }
+    const int after = pub->next;
+    co_await eventually([&] { return pub->next >= after + 200; }, 20s);
+    pub->stop = true;
+    co_await eventually([&] { return pub->done; }, 20s);
+    co_await expect_all_once_in_order(sub, *pub);
+    EXPECT_LT(pub->failed.size(), static_cast<std::size_t>(pub->next / 2));
+}
+
+TEST(redis_stream, a_killed_and_restarted_redis_loses_nothing_it_acknowledged) {
+    own_redis redis({"--appendonly", "yes", "--appendfsync", "always"});
+    run_async_test(
+        [&](asio::io_context&) -> asio::awaitable<void> {
+            co_await survive_outages(redis, [&] { redis.server->crash_and_restart(); });
+        },
+        60s);
+}
+
+TEST(redis_stream, client_kill_loses_nothing) {
+    own_redis redis;
+    run_async_test(
+        [&](asio::io_context&) -> asio::awaitable<void> {
+            co_await survive_outages(
+                redis, [&] { BROADCASTER_REQUIRE(redis.cli("CLIENT KILL TYPE normal") == 0); });
+        },
+        60s);
+}
+
+// The subscriber's user is locked out while another instance publishes, so the outage
+// lasts exactly as long as the test wants.
+struct locked_out_subscriber {
+    own_redis redis;
+    locked_out_subscriber() {
+        if (redis.cli("ACL SETUSER sub on '>pw' '~*' '&*' '+@all'") != 0) {
+            throw std::runtime_error("ACL SETUSER failed");
+        }
+    }
+    void lock() {
+        BROADCASTER_REQUIRE(redis.cli("ACL SETUSER sub off") == 0);
+        BROADCASTER_REQUIRE(redis.cli("CLIENT KILL USER sub") == 0);
+    }
+    void unlock() { BROADCASTER_REQUIRE(redis.cli("ACL SETUSER sub on") == 0); }
+};
+
+asio::awaitable<void> publish_range(broadcast& bc, const std::string& channel, int from, int to) {
+    for (int i = from; i < to; ++i) {
+        co_await bc.async_publish(channel, std::to_string(i), use_awaitable);
+    }
+}
+
+TEST(redis_stream, resumes_after_an_outage_with_what_was_published_meanwhile) {
+    locked_out_subscriber setup;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast reader(io, stream_url(setup.redis, "sub:pw@"));
+        broadcast writer(io, stream_url(setup.redis));
+        state_log log;
+        log.attach(reader);
+        co_await reader.async_connect(use_awaitable);
+        co_await writer.async_connect(use_awaitable);
+        const auto channel = unique_name("resume");
+        auto sub = co_await reader.async_subscribe(channel, use_awaitable);
+        co_await publish_range(writer, channel, 0, 2);
+        EXPECT_EQ((co_await receive(sub)).message(), "0");
+        EXPECT_EQ((co_await receive(sub)).message(), "1");
+        setup.lock();
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        co_await publish_range(writer, channel, 2, 7);
+        setup.unlock();
+        for (int i = 2; i < 7; ++i) {
+            EXPECT_EQ((co_await receive(sub)).message(), std::to_string(i));
+        }
+        co_await writer.async_publish(channel, "7", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "7");
+        EXPECT_FALSE(sub.try_receive().has_value());
+        EXPECT_EQ(reader.stats().reconnects, 1u);
+    });
+}
+
+TEST(redis_stream, an_outage_longer_than_the_stream_ends_subscribers_with_a_gap) {
+    locked_out_subscriber setup;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast reader(io, stream_url(setup.redis, "sub:pw@", "&maxlen=100"));
+        broadcast writer(io, stream_url(setup.redis, "", "&maxlen=100"));
+        state_log log;
+        log.attach(reader);
+        co_await reader.async_connect(use_awaitable);
+        co_await writer.async_connect(use_awaitable);
+        const auto channel = unique_name("gap");
+        auto sub = co_await reader.async_subscribe(channel, use_awaitable);
+        co_await publish_range(writer, channel, 0, 1);
+        EXPECT_EQ((co_await receive(sub)).message(), "0");
+        setup.lock();
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        co_await publish_range(writer, channel, 1, 400);  // trims whole nodes of 100
+        setup.unlock();
+        auto [ec, ev] = co_await sub.async_receive(asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::history_gap);
+        // A new subscriber takes what is kept, then live.
+        subscribe_options options;
+        options.last = 1;
+        auto again = co_await reader.async_subscribe(channel, options, use_awaitable);
+        EXPECT_EQ((co_await receive(again)).message(), "399");
+    });
+}
+
+TEST(redis_stream, url_options_are_checked) {
+    asio::io_context io;
+    for (const auto* bad :
+         {"redis-stream://127.0.0.1:1?maxlen=0", "redis-stream://127.0.0.1:1?block_ms=0",
+          "redis-stream://127.0.0.1:1?maxlen=x", "redis-stream://127.0.0.1:1?nope=1"}) {
+        try {
+            broadcast bc(io, bad);
+            ADD_FAILURE() << bad << " was accepted";
+        } catch (const boost::system::system_error& e) {
+            EXPECT_EQ(e.code(), error::invalid_url) << bad;
+        }
+    }
+    broadcast ok(io,
+                 "redis-stream://u:secret@127.0.0.1:1/"
+                 "2?maxlen=5&block_ms=10&read_count=3&connect_timeout_ms=100");
+    EXPECT_EQ(ok.url().find("secret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace broadcaster::test

@@ -6,11 +6,13 @@
 
 #include <broadcaster/error.hpp>
 
+#include <boost/asio/any_completion_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -68,18 +70,47 @@ struct broadcast_core::pending_subscribe {
     std::optional<history_query> history;
 };
 
+namespace {
+
+// A disconnect or shutdown handler waiting for the backend, which may finish off the
+// app's io_context (e.g. on its own threads): as Asio requires of a pending operation,
+// it keeps work on the handler's executor, so the app's `run()` does not return before
+// it completes.
+struct waiting_handler {
+    waiting_handler(error_handler h, const asio::any_io_executor& fallback) {
+        if (h) {  // an empty handler has no associated executor to ask
+            work = asio::prefer(asio::get_associated_executor(h, fallback),
+                                asio::execution::outstanding_work.tracked);
+        }
+        handler.swap(h);  // not operator=: see move_only in completion.hpp
+    }
+
+    // Posts the completion, then lets go of the work: the post counts from then on.
+    void complete(const asio::any_io_executor& fallback, error_code ec) && {
+        if (handler) {
+            post_completion(std::move(handler), fallback, ec);
+        }
+        work = nullptr;
+    }
+
+    error_handler handler;
+    asio::any_completion_executor work;  // tracks outstanding work while the handler waits
+};
+
+}  // namespace
+
 struct broadcast_core::quiet_latch {
     explicit quiet_latch(asio::any_io_executor executor) : executor(std::move(executor)) {}
     quiet_latch(const quiet_latch&) = delete;
     quiet_latch& operator=(const quiet_latch&) = delete;
     ~quiet_latch() {
         for (auto& waiter : waiters) {
-            post_completion(std::move(waiter), executor, error_code());
+            std::move(waiter).complete(executor, error_code());
         }
     }
 
     const asio::any_io_executor executor;
-    std::vector<error_handler> waiters;
+    std::list<waiting_handler> waiters;  // a list: no element is ever assigned
 };
 
 broadcast_core::broadcast_core(asio::any_io_executor executor, std::unique_ptr<backend> backend,
@@ -204,23 +235,21 @@ void broadcast_core::do_disconnect(error_handler handler) {
     update_gauges();
     backend_->async_disconnect(asio::bind_executor(
         strand_, [once = move_only{}, weak = weak_from_this(), executor = executor_, work = work_,
-                  handler = std::move(handler)](error_code ec) mutable {
+                  waiter = waiting_handler(std::move(handler), executor_)](error_code ec) mutable {
             // A connect made since has its own state to report: a late disconnect
             // completion must not overwrite it. An abandoned connect reported it already.
             if (const auto self = weak.lock(); self && !self->connected_ && !self->connecting_ &&
                                                self->state() != connection_state::disconnected) {
                 self->set_state(connection_state::disconnected, {});
             }
-            if (handler) {
-                post_completion(std::move(handler), executor, ec);
-            }
+            std::move(waiter).complete(executor, ec);
         }));
 }
 
 void broadcast_core::async_shutdown(error_handler handler) {
     asio::dispatch(strand_, [once = move_only{}, self = shared_from_this(),
                              handler = std::move(handler)]() mutable {
-        self->work_->waiters.push_back(std::move(handler));
+        self->work_->waiters.emplace_back(std::move(handler), self->executor_);
         self->do_disconnect({});  // its completion handler holds the latch too
         // Work started from now on belongs to a later shutdown.
         self->work_ = std::make_shared<quiet_latch>(self->executor_);

@@ -9,7 +9,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
 
+#include <chrono>
 #include <optional>
+#include <thread>
 
 namespace broadcaster::test {
 namespace {
@@ -68,6 +70,82 @@ TEST(shutdown, waits_until_the_backend_has_let_go_of_every_handler) {
     io.poll();
     EXPECT_TRUE(done);
     EXPECT_EQ(bc.state(), connection_state::disconnected);
+}
+
+// A backend whose disconnect completes later from a thread of its own, as Kafka's does
+// (it destroys its client on blocking threads): nothing of it is on the io_context
+// meanwhile. The thread completes once the io_context stopped (it ran out of work), or
+// after 100 ms.
+class off_thread_teardown_backend final : public backend {
+  public:
+    struct shared {
+        asio::io_context* io = nullptr;
+        std::thread teardown;
+    };
+    explicit off_thread_teardown_backend(std::shared_ptr<shared> s) : shared_(std::move(s)) {}
+
+    void async_connect(completion_handler handler) override { complete(std::move(handler), {}); }
+    void async_disconnect(completion_handler handler) override {
+        shared_->teardown = std::thread(
+            [io = shared_->io, fallback = executor(), handler = std::move(handler)]() mutable {
+                const auto until = std::chrono::steady_clock::now() + 100ms;
+                while (!io->stopped() && std::chrono::steady_clock::now() < until) {
+                    std::this_thread::sleep_for(1ms);
+                }
+                complete(std::move(handler), fallback, {});
+            });
+    }
+    void async_subscribe(std::string, completion_handler handler) override {
+        complete(std::move(handler), {});
+    }
+    void async_unsubscribe(std::string, completion_handler handler) override {
+        complete(std::move(handler), {});
+    }
+    void async_publish(std::string, std::string, completion_handler handler) override {
+        complete(std::move(handler), {});
+    }
+
+  private:
+    std::shared_ptr<shared> shared_;
+};
+
+// A pending disconnect or shutdown keeps work on its handler's executor: `io.run()`
+// does not return before its handler ran, even though the backend's teardown runs off
+// the io_context; the handler runs exactly once.
+void expect_pending_disconnect_holds_work(bool shutdown) {
+    asio::io_context io;
+    auto shared = std::make_shared<off_thread_teardown_backend::shared>();
+    shared->io = &io;
+    broadcast bc(io.get_executor(), std::make_unique<off_thread_teardown_backend>(shared));
+    int completions = 0;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await bc.async_connect(use_awaitable);
+            if (shutdown) {
+                co_await bc.async_shutdown(use_awaitable);
+            } else {
+                co_await bc.async_disconnect(use_awaitable);
+            }
+            ++completions;
+        },
+        asio::detached);
+    io.run();
+    EXPECT_EQ(completions, 1) << "io.run() returned while the operation was pending";
+    ASSERT_TRUE(shared->teardown.joinable());
+    shared->teardown.join();
+    io.restart();
+    io.run();  // whatever the teardown left queued
+    EXPECT_EQ(completions, 1);
+    EXPECT_EQ(bc.state(), connection_state::disconnected);
+}
+
+TEST(shutdown, pending_shutdown_keeps_the_io_context_running) {
+    expect_pending_disconnect_holds_work(true);
+}
+
+TEST(shutdown, pending_disconnect_keeps_the_io_context_running) {
+    expect_pending_disconnect_holds_work(false);
 }
 
 // Against a real broker: once the shutdown completed, no socket of the broadcast is

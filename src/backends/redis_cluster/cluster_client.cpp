@@ -169,7 +169,7 @@ asio::awaitable<error_code> cluster_client::refresh_map() {
     for (const auto& seed : config_.seeds) {
         add(seed);
     }
-    error_code last(error::not_connected);
+    error_code last(error::unreachable);
     for (const auto& address : candidates) {
         try {
             co_await read_map(address);
@@ -178,7 +178,7 @@ asio::awaitable<error_code> cluster_client::refresh_map() {
             last = thrown_error();
         }
         if (stopping_) {
-            co_return error_code(error::not_connected);
+            co_return error_code(asio::error::operation_aborted);
         }
         if (last == error::authentication_failed) {
             break;  // the same credentials go to every node
@@ -398,7 +398,7 @@ void cluster_client::link_failed(const link_ptr& l, error_code ec) {
         // Their replies will not come: whether the node got them is unknown, and
         // sending them again could deliver them twice.
         for (; l->written > 0 && !l->entries.empty(); --l->written) {
-            complete(l->entries.front()->handler, error::not_connected);
+            complete(l->entries.front()->handler, error::connection_lost);
             l->entries.pop_front();
         }
         l->written = 0;
@@ -420,14 +420,14 @@ void cluster_client::link_failed(const link_ptr& l, error_code ec) {
         for (auto& command : l->sent) {
             if (command.kind == command_kind::subscribe && command.handler) {
                 // Fails now rather than waiting an unknown time for the failover; the app
-                // sees not_connected and can retry.
+                // sees connection_lost and can retry.
                 const auto it = channels_.find(command.channel);
                 if (it != channels_.end() && it->second.node == l->address &&
                     !it->second.confirmed && !it->second.restoring) {
                     --l->channels;
                     channels_.erase(it);
                 }
-                complete(command.handler, error::not_connected);
+                complete(command.handler, error::connection_lost);
             } else if (command.handler) {
                 complete(command.handler, {});  // an unsubscribe: done
             }
@@ -638,7 +638,7 @@ void cluster_client::unsubscribe(std::string channel, completion_handler handler
         }
     }
     if (record.waiter) {
-        complete(record.waiter, error::not_connected);
+        complete(record.waiter, asio::error::operation_aborted);
     }
     const auto node = record.node;
     channels_.erase(it);
@@ -698,7 +698,7 @@ void cluster_client::handle_subscriber_reply(const link_ptr& l, const redisReply
     if (it != channels_.end() && it->second.node == l->address && it->second.confirmed) {
         displace(it->second, l.get());
         displaced_.insert(channel);
-        mark_degraded(error::not_connected);
+        mark_degraded(error::connection_lost);
         request_refresh(l->address);
         maybe_close_subscriber(l->address);
     }
@@ -819,7 +819,7 @@ void cluster_client::arm_deadline() {
 void cluster_client::on_deadline() {
     const auto now = clock::now();
     for (auto it = parked_.begin(); it != parked_.end() && it->second->deadline <= now;) {
-        complete(it->second->handler, error::not_connected);
+        complete(it->second->handler, error::reconnect_timeout);
         if (--parked_slots_[it->second->slot] == 0) {
             parked_slots_.erase(it->second->slot);
         }
@@ -837,7 +837,7 @@ void cluster_client::on_deadline() {
         // Not written yet (the link is still opening): fail those whose time is up.
         while (!l->entries.empty() && l->entries.front()->deadline <= now) {
             l->queued.erase(0, l->entries.front()->bytes);
-            complete(l->entries.front()->handler, error::not_connected);
+            complete(l->entries.front()->handler, error::reconnect_timeout);
             l->entries.pop_front();
         }
         if (l->draining && l->entries.empty()) {
@@ -850,7 +850,7 @@ void cluster_client::on_deadline() {
     for (auto it = displaced_.begin(); it != displaced_.end();) {
         const auto record = channels_.find(*it);
         if (record != channels_.end() && record->second.waiter && record->second.deadline <= now) {
-            complete(record->second.waiter, error::not_connected);
+            complete(record->second.waiter, error::connection_lost);
             channels_.erase(record);
             it = displaced_.erase(it);
         } else {
@@ -916,14 +916,14 @@ void cluster_client::stop() {
                         error_code(asio::error::operation_aborted));
     }
     for (auto& [seq, entry] : parked_) {
-        complete(entry->handler, error::not_connected);
+        complete(entry->handler, asio::error::operation_aborted);
     }
     parked_.clear();
     parked_slots_.clear();
     for (auto& [address, l] : publishers_) {
         close_link(l);
         for (auto& entry : l->entries) {
-            complete(entry->handler, error::not_connected);
+            complete(entry->handler, asio::error::operation_aborted);
         }
         l->entries.clear();
     }
@@ -932,7 +932,7 @@ void cluster_client::stop() {
         for (auto& command : l->sent) {
             if (command.handler) {
                 complete(command.handler, command.kind == command_kind::subscribe
-                                              ? error_code(error::not_connected)
+                                              ? error_code(asio::error::operation_aborted)
                                               : error_code());
             }
         }
@@ -940,7 +940,7 @@ void cluster_client::stop() {
     }
     for (auto& [channel, record] : channels_) {
         if (record.waiter) {
-            complete(record.waiter, error::not_connected);
+            complete(record.waiter, asio::error::operation_aborted);
         }
     }
     publishers_.clear();

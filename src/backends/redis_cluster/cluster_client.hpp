@@ -38,7 +38,7 @@ namespace broadcaster::detail {
 // Guarantees kept across topology changes: per channel, publishes reach the broker in
 // the order they were made (a publish redirected by -MOVED is re-sent before any later
 // one of its slot); a publish whose fate is unknown (its link died after it was sent)
-// fails with not_connected instead of being sent twice; a channel is read from one
+// fails with connection_lost instead of being sent twice; a channel is read from one
 // link at a time, so no message is delivered twice; publishes of a slot whose
 // channels are being re-subscribed wait for it, so this instance's own subscribers do
 // not miss them. Publishes wait at most publish_timeout.
@@ -59,7 +59,7 @@ class cluster_client : public std::enable_shared_from_this<cluster_client> {
     void subscribe(std::string channel, completion_handler handler);
     void unsubscribe(std::string channel, completion_handler handler);
     void publish(std::string channel, std::string message, completion_handler handler);
-    // Closes everything; pending operations fail with error::not_connected.
+    // Closes everything; pending operations fail with operation_aborted.
     void stop();
 
   private:

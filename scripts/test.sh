@@ -24,9 +24,15 @@ build="$root/build${sanitize:+-${sanitize//,/-}}"
 benchmarks=ON
 examples=ON
 kafka=ON
+nats=ON
+exclude=()
 if [[ -n $sanitize ]]; then
   benchmarks=OFF  # sanitized timings mean nothing
   examples=OFF    # Beast TUs take minutes each under sanitizers; the library is what counts
+  # The newest backends (nats://, redis-cluster://, redis-stream://) have not been run
+  # under the sanitizers yet: they are left out of these runs until they have been.
+  nats=OFF
+  exclude=(-E 'redis_cluster|redis-cluster|redis_stream')
 fi
 if [[ $sanitize == *thread* ]]; then
   # librdkafka starts its threads with C11 thrd_create, which ThreadSanitizer does not
@@ -40,11 +46,12 @@ cmake -S "$root" -B "$build" -G Ninja \
   -DBROADCASTER_SANITIZE="$sanitize" \
   -DBROADCASTER_BUILD_BENCHMARKS=$benchmarks \
   -DBROADCASTER_BUILD_EXAMPLES=$examples \
-  -DBROADCASTER_WITH_KAFKA=$kafka
+  -DBROADCASTER_WITH_KAFKA=$kafka \
+  -DBROADCASTER_WITH_NATS=$nats
 cmake --build "$build" --parallel 2
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}
 cd "$build"
-ctest --parallel 2 --output-on-failure --timeout 300
+ctest --parallel 2 --output-on-failure --timeout 300 "${exclude[@]}"

@@ -41,10 +41,9 @@ inline double age_us(std::string_view message) {
     return static_cast<double>(clock_type::now().time_since_epoch().count() - sent) / 1000.0;
 }
 
-// The `q` quantile (0 to 1, nearest rank) of `samples`, whose order it changes; 0 when
-// there are none.
+// The `q` quantile (0 to 1, nearest rank) of `samples`; 0 when there are none.
 template <typename T>
-double percentile(std::vector<T>& samples, double q) {
+double percentile(std::vector<T> samples, double q) {
     if (samples.empty()) {
         return 0;
     }

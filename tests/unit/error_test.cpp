@@ -22,7 +22,7 @@ using boost::system::error_code;
 using boost::system::error_condition;
 
 constexpr error first_code = error::invalid_url;
-constexpr error last_code = error::cluster_unavailable;
+constexpr error last_code = error::invalid_position;
 
 std::vector<error> every_code() {
     std::vector<error> codes;
@@ -42,16 +42,19 @@ std::set<condition> documented(error e) {
         case error::invalid_url:
         case error::unknown_scheme:
         case error::backend_not_built:
+        case error::history_not_supported:
             return {condition::configuration};
         case error::not_connected:
         case error::receive_in_progress:
             return {condition::usage};
         case error::payload_too_large:
         case error::invalid_channel:
+        case error::invalid_position:
             return {condition::invalid_request};
         case error::subscriber_overflow:
         case error::end_of_stream:
         case error::callback_failed:
+        case error::history_gap:
             return {condition::subscription_ended};
         case error::authentication_failed:
             return {condition::configuration, condition::refused_by_broker};
@@ -77,6 +80,9 @@ TEST(error, values_already_published_keep_their_numbers) {
     EXPECT_EQ(static_cast<int>(error::connection_lost), 16);
     EXPECT_EQ(static_cast<int>(error::reconnect_timeout), 17);
     EXPECT_EQ(static_cast<int>(error::cluster_unavailable), 18);
+    EXPECT_EQ(static_cast<int>(error::history_not_supported), 19);
+    EXPECT_EQ(static_cast<int>(error::history_gap), 20);
+    EXPECT_EQ(static_cast<int>(error::invalid_position), 21);
 }
 
 TEST(error, every_code_has_a_message_of_its_own) {

@@ -189,7 +189,7 @@ case $case_name in
     expect_status 7 "timed out" "$tool" subscribe "$url" quiet --count 1 --timeout 0.3
     ;;
   errors)
-    expect_status 4 "no backend for scheme 'nats'" "$tool" publish "nats://u:hunter2@h" c m
+    expect_status 4 "no backend for scheme 'mqtt'" "$tool" publish "mqtt://u:hunter2@h" c m
     expect_status 3 "not a valid URL\|invalid URL" "$tool" publish "redis://u:hunter2@[::1" c m
     expect_status 3 "unknown option 'bogus'" "$tool" publish "redis://:hunter2@h?bogus=1" c m
     port=$(shuf -i 20000-32000 -n 1)

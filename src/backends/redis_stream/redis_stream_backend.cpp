@@ -1,6 +1,7 @@
 #include "redis_stream_backend.hpp"
 
 #include "../client_backend.hpp"
+#include "../redis/redis_backend.hpp"
 #include "redis_stream_client.hpp"
 
 #include <broadcaster/error.hpp>
@@ -11,30 +12,6 @@ namespace broadcaster::detail {
 namespace {
 
 namespace asio = boost::asio;
-
-std::shared_ptr<asio::ssl::context> make_tls_context(const redis_config& config) {
-    if (!config.tls) {
-        return nullptr;
-    }
-    auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-    try {
-        if (config.tls_verify) {
-            context->set_verify_mode(asio::ssl::verify_peer);
-            if (config.tls_ca_file.empty()) {
-                context->set_default_verify_paths();
-            } else {
-                context->load_verify_file(config.tls_ca_file);
-            }
-        } else {
-            context->set_verify_mode(asio::ssl::verify_none);
-        }
-    } catch (const boost::system::system_error& e) {
-        throw boost::system::system_error(
-            error::invalid_url, "'" + config.redacted_url + "': cannot load the TLS CA file '" +
-                                    config.tls_ca_file + "': " + e.code().message());
-    }
-    return context;
-}
 
 class redis_stream_backend final : public client_backend<redis_stream_client> {
   public:

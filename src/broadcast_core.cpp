@@ -634,8 +634,15 @@ bool broadcast_core::hold_for_history(channel_entry& entry, const subscriber_sta
     if (it == entry.catching_up.end()) {
         return false;
     }
-    it->second.hold(ev);
-    return true;
+    if (!it->second.joined()) {
+        it->second.hold(ev);
+        return true;
+    }
+    if (!it->second.admit(ev)) {
+        return true;  // delivered already, from the history
+    }
+    entry.catching_up.erase(it);  // caught up: live from now on
+    return false;
 }
 
 void broadcast_core::fetch_history(const std::shared_ptr<pending_subscribe>& op) {
@@ -670,7 +677,9 @@ void broadcast_core::history_fetched(const std::shared_ptr<pending_subscribe>& o
         auto joined = seam->join(std::move(events));
         const auto held_dropped = seam->dropped();
         const bool overflowed = seam->overflowed();
-        it->second.catching_up.erase(op->state.get());  // live from now on
+        if (overflowed || seam->done_at_join()) {
+            it->second.catching_up.erase(op->state.get());  // live from now on
+        }  // else it stays, to drop live duplicates of the history (see history_seam)
         if (held_dropped > 0) {
             op->state->count_dropped(held_dropped);
             bump(dropped_, held_dropped);

@@ -131,7 +131,8 @@ class broadcast_core final : public backend_sink,
     void history_fetched(const std::shared_ptr<pending_subscribe>& op, const std::string& name,
                          std::uint64_t session, boost::system::error_code ec,
                          std::vector<event> events);
-    // Holds `ev` if `state` is catching up on `entry`'s history; false if it is live.
+    // Whether `ev` stays out of `state`'s queue: held while its history of `entry` is
+    // fetched, or dropped as a duplicate of that history after the join.
     static bool hold_for_history(channel_entry& entry, const subscriber_state& state,
                                  const event& ev);
     // Queues `ev` on `state` and counts it; false if the subscriber overflowed.

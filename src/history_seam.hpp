@@ -18,7 +18,10 @@ namespace broadcaster::detail {
 // a duplicate. The core confirms the live subscription first, so every event is in
 // the history, or arrives live after the confirmation, or both; while the history is
 // fetched, the live events are held here; then the subscriber gets the history, then
-// the held events that come after the last history event, then live ones as usual.
+// the held events that come after the last history event, then live ones. The live
+// stream may lag the history (a shared reader that has not delivered yet what the
+// history fetch already saw): after the join, live events at or before the last
+// delivered position are dropped as duplicates until the first one after it arrives.
 // No I/O: the core feeds it, tests drive it directly.
 class history_seam {
   public:
@@ -56,6 +59,7 @@ class history_seam {
     // The events to queue, in order, given the fetched history (oldest first): the
     // history after `after`, then the held events after the last of it. Call once.
     std::vector<event> join(std::vector<event> history) {
+        joined_ = true;
         std::vector<event> out;
         out.reserve(history.size() + held_.size());
         for (auto& ev : history) {
@@ -67,6 +71,18 @@ class history_seam {
         held_.clear();
         return out;
     }
+
+    // Whether `join` has run: live events then go through `admit` instead of `hold`.
+    bool joined() const noexcept { return joined_; }
+
+    // After the join: whether the live event `ev` is new to the subscriber. False for
+    // a duplicate of what the join delivered. Once it returns true, every later live
+    // event is new too (a channel's live events come in order): the seam is done.
+    bool admit(const event& ev) const { return !last_ || before_(*last_, ev.position()); }
+
+    // Whether the join left nothing to compare live events with (no position was
+    // delivered or asked for): the seam can go at once.
+    bool done_at_join() const noexcept { return !last_; }
 
     // Held events discarded by the bound.
     std::uint64_t dropped() const noexcept { return dropped_; }
@@ -92,6 +108,7 @@ class history_seam {
     std::deque<event> held_;
     std::uint64_t dropped_ = 0;
     bool overflowed_ = false;
+    bool joined_ = false;
 };
 
 }  // namespace broadcaster::detail

@@ -135,12 +135,6 @@ TEST_P(history_conformance, last_gives_the_most_recent_then_live) {
 // The seam under real concurrency: a subscribe with `since` while the channel is busy
 // gets every later message once, in order.
 TEST_P(history_conformance, since_while_publishing_has_no_gap_and_no_duplicate) {
-    if (GetParam().name == "redis_stream") {
-        // Known defect, documented in docs/history.md: on redis-stream:// a subscribe
-        // with `since` made while the channel is busy can deliver one event twice at
-        // the seam (seen once in a clean run). To be fixed, then this skip removed.
-        GTEST_SKIP() << "redis-stream: duplicate at the seam under concurrent publishing";
-    }
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         auto bc = co_await connected(io, url());
         const auto channel = unique_name("busy");

@@ -67,6 +67,24 @@ TEST(history_seam, history_then_the_held_events_after_it_without_duplicates) {
     EXPECT_EQ(positions(seam.join(range(1, 5))), "1-0 2-0 3-0 4-0 5-0 6-0 7-0");
 }
 
+TEST(history_seam, after_the_join_admits_only_what_follows_the_history) {
+    auto seam = make_seam();
+    EXPECT_EQ(positions(seam.join(range(1, 5))), "1-0 2-0 3-0 4-0 5-0");
+    EXPECT_TRUE(seam.joined());
+    EXPECT_FALSE(seam.done_at_join());
+    // A live stream lagging the history: 4 and 5 come again, then 6 is new.
+    EXPECT_FALSE(seam.admit(at(4)));
+    EXPECT_FALSE(seam.admit(at(5)));
+    EXPECT_TRUE(seam.admit(at(6)));
+}
+
+TEST(history_seam, an_empty_join_without_since_is_done_at_once) {
+    auto seam = make_seam();
+    EXPECT_TRUE(seam.join({}).empty());
+    EXPECT_TRUE(seam.done_at_join());
+    EXPECT_TRUE(seam.admit(at(1)));
+}
+
 TEST(history_seam, nothing_after_since_is_lost_or_repeated) {
     auto seam = make_seam("3-0");
     seam.hold(at(5));
@@ -239,6 +257,30 @@ TEST_F(history_fixture, live_events_during_the_fetch_join_the_history_without_ga
     io.poll();
     EXPECT_EQ(drain(result->sub), "7-0");
     EXPECT_EQ(bc.stats().delivered, 5u);
+}
+
+// The live stream lags the history fetch (a shared reader that has not delivered yet
+// what the fetch saw): the events the history gave come live after the join, and
+// are not queued twice.
+TEST_F(history_fixture, live_events_that_lag_the_history_are_not_delivered_twice) {
+    subscribe_options options;
+    options.since = "2-0";
+    auto result = subscribe("c", options);
+    run_until(io, [&] { return !s.pending.empty(); });
+    s.broker->answer({}, range(3, 6));
+    run_until(io, [&] { return result->done; });
+    ASSERT_FALSE(result->ec) << result->ec.message();
+    EXPECT_EQ(drain(result->sub), "3-0 4-0 5-0 6-0");
+    for (auto& ev : range(3, 8)) {
+        s.broker->live(ev);
+    }
+    io.restart();
+    io.poll();
+    EXPECT_EQ(drain(result->sub), "7-0 8-0");
+    s.broker->live(at(9));
+    io.restart();
+    io.poll();
+    EXPECT_EQ(drain(result->sub), "9-0");
 }
 
 TEST_F(history_fixture, since_asks_for_what_follows_the_position) {

@@ -7,6 +7,7 @@
 #include "test_support.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 
 #include <limits>
 
@@ -34,6 +35,50 @@ TEST(postgres, notifications_flow_again_after_a_server_restart) {
         co_await bc.async_publish("restart", "after", use_awaitable);
         EXPECT_EQ((co_await receive(sub)).message(), "after");
         EXPECT_EQ(bc.stats().reconnects, 1u);
+    });
+}
+
+// A publish still queued (here: waiting for the connection) can be cancelled: it
+// completes at once with operation_aborted and is never sent, while the one queued
+// after it is.
+TEST(postgres, a_cancelled_queued_publish_completes_at_once_and_is_never_sent) {
+    postgres_server pg;
+    state_log log;
+    // Outside the coroutine: the handlers may run after it ends (on a failure).
+    std::optional<error_code> cancelled;
+    std::optional<error_code> kept;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, pg.url() + fast_reconnect + "&publish_timeout_ms=60000");
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        auto sub = co_await bc.async_subscribe("cancel-queued", use_awaitable);
+        pg.stop();
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); }, 10s);
+
+        asio::cancellation_signal cancel;
+        bc.async_publish(
+            "cancel-queued", "cancelled",
+            asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec) { cancelled = ec; }));
+        bc.async_publish("cancel-queued", "kept", [&](error_code ec) { kept = ec; });
+        cancel.emit(asio::cancellation_type::terminal);
+        // Far sooner than the publish timeout (60 s), with the server still down.
+        co_await eventually([&] { return cancelled.has_value(); }, 10s);
+        EXPECT_EQ(*cancelled, asio::error::operation_aborted) << cancelled->message();
+        EXPECT_FALSE(kept.has_value());
+
+        pg.start();
+        co_await eventually([&] { return kept.has_value(); }, 20s);
+        EXPECT_FALSE(*kept) << kept->message();
+        co_await eventually([&] { return log.states.back() == connection_state::connected; }, 10s);
+        co_await bc.async_publish("cancel-queued", "after", use_awaitable);
+        for (;;) {
+            const auto ev = co_await receive(sub);
+            EXPECT_NE(ev.message(), "cancelled");
+            if (ev.message() == "after") {
+                break;
+            }
+        }
+        EXPECT_EQ(bc.stats().published, 2u);
     });
 }
 

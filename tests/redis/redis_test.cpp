@@ -7,6 +7,7 @@
 #include "test_support.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include <csignal>
@@ -89,6 +90,53 @@ TEST(redis, publishes_queued_during_an_outage_reach_the_same_broadcasts_subscrib
             received.insert(std::string((co_await receive(sub)).message()));
         }
         EXPECT_EQ(received, std::set<std::string>(names.begin(), names.end()));
+    });
+}
+
+// A publish still queued (here: waiting for the connection) can be cancelled: it
+// completes at once with operation_aborted and is never sent, while the one queued
+// after it is.
+TEST(redis, a_cancelled_queued_publish_completes_at_once_and_is_never_sent) {
+    own_redis redis;
+    // Outside the coroutine: the handlers may run after it ends (on a failure).
+    std::optional<error_code> cancelled;
+    std::optional<error_code> kept;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, redis.url("",
+                                   "?publish_timeout_ms=60000&reconnect_min_ms=20&"
+                                   "reconnect_max_ms=100"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("cancel-queued");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        redis.server->stop(SIGKILL);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+
+        asio::cancellation_signal cancel;
+        bc.async_publish(
+            channel, "cancelled",
+            asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec) { cancelled = ec; }));
+        bc.async_publish(channel, "kept", [&](error_code ec) { kept = ec; });
+        cancel.emit(asio::cancellation_type::terminal);
+        // Far sooner than the publish timeout (60 s), with the server still down.
+        co_await eventually([&] { return cancelled.has_value(); }, 10s);
+        EXPECT_EQ(*cancelled, asio::error::operation_aborted) << cancelled->message();
+        EXPECT_FALSE(kept.has_value());
+
+        redis.server->start();
+        co_await eventually([&] { return kept.has_value(); }, 20s);
+        EXPECT_FALSE(*kept) << kept->message();
+        co_await eventually([&] { return log.states.back() == connection_state::connected; }, 10s);
+        co_await bc.async_publish(channel, "after", use_awaitable);
+        for (;;) {
+            const auto ev = co_await receive(sub);
+            EXPECT_NE(ev.message(), "cancelled");
+            if (ev.message() == "after") {
+                break;
+            }
+        }
+        EXPECT_EQ(bc.stats().published, 2u);
     });
 }
 

@@ -77,6 +77,12 @@ class postgres_server {
         server_->start();
         wait_until_ready();
     }
+    // Immediate shutdown; `start` brings it back on the same port.
+    void stop() { server_->stop(SIGQUIT); }
+    void start() {
+        server_->start();
+        wait_until_ready();
+    }
     // Runs SQL with psql; returns its exit status.
     int sql(const std::string& statement) const {
         return run_command({"psql", "-h", "127.0.0.1", "-p", std::to_string(port_), "-U",

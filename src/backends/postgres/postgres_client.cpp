@@ -75,6 +75,7 @@ postgres_client::postgres_client(asio::any_io_executor strand, const postgres_co
                                  std::weak_ptr<backend_sink> sink)
     : supervised_client(std::move(strand), config, std::move(sink)),
       config_(config),
+      publishes_(strand_),
       publish_wake_(strand_),
       publish_deadline_(strand_) {}
 
@@ -106,12 +107,7 @@ void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
         return;
     }
     // The publish being sent may or may not have reached the server.
-    for (; publishes_in_flight_ > 0 && !publishes_.empty(); --publishes_in_flight_) {
-        post_completion(std::move(publishes_.front().handler), strand_,
-                        error_code(error::connection_lost));
-        publishes_.pop_front();
-    }
-    publishes_in_flight_ = 0;
+    publishes_.complete_in_flight(error::connection_lost);
     // Subscribes waiting for their LISTEN fail now; the app can retry. Unsubscribes
     // are done: the new connection will not LISTEN to those channels.
     complete(listeners_.fail_all(error::connection_lost));
@@ -147,10 +143,7 @@ void postgres_client::stop() {
 }
 
 void postgres_client::fail_everything(error_code ec) {
-    for (auto& p : std::exchange(publishes_, {})) {
-        post_completion(std::move(p.handler), strand_, ec);
-    }
-    publishes_in_flight_ = 0;
+    publishes_.complete_all(ec);
     complete(listeners_.clear(ec));
 }
 
@@ -302,10 +295,16 @@ void postgres_client::publish(std::string channel, std::string message,
         post_completion(std::move(handler), strand_, error_code(error::not_connected));
         return;
     }
-    publishes_.push_back({std::move(channel), std::move(message), std::move(handler),
-                          clock::now() + config_.publish_timeout});
+    publishes_.push({std::move(channel), std::move(message)}, std::move(handler),
+                    clock::now() + config_.publish_timeout, shared_from_this());
     publish_wake_.cancel();
     arm_publish_deadline();
+}
+
+void postgres_client::cancel_publish(std::uint64_t id) {
+    if (const auto it = publishes_.find_waiting(id); it != publishes_.end()) {
+        publishes_.complete_waiting(it, asio::error::operation_aborted);
+    }
 }
 
 asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
@@ -327,14 +326,15 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
             // before a repeat.
             std::vector<std::vector<pg_param>> batch;
             std::set<std::pair<std::string_view, std::string_view>> in_batch;
-            for (const auto& p : publishes_) {
+            for (auto it = publishes_.begin(); it != publishes_.end(); ++it) {
+                const auto& p = it->payload;
                 if (batch.size() == max_batch || !fits_inline(p.message) ||
                     !in_batch.emplace(p.channel, p.message).second) {
                     break;
                 }
                 batch.push_back({{postgres_channel(p.channel)}, {p.message}});
             }
-            publishes_in_flight_ = std::max<std::size_t>(batch.size(), 1);
+            publishes_.mark_sent(std::max<std::size_t>(batch.size(), 1));
             in_flight_since_ = clock::now();
             error_code ec;
             try {
@@ -353,10 +353,7 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
             if (generation != generation_) {
                 co_return;
             }
-            for (; publishes_in_flight_ > 0; --publishes_in_flight_) {
-                post_completion(std::move(publishes_.front().handler), strand_, ec);
-                publishes_.pop_front();
-            }
+            publishes_.complete_in_flight(ec);
         }
     } catch (const system_error& e) {
         connection_lost(generation, e.code());
@@ -367,7 +364,7 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
 
 asio::awaitable<void> postgres_client::send_large(pg_connection& connection,
                                                   const pending_publish& p) {
-    const auto channel = postgres_channel(p.channel);
+    const auto channel = postgres_channel(p.payload.channel);
     const auto table = connection.quote_identifier(config_.payload_table);
     if (!table_ready_) {
         // Two instances may race to create it; the loser's error is harmless if the
@@ -390,7 +387,7 @@ asio::awaitable<void> postgres_client::send_large(pg_connection& connection,
     }
     // Insert and notify in one statement, so one transaction: a listener never sees
     // the notification before the row.
-    std::vector<pg_param> params{{channel}, {p.message, true}};
+    std::vector<pg_param> params{{channel}, {p.payload.message, true}};
     co_await connection.exec("WITH p AS (INSERT INTO " + table +
                                  " (payload) VALUES ($2) RETURNING id) "
                                  "SELECT pg_notify($1, chr(31) || id::text) FROM p",
@@ -410,7 +407,7 @@ void postgres_client::arm_publish_deadline() {
     }
     publish_deadline_armed_ = true;
     auto at = publishes_.front().deadline;
-    if (ready_ && publishes_in_flight_ > 0) {
+    if (ready_ && publishes_.in_flight() > 0) {
         at = std::max(at, in_flight_since_ + config_.publish_timeout);
     }
     publish_deadline_.expires_at(at);
@@ -427,14 +424,13 @@ void postgres_client::on_publish_deadline() {
     const auto now = clock::now();
     if (ready_) {
         // Counted from the sending: a long wait in the queue is no sign of an outage.
-        if (publishes_in_flight_ > 0 && in_flight_since_ + config_.publish_timeout <= now) {
+        if (publishes_.in_flight() > 0 && in_flight_since_ + config_.publish_timeout <= now) {
             connection_lost(generation_, error::timeout);  // the server does not answer
         }
     } else {
-        while (!publishes_.empty() && publishes_.front().deadline <= now) {
-            post_completion(std::move(publishes_.front().handler), strand_,
-                            error_code(error::reconnect_timeout));
-            publishes_.pop_front();
+        while (publishes_.first_waiting() != publishes_.end() &&
+               publishes_.first_waiting()->deadline <= now) {
+            publishes_.complete_waiting(publishes_.first_waiting(), error::reconnect_timeout);
         }
     }
     arm_publish_deadline();

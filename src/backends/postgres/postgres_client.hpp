@@ -1,5 +1,6 @@
 #pragma once
 
+#include "../publish_queue.hpp"
 #include "../supervised_client.hpp"
 #include "listener_queue.hpp"
 #include "pg_connection.hpp"
@@ -8,8 +9,6 @@
 #include <broadcaster/backend.hpp>
 
 #include <boost/asio/steady_timer.hpp>
-
-#include <deque>
 
 namespace broadcaster::detail {
 
@@ -33,16 +32,17 @@ class postgres_client : public supervised_client,
     void subscribe(std::string channel, completion_handler handler);
     void unsubscribe(std::string channel, completion_handler handler);
     void publish(std::string channel, std::string message, completion_handler handler);
+    // A cancellation reached publish `id`: if it still waits, it is never sent.
+    void cancel_publish(std::uint64_t id);
     void stop();
 
   private:
     using clock = std::chrono::steady_clock;
-    struct pending_publish {
+    struct notification {
         std::string channel;
         std::string message;
-        completion_handler handler;
-        clock::time_point deadline;
     };
+    using pending_publish = publish_queue<notification>::entry;
 
     boost::asio::awaitable<void> open_connections() override;
     void on_connected() override;
@@ -74,9 +74,8 @@ class postgres_client : public supervised_client,
     // reconnect).
     listener_queue<completion_handler> listeners_;
 
-    std::deque<pending_publish> publishes_;
-    std::size_t publishes_in_flight_ = 0;  // at the front of `publishes_`, being sent
-    clock::time_point in_flight_since_;    // when they were sent
+    publish_queue<notification> publishes_;
+    clock::time_point in_flight_since_;  // when those in flight were sent
     boost::asio::steady_timer publish_wake_;
     boost::asio::steady_timer publish_deadline_;
     bool publish_deadline_armed_ = false;

@@ -30,6 +30,7 @@ redis_client::redis_client(asio::any_io_executor strand, const redis_config& con
     : supervised_client(std::move(strand), config, std::move(sink)),
       config_(config),
       tls_(std::move(tls)),
+      publishes_(strand_),
       publish_deadline_(strand_),
       restore_deadline_(strand_) {}
 
@@ -123,7 +124,7 @@ void redis_client::close_connections() {
 
 void redis_client::on_lost() {
     // Their replies will not come: whether Redis got them is unknown.
-    fail_publishes(publishes_in_flight_, error::connection_lost);
+    publishes_.complete_in_flight(error::connection_lost);
 }
 
 void redis_client::disconnect(completion_handler handler) {
@@ -146,7 +147,7 @@ void redis_client::stop() {
 }
 
 void redis_client::fail_everything(error_code ec) {
-    fail_publishes(publishes_.size(), ec);
+    publishes_.complete_all(ec);
     publish_out_.queued.clear();
     for (auto* waiters : {&subscribe_waiters_, &unsubscribe_waiters_}) {
         const bool is_subscribe = waiters == &subscribe_waiters_;
@@ -171,10 +172,22 @@ void redis_client::publish(std::string channel, std::string message, completion_
     }
     const auto before = publish_out_.queued.size();
     append_command(publish_out_.queued, {"PUBLISH", channel, message});
-    publishes_.push_back({std::move(handler), clock::now() + config_.publish_timeout,
-                          publish_out_.queued.size() - before});
+    publishes_.push(publish_out_.queued.size() - before, std::move(handler),
+                    clock::now() + config_.publish_timeout, shared_from_this());
     flush_publishes();
     arm_publish_deadline();
+}
+
+void redis_client::cancel_publish(std::uint64_t id) {
+    std::size_t offset = 0;  // of its command in `publish_out_.queued`
+    for (auto it = publishes_.first_waiting(); it != publishes_.end(); ++it) {
+        if (it->id == id) {
+            publish_out_.queued.erase(offset, it->payload);
+            publishes_.complete_waiting(it, asio::error::operation_aborted);
+            return;
+        }
+        offset += it->payload;
+    }
 }
 
 void redis_client::flush_publishes() {
@@ -182,7 +195,7 @@ void redis_client::flush_publishes() {
         return;  // held until the subscriptions are back (on_connected)
     }
     if (start_write(publish_out_, publisher_, &redis_client::flush_publishes)) {
-        publishes_in_flight_ = publishes_.size();
+        publishes_.mark_sent(publishes_.size() - publishes_.in_flight());
     }
 }
 
@@ -221,29 +234,17 @@ asio::awaitable<void> redis_client::read_publish_replies(
             if (generation != generation_) {
                 co_return;
             }
-            if (publishes_in_flight_ == 0) {
+            if (publishes_.in_flight() == 0) {
                 throw system_error(error::protocol_error, "redis: unexpected reply");
             }
-            auto pending = std::move(publishes_.front());
-            publishes_.pop_front();
-            --publishes_in_flight_;
-            const error_code ec =
-                reply->type == REDIS_REPLY_ERROR ? error::broker_error : error_code();
-            post_completion(std::move(pending.handler), strand_, ec);
+            publishes_.complete_front(reply->type == REDIS_REPLY_ERROR ? error::broker_error
+                                                                       : error_code());
         }
     } catch (const system_error& e) {
         connection_lost(generation, e.code());
     } catch (const std::exception&) {
         connection_lost(generation, error::protocol_error);
     }
-}
-
-void redis_client::fail_publishes(std::size_t count, error_code ec) {
-    for (std::size_t i = 0; i < count && !publishes_.empty(); ++i) {
-        post_completion(std::move(publishes_.front().handler), strand_, ec);
-        publishes_.pop_front();
-    }
-    publishes_in_flight_ = 0;
 }
 
 void redis_client::arm_publish_deadline() {
@@ -263,7 +264,7 @@ void redis_client::arm_publish_deadline() {
 
 void redis_client::on_publish_deadline() {
     const auto now = clock::now();
-    if (publishes_in_flight_ > 0) {
+    if (publishes_.in_flight() > 0) {
         // Redis has not answered the oldest publish in time: treat the connection as
         // dead; the supervisor reconnects and the publishes in flight fail.
         if (ready_ && publishes_.front().deadline <= now) {
@@ -273,10 +274,8 @@ void redis_client::on_publish_deadline() {
         // Nothing was written: waiting for a connection, or for the subscriptions to be
         // restored, that did not come back in time.
         while (!publishes_.empty() && publishes_.front().deadline <= now) {
-            publish_out_.queued.erase(0, publishes_.front().bytes);
-            post_completion(std::move(publishes_.front().handler), strand_,
-                            error_code(error::reconnect_timeout));
-            publishes_.pop_front();
+            publish_out_.queued.erase(0, publishes_.front().payload);
+            publishes_.complete_waiting(publishes_.begin(), error::reconnect_timeout);
         }
     }
     arm_publish_deadline();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "../publish_queue.hpp"
 #include "../supervised_client.hpp"
 #include "redis_config.hpp"
 #include "redis_connection.hpp"
@@ -32,6 +33,8 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     void subscribe(std::string channel, completion_handler handler);
     void unsubscribe(std::string channel, completion_handler handler);
     void publish(std::string channel, std::string message, completion_handler handler);
+    // A cancellation reached publish `id`: if it still waits, it is never sent.
+    void cancel_publish(std::uint64_t id);
     // Closes everything; pending operations fail with operation_aborted.
     void stop();
 
@@ -41,11 +44,6 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
 
   private:
     using clock = std::chrono::steady_clock;
-    struct pending_publish {
-        completion_handler handler;
-        clock::time_point deadline;
-        std::size_t bytes;  // of its command, while it waits in `publish_out_.queued`
-    };
     // Commands waiting to be written on one connection, and the batch being written.
     struct outbox {
         std::string queued;
@@ -84,7 +82,6 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
 
     void arm_publish_deadline();
     void on_publish_deadline();
-    void fail_publishes(std::size_t count, boost::system::error_code ec);
     void fail_everything(boost::system::error_code ec);
 
     const redis_config config_;
@@ -93,10 +90,10 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     std::shared_ptr<redis_connection> publisher_;
     std::shared_ptr<redis_connection> subscriber_;
 
-    // Publishes in order: the first `publishes_in_flight_` were handed to the socket
-    // and await their reply; the others wait, encoded, in `publish_out_.queued`.
-    std::deque<pending_publish> publishes_;
-    std::size_t publishes_in_flight_ = 0;
+    // Publishes in order: those in flight were handed to the socket and await their
+    // reply; the waiting ones are encoded, in order, in `publish_out_.queued` (the
+    // payload is the size of each one's command there).
+    publish_queue<std::size_t> publishes_;
     outbox publish_out_;
     boost::asio::steady_timer publish_deadline_;
     bool publish_deadline_armed_ = false;

@@ -237,10 +237,10 @@ class BROADCASTER_EXPORT broadcast {
     ///
     /// Cancellation: a cancellation emitted on the handler's slot reaches the backend
     /// (relayed to the backend's own slot, emitted on its strand) with its type. A
-    /// backend that queues publishes (Redis, Postgres) may then complete a publish with
-    /// `boost::asio::error::operation_aborted` while it is still queued, not yet
+    /// backend that queues publishes (`redis://`, `postgres://`) then completes a publish
+    /// with `boost::asio::error::operation_aborted` while it is still queued, not yet
     /// written: it is never sent. Once written, the publish completes normally
-    /// whatever is emitted. The memory backend publishes at once: nothing to cancel.
+    /// whatever is emitted. Other backends ignore it (see docs/operations.md).
     template <boost::asio::completion_token_for<void(boost::system::error_code)> CompletionToken =
                   broadcaster::default_completion_token_t<executor_type>>
     auto async_publish(std::string channel, std::string message,

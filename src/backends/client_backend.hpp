@@ -14,6 +14,7 @@
 #include <boost/asio/post.hpp>
 
 #include <memory>
+#include <string>
 #include <utility>
 
 namespace broadcaster::detail {
@@ -60,6 +61,21 @@ class client_backend : public backend {
             complete(handler, error::not_connected);
         }
         return client_.get();
+    }
+
+    // Whether the broker can carry `channel` (a channel name, a topic, a subject);
+    // backends with naming rules override it.
+    virtual bool carries(const std::string& /*channel*/) const { return true; }
+
+    // The client, or null (the handler completed with the reason) when there is no
+    // connection or the broker cannot carry `channel`: refused before anything is sent.
+    Client* checked_client(const std::string& channel, completion_handler& handler) {
+        auto* client = connected_client(handler);
+        if (client && !carries(channel)) {
+            complete(handler, error::invalid_channel);
+            return nullptr;
+        }
+        return client;
     }
 
     // The client, or null; for operations that have nothing to do without one.

@@ -41,16 +41,8 @@ class kafka_backend final : public client_backend<kafka_client> {
         return std::make_unique<kafka_client>(executor(), config_, weak_sink());
     }
 
-    // The client, or null (the handler completed with the reason) when there is no
-    // connection or Kafka cannot name a topic so (`topic` is empty).
-    kafka_client* checked_client(const std::string& topic, completion_handler& handler) {
-        auto* client = connected_client(handler);
-        if (client && topic.empty()) {
-            complete(handler, error::invalid_channel);
-            return nullptr;
-        }
-        return client;
-    }
+    // Kafka cannot name a topic so.
+    bool carries(const std::string& topic) const override { return !topic.empty(); }
 
     const kafka_config config_;
 };

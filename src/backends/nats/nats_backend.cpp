@@ -38,16 +38,7 @@ class nats_backend final : public client_backend<nats_client> {
         return std::make_unique<nats_client>(executor(), config_, weak_sink());
     }
 
-    // The client, or null (the handler completed with the reason) when there is no
-    // connection or NATS cannot carry `channel` as a subject.
-    nats_client* checked_client(const std::string& channel, completion_handler& handler) {
-        auto* client = connected_client(handler);
-        if (client && !valid_nats_subject(channel)) {
-            complete(handler, error::invalid_channel);
-            return nullptr;
-        }
-        return client;
-    }
+    bool carries(const std::string& channel) const override { return valid_nats_subject(channel); }
 
     const nats_config config_;
 };

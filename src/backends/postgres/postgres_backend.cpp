@@ -50,16 +50,7 @@ class postgres_backend final : public client_backend<postgres_client> {
         return std::make_unique<postgres_client>(executor(), config_, weak_sink());
     }
 
-    // The client, or null (the handler completed with the reason) when there is no
-    // connection or Postgres cannot carry the channel: refused before anything is sent.
-    postgres_client* checked_client(const std::string& channel, completion_handler& handler) {
-        auto* client = connected_client(handler);
-        if (client && !valid_channel(channel)) {
-            complete(handler, error::invalid_channel);
-            return nullptr;
-        }
-        return client;
-    }
+    bool carries(const std::string& channel) const override { return valid_channel(channel); }
 
     const postgres_config config_;
 };

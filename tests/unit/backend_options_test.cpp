@@ -180,6 +180,20 @@ TEST(redis_config, errors_never_quote_a_piece_of_a_password) {
 TEST(postgres_config, errors_never_quote_a_piece_of_a_password) {
     check_parser("postgres", [](const backend_config& c) { parse_postgres_url(c); });
 }
+
+// Refused when parsing, as a configuration error, not at connect as if unreachable.
+TEST(postgres_config, an_option_libpq_does_not_know_is_an_invalid_url) {
+    try {
+        parse_postgres_url(config_for("postgres://u:Zq1@h/db?applicaton_name=x"));
+        ADD_FAILURE() << "accepted";
+    } catch (const boost::system::system_error& e) {
+        EXPECT_EQ(e.code(), error::invalid_url);
+        EXPECT_NE(std::string(e.what()).find("applicaton_name"), std::string::npos) << e.what();
+        EXPECT_EQ(std::string(e.what()).find("Zq1"), std::string::npos) << e.what();
+    }
+    EXPECT_NO_THROW(parse_postgres_url(config_for("postgres://h/db?application_name=x")));
+    EXPECT_NO_THROW(parse_postgres_url(config_for("postgresql://h/db?sslmode=disable")));
+}
 #endif
 #ifdef BROADCASTER_WITH_KAFKA
 TEST(kafka_config, errors_never_quote_a_piece_of_a_password) {

@@ -6,8 +6,45 @@
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <libpq-fe.h>
 
 namespace broadcaster::detail {
+
+namespace {
+
+// libpq refuses an option it does not know (a misspelt one, say) only when connecting,
+// which the app would take for an unreachable server: ask libpq at once instead, so
+// it is a configuration error. Its message may quote a value: never one of the URL's.
+void check_with_libpq(const backend_config& config, boost::urls::url_view url) {
+    char* error = nullptr;
+    if (PQconninfoOption* options = PQconninfoParse(std::string(url.buffer()).c_str(), &error)) {
+        PQconninfoFree(options);
+        return;
+    }
+    std::string why = error ? error : "";
+    PQfreemem(error);
+    why = why.substr(0, why.find('\n'));
+    bool quotes_a_value = false;
+    const auto quotes = [&](std::string_view value) {
+        quotes_a_value |= !value.empty() && why.find(value) != std::string::npos;
+    };
+    quotes(url.password());
+    quotes(url.encoded_password());
+    for (const auto param : url.params()) {
+        quotes(param.value);
+    }
+    for (const auto param : url.encoded_params()) {
+        quotes(param.value);
+    }
+    if (why.empty() || quotes_a_value) {
+        why = "libpq does not accept its options";
+    }
+    invalid_url(config, why);
+}
+
+}  // namespace
 
 postgres_config parse_postgres_url(const backend_config& config) {
     postgres_config out(config);
@@ -49,6 +86,7 @@ postgres_config parse_postgres_url(const backend_config& config) {
         it = ours ? params.erase(it) : std::next(it);
     }
     out.finish();
+    check_with_libpq(config, url);
     out.conninfo = url.buffer();
     return out;
 }

@@ -662,6 +662,9 @@ void broadcast_core::fetch_history(const std::shared_ptr<pending_subscribe>& op)
 void broadcast_core::history_fetched(const std::shared_ptr<pending_subscribe>& op,
                                      const std::string& name, std::uint64_t session, error_code ec,
                                      std::vector<event> events) {
+    if (op->done) {
+        return;  // cancelled while its history was fetched: it has completed already
+    }
     if (session != session_) {
         ec = error::not_connected;  // a disconnect ended the subscriber meanwhile
     }
@@ -730,6 +733,14 @@ bool broadcast_core::push_counted(const std::shared_ptr<subscriber_state>& state
 }
 
 void broadcast_core::history_gap(std::string_view channel) {
+    end_subscribers(channel, error::history_gap);
+}
+
+void broadcast_core::subscription_refused(std::string_view channel) {
+    end_subscribers(channel, error::subscription_refused);
+}
+
+void broadcast_core::end_subscribers(std::string_view channel, broadcaster::error ec) {
     const auto it = channels_.find(channel);
     if (it == channels_.end()) {
         return;
@@ -737,7 +748,7 @@ void broadcast_core::history_gap(std::string_view channel) {
     // Never skipped silently: each subscriber gets what it has, then the error.
     const auto subscribers = it->second.subscribers;
     for (const auto& state : subscribers) {
-        state->close(error::history_gap);
+        state->close(ec);
         detach(state);
     }
 }

@@ -10,6 +10,7 @@
 #include <broadcaster/backend.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
 
 #include <deque>
@@ -17,6 +18,7 @@
 namespace broadcaster::test {
 namespace {
 
+using asio::use_awaitable;
 using boost::system::error_code;
 using detail::history_seam;
 
@@ -322,6 +324,32 @@ TEST_F(history_fixture, a_history_error_fails_the_subscribe_and_releases_the_cha
     EXPECT_EQ(bc.stats().active_channels, 0u);
 }
 
+// Cancelled while its history is fetched: it completes once, at once, with
+// operation_aborted; the history that comes later is dropped. (The late answer used
+// to complete the moved-from handler a second time: a crash.)
+TEST_F(history_fixture, a_subscribe_cancelled_while_its_history_is_fetched_completes_once) {
+    subscribe_options options;
+    options.last = 3;
+    asio::cancellation_signal cancel;
+    int calls = 0;
+    error_code result;
+    bc.async_subscribe("c", options,
+                       asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec, subscriber) {
+                           ++calls;
+                           result = ec;
+                       }));
+    run_until(io, [&] { return !s.pending.empty(); });
+    cancel.emit(asio::cancellation_type::terminal);
+    run_until(io, [&] { return calls == 1 && s.unsubscribes == 1; });
+    EXPECT_EQ(result, asio::error::operation_aborted);
+    s.broker->answer({}, range(1, 3));
+    io.restart();
+    io.poll();
+    EXPECT_EQ(calls, 1);
+    EXPECT_EQ(bc.stats().active_subscribers, 0u);
+    EXPECT_EQ(bc.stats().active_channels, 0u);
+}
+
 TEST_F(history_fixture, since_and_last_together_or_since_on_two_channels_are_refused) {
     subscribe_options both;
     both.since = "1";
@@ -366,6 +394,47 @@ TEST(history_default, a_backend_without_history_says_so) {
         EXPECT_EQ(sub_ec, error::history_not_supported);
         co_await eventually([&] { return bc.stats().active_channels == 0; });
     });
+}
+
+// memory://?history=N numbers events under the hub's lock: with two publishers on a
+// multi-threaded io_context, a subscriber still gets them in position order. (The
+// publisher's own events used to be delivered at once, overtaking earlier-numbered
+// ones from the other publisher still queued for it.)
+TEST(memory_history, two_publishers_on_two_threads_deliver_in_position_order) {
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            const auto hub = "memory://" + unique_name("order") + "?history=10000";
+            broadcast a(io, hub);
+            broadcast b(io, hub);
+            co_await a.async_connect(use_awaitable);
+            co_await b.async_connect(use_awaitable);
+            constexpr int count = 3000;
+            auto sub =
+                co_await b.async_subscribe("ch", subscribe_options{2 * count + 1}, use_awaitable);
+            std::atomic<int> acknowledged{0};
+            for (int i = 0; i < count; ++i) {
+                a.async_publish("ch", "a", [&](error_code) { ++acknowledged; });
+                b.async_publish("ch", "b", [&](error_code) { ++acknowledged; });
+            }
+            co_await eventually([&] { return acknowledged == 2 * count; }, 20s);
+            co_await a.async_publish("ch", "end", use_awaitable);
+            std::uint64_t last = 0;
+            int out_of_order = 0;
+            int received = 0;
+            for (;;) {
+                const auto ev = co_await receive(sub);
+                const std::uint64_t position = std::stoull(std::string(ev.position()));
+                out_of_order += position <= last ? 1 : 0;
+                last = std::max(last, position);
+                ++received;
+                if (ev.message() == "end") {
+                    break;
+                }
+            }
+            EXPECT_EQ(out_of_order, 0);
+            EXPECT_EQ(received, 2 * count + 1);
+        },
+        60s, 2);
 }
 
 }  // namespace

@@ -71,7 +71,9 @@ bool memory_hub::publish(event& ev, const endpoint* publisher) {
         return false;
     }
     for (const auto& e : it->second) {
-        if (e.get() == publisher) {
+        // The publisher delivers to itself at once, unless the hub numbers events: its
+        // own would then overtake earlier-numbered ones still queued for it.
+        if (e.get() == publisher && history_limit_ == 0) {
             publisher_subscribed = true;
             continue;
         }

@@ -4,6 +4,7 @@
 #include "subscriber_state.hpp"
 
 #include <broadcaster/broadcast.hpp>
+#include <broadcaster/error.hpp>
 
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/strand.hpp>
@@ -63,6 +64,7 @@ class broadcast_core final : public backend_sink,
     void deliver(event ev) override;
     void state_changed(connection_state state, boost::system::error_code ec) override;
     void history_gap(std::string_view channel) override;
+    void subscription_refused(std::string_view channel) override;
 
     // broadcast::async_history (the history section of broadcast_core.cpp).
     void history(std::string channel, std::size_t limit, history_handler handler);
@@ -120,6 +122,8 @@ class broadcast_core final : public backend_sink,
                             boost::system::error_code ec);
     void backend_unsubscribed(const std::string& name, std::uint64_t generation);
     void detach(const std::shared_ptr<subscriber_state>& state);
+    // Ends every subscriber of `channel` with `ec`, after what it already has.
+    void end_subscribers(std::string_view channel, broadcaster::error ec);
 
     // History (the history section of broadcast_core.cpp). Checks `options` and, if they ask for
     // history, sets `op`'s query and starts holding its live events; an error refuses

@@ -48,6 +48,8 @@ condition_set conditions_of(error e) noexcept {
             return {condition::subscription_ended};
         case error::authentication_failed:
             return {condition::configuration, condition::refused_by_broker};
+        case error::subscription_refused:
+            return {condition::subscription_ended, condition::refused_by_broker};
         case error::broker_error:
             return {condition::refused_by_broker};
         case error::timeout:
@@ -113,6 +115,8 @@ class category final : public boost::system::error_category {
                 return "events were lost: the history no longer reaches back to the position";
             case error::invalid_position:
                 return "not a position of this backend";
+            case error::subscription_refused:
+                return "the broker refused to subscribe the channel again after a reconnect";
         }
         return "unknown broadcaster error";
     }

@@ -60,6 +60,13 @@ class BROADCASTER_EXPORT backend_sink {
     /// goes on delivering from the oldest event still kept.
     virtual void history_gap(std::string_view channel) { (void)channel; }
 
+    /// Reports that the broker refused to subscribe `channel` again after a reconnect
+    /// (e.g. Redis `-NOPERM` after an ACL change): nothing of it will be delivered. The
+    /// core ends that channel's subscribers with `error::subscription_refused` after what
+    /// they already have, so none waits in silence; the backend no longer holds the
+    /// channel. The default does nothing.
+    virtual void subscription_refused(std::string_view channel) { (void)channel; }
+
   protected:
     ~backend_sink() = default;
 };

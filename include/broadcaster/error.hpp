@@ -84,6 +84,10 @@ enum class error {
     /// A position (`subscribe_options::since`) this backend cannot have given out.
     /// Condition: invalid_request.
     invalid_position,
+    /// The broker refused to subscribe the channel again after a reconnect (e.g. Redis
+    /// `-NOPERM` after an ACL change): the subscriber receives nothing more. Conditions:
+    /// subscription_ended, refused_by_broker.
+    subscription_refused,
 };
 
 /// Groups of codes an app can branch on: `if (ec == condition::transient) retry();`.

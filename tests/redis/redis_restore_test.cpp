@@ -7,12 +7,15 @@
 #include "test_support.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 namespace broadcaster::test {
 namespace {
 
 using asio::use_awaitable;
 using boost::system::error_code;
+using namespace asio::experimental::awaitable_operators;
 
 // The subscribe connection is dropped (CLIENT KILL) and the SUBSCRIBE that restores the
 // channel on the new one gets no reply, the connection staying up. A publish made
@@ -56,6 +59,41 @@ TEST(redis_restore, a_restore_never_confirmed_reconnects_within_the_connect_time
             EXPECT_EQ(calls, 1);
         },
         30s);
+}
+
+// A channel Redis refuses when the client subscribes it again after a reconnect
+// (-NOPERM: an ACL change took the user's access to it away) ends its subscribers with
+// subscription_refused; the other channels go on. (Its subscribers used to wait for
+// good, with nothing to tell them.)
+TEST(redis_restore, a_channel_refused_on_restore_ends_its_subscribers) {
+    own_redis redis;
+    ASSERT_EQ(redis.cli("ACL SETUSER app on '>Zq1secret' '~*' '&*' '+@all'"), 0);
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, redis.url("app:Zq1secret@", "?reconnect_min_ms=20&reconnect_max_ms=100"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto kept = unique_name("kept");
+        const auto refused = unique_name("refused");
+        auto kept_sub = co_await bc.async_subscribe(kept, use_awaitable);
+        auto refused_sub = co_await bc.async_subscribe(refused, use_awaitable);
+
+        BROADCASTER_REQUIRE(redis.cli("ACL SETUSER app resetchannels '&kept-*'") == 0);
+        redis.cli("CLIENT KILL TYPE pubsub");  // Redis may have closed it already
+        asio::steady_timer bound(io, 10s);
+        auto ended = co_await (refused_sub.async_receive(asio::as_tuple(use_awaitable)) ||
+                               bound.async_wait(use_awaitable));
+        BROADCASTER_REQUIRE(ended.index() == 0);  // not the 10 s bound
+        const auto ec = std::get<0>(std::get<0>(ended));
+        EXPECT_EQ(ec, error::subscription_refused) << ec.message();
+        EXPECT_EQ(ec, condition::subscription_ended);
+        EXPECT_EQ(ec, condition::refused_by_broker);
+
+        co_await eventually([&] { return log.states.back() == connection_state::connected; }, 10s);
+        co_await bc.async_publish(kept, "still here", use_awaitable);
+        EXPECT_EQ((co_await receive(kept_sub)).message(), "still here");
+        co_await eventually([&] { return bc.stats().active_channels == 1; });
+    });
 }
 
 }  // namespace

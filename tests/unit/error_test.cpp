@@ -22,7 +22,7 @@ using boost::system::error_code;
 using boost::system::error_condition;
 
 constexpr error first_code = error::invalid_url;
-constexpr error last_code = error::invalid_position;
+constexpr error last_code = error::subscription_refused;
 
 std::vector<error> every_code() {
     std::vector<error> codes;
@@ -58,6 +58,8 @@ std::set<condition> documented(error e) {
             return {condition::subscription_ended};
         case error::authentication_failed:
             return {condition::configuration, condition::refused_by_broker};
+        case error::subscription_refused:
+            return {condition::subscription_ended, condition::refused_by_broker};
         case error::broker_error:
             return {condition::refused_by_broker};
         case error::protocol_error:
@@ -83,6 +85,7 @@ TEST(error, values_already_published_keep_their_numbers) {
     EXPECT_EQ(static_cast<int>(error::history_not_supported), 19);
     EXPECT_EQ(static_cast<int>(error::history_gap), 20);
     EXPECT_EQ(static_cast<int>(error::invalid_position), 21);
+    EXPECT_EQ(static_cast<int>(error::subscription_refused), 22);
 }
 
 TEST(error, every_code_has_a_message_of_its_own) {

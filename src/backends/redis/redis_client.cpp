@@ -361,6 +361,10 @@ void redis_client::handle_subscriber_reply(const redisReply& reply) {
 void redis_client::confirm(const sent_command& command, error_code ec) {
     if (ec && command.kind == command_kind::subscribe) {
         channels_.erase(command.channel);
+        if (const auto sink = sink_.lock(); sink && command.restore) {
+            // e.g. -NOPERM after an ACL change: its subscribers must not wait in silence.
+            sink->subscription_refused(command.channel);
+        }
     }
     // A restore has no waiter. An entry goes as soon as it has none left: the maps
     // hold only channels with a command in flight, however many were ever used.

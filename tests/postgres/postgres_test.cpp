@@ -82,6 +82,39 @@ TEST(postgres, a_cancelled_queued_publish_completes_at_once_and_is_never_sent) {
     });
 }
 
+// Publishes queued during an outage (more than one batch of them) are sent once the
+// connection is back and every channel is listened to again: the broadcast's own
+// subscribers get each of them, in order. (A publisher of the lost connection, woken by
+// them, used to send a batch on it; and a new one could send before the LISTENs.)
+TEST(postgres, publishes_queued_during_an_outage_reach_the_same_broadcasts_subscribers) {
+    postgres_server pg;
+    state_log log;
+    int acknowledged = 0;
+    error_code first_error;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, pg.url() + fast_reconnect + "&publish_timeout_ms=60000");
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        constexpr int count = 600;  // more than two batches
+        auto sub = co_await bc.async_subscribe("outage-queue", subscribe_options{count},
+                                               use_awaitable);
+        pg.stop();
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); }, 10s);
+        for (int i = 0; i < count; ++i) {
+            bc.async_publish("outage-queue", std::to_string(i), [&](error_code ec) {
+                ++acknowledged;
+                first_error = first_error ? first_error : ec;
+            });
+        }
+        pg.start();
+        co_await eventually([&] { return acknowledged == count; }, 20s);
+        EXPECT_FALSE(first_error) << first_error.message();
+        for (int i = 0; i < count; ++i) {
+            BROADCASTER_REQUIRE((co_await receive(sub)).message() == std::to_string(i));
+        }
+    });
+}
+
 TEST(postgres, notifications_flow_again_after_pg_terminate_backend) {
     postgres_server pg;
     state_log log;

@@ -98,6 +98,7 @@ asio::awaitable<void> postgres_client::open_connections() {
 
 void postgres_client::on_connected() {
     table_ready_ = false;
+    listening_ = false;
     spawn(strand_, run_listener(generation_, listener_));
     spawn(strand_, run_publisher(generation_, publisher_));
 }
@@ -194,6 +195,8 @@ asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
                 co_return;
             }
         }
+        listening_ = true;
+        publish_wake_.cancel();
         if (reconnecting_) {
             reconnecting_ = false;
             report(connection_state::connected, {});
@@ -312,10 +315,15 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
     const auto self = shared_from_this();
     try {
         for (;;) {
-            if (publishes_.empty()) {
+            // Publishes (those queued during an outage included) wait until every channel
+            // is listened to again: sent earlier, they could commit before the LISTENs,
+            // and this instance's own subscribers would miss them.
+            if (publishes_.empty() || !listening_) {
                 publish_wake_.expires_at(asio::steady_timer::time_point::max());
                 co_await publish_wake_.async_wait(asio::as_tuple(use_awaitable));
-                if (generation != generation_) {
+                // Maybe woken on a connection lost meanwhile: the next one (with its own
+                // publisher) sends what waits.
+                if (!current(generation)) {
                     co_return;
                 }
                 continue;
@@ -326,7 +334,8 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
             // before a repeat.
             std::vector<std::vector<pg_param>> batch;
             std::set<std::pair<std::string_view, std::string_view>> in_batch;
-            for (auto it = publishes_.begin(); it != publishes_.end(); ++it) {
+            const auto first = publishes_.first_waiting();
+            for (auto it = first; it != publishes_.end(); ++it) {
                 const auto& p = it->payload;
                 if (batch.size() == max_batch || !fits_inline(p.message) ||
                     !in_batch.emplace(p.channel, p.message).second) {
@@ -339,7 +348,7 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
             error_code ec;
             try {
                 if (batch.empty()) {
-                    co_await send_large(*connection, publishes_.front());
+                    co_await send_large(*connection, *first);
                 } else {
                     co_await connection->exec_transaction("SELECT pg_notify($1, $2)",
                                                           std::move(batch));
@@ -350,8 +359,8 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
                 }
                 ec = e.code();
             }
-            if (generation != generation_) {
-                co_return;
+            if (!current(generation)) {
+                co_return;  // lost meanwhile: connection_lost completed them
             }
             publishes_.complete_in_flight(ec);
         }

@@ -80,6 +80,7 @@ class postgres_client : public supervised_client,
     boost::asio::steady_timer publish_deadline_;
     bool publish_deadline_armed_ = false;
     bool table_ready_ = false;
+    bool listening_ = false;  // every channel is listened to on this connection
     unsigned large_since_cleanup_ = 0;
 };
 

@@ -43,15 +43,31 @@ struct publish_options {
 };
 int publish(const publish_options& options);
 
+// How `subscribe` and `history` print an event.
+struct output_format {
+    bool with_channel = false;
+    bool with_position = false;  // POSITION<TAB> first, or a "position" JSON field
+    bool json = false;
+};
+
 struct subscribe_options {
     std::string url;
     std::vector<std::string> channels;
-    bool with_channel = false;
-    bool json = false;
+    output_format format;
+    std::optional<std::string> since;  // one channel only
+    std::size_t last = 0;
     std::uint64_t count = 0;  // 0: until interrupted
     double timeout = 0;       // seconds; 0: none
 };
 int subscribe(const subscribe_options& options);
+
+struct history_options {
+    std::string url;
+    std::string channel;
+    std::size_t limit = 10;  // 0: all the broker keeps
+    output_format format;
+};
+int history(const history_options& options);
 
 struct bench_options {
     std::string url;

@@ -3,6 +3,7 @@
 //   broadcaster subscribe redis://127.0.0.1:6379 chat      # prints "subscribed" on stderr
 //   broadcaster publish redis://127.0.0.1:6379 chat hello
 //   seq 1000 | broadcaster publish redis://127.0.0.1:6379 chat
+//   broadcaster history redis-stream://127.0.0.1:6379 chat --limit 20
 //   broadcaster bench memory:// --subscribers 100 --count 1000000
 
 #include "commands.hpp"
@@ -25,6 +26,16 @@ const CLI::Validator positive_number(
         return {};
     },
     "POSITIVE");
+
+// The output flags `subscribe` and `history` share.
+void add_format_flags(CLI::App& command, cli::output_format& format) {
+    command.add_flag("--with-channel", format.with_channel, "Prefix each line with CHANNEL<TAB>");
+    command.add_flag("--with-position", format.with_position,
+                     "Prefix each line with POSITION<TAB> (with --json: a position field)");
+    command.add_flag("--json", format.json,
+                     "One JSON object per line: channel, message (channel_base64, "
+                     "message_base64 when not UTF-8)");
+}
 
 }  // namespace
 
@@ -51,14 +62,31 @@ int main(int argc, char** argv) {
         "stderr once the broker confirmed every channel");
     sub->add_option("url", subscribe.url, "Backend URL")->required();
     sub->add_option("channels", subscribe.channels, "Channels")->required();
-    sub->add_flag("--with-channel", subscribe.with_channel, "Prefix each line with CHANNEL<TAB>");
-    sub->add_flag("--json", subscribe.json,
-                  "One JSON object per line: channel, message (channel_base64, message_base64 "
-                  "when not UTF-8)");
+    add_format_flags(*sub, subscribe.format);
+    auto* since = sub->add_option("--since", subscribe.since,
+                                  "Start with every message after POSITION (one channel; needs "
+                                  "a backend with history)");
+    sub->add_option("--last", subscribe.last,
+                    "Start with the N most recent messages of each channel (needs a backend "
+                    "with history)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+        ->excludes(since);
     sub->add_option("--count", subscribe.count, "Exit 0 after N messages");
     sub->add_option("--timeout", subscribe.timeout,
                     "Exit with status 7 if the messages did not come within SECONDS")
         ->check(positive_number);
+
+    cli::history_options history;
+    auto* his = app.add_subcommand(
+        "history",
+        "Print the most recent messages of CHANNEL, oldest first, as subscribe does; needs a "
+        "backend with history");
+    his->add_option("url", history.url, "Backend URL")->required();
+    his->add_option("channel", history.channel, "Channel")->required();
+    his->add_option("--limit", history.limit, "Messages (0: all the broker keeps)")
+        ->capture_default_str()
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1'000'000}));
+    add_format_flags(*his, history.format);
 
     cli::bench_options bench;
     auto* ben = app.add_subcommand(
@@ -97,6 +125,9 @@ int main(int argc, char** argv) {
     }
     if (*sub) {
         return cli::subscribe(subscribe);
+    }
+    if (*his) {
+        return cli::history(history);
     }
     return cli::bench(bench);
 }

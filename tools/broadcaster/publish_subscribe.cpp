@@ -1,9 +1,11 @@
-// `broadcaster publish` and `broadcaster subscribe`.
+// `broadcaster publish`, `broadcaster subscribe` and `broadcaster history`.
 
 #include "commands.hpp"
 
 #include <broadcaster/blocking_broadcast.hpp>
 #include <broadcaster/error.hpp>
+
+#include <boost/asio/use_future.hpp>
 
 #include <poll.h>
 #include <unistd.h>
@@ -71,6 +73,39 @@ int write_failed(int error) {
     return failure;
 }
 
+// `"name":"value"` when `value` is UTF-8, else `"name_base64":"..."`: JSON carries no bytes.
+void json_field(std::string_view name, std::string_view value) {
+    if (is_valid_utf8(value)) {
+        std::cout << '"' << name << "\":" << json_string(value);
+    } else {
+        std::cout << '"' << name << "_base64\":\"" << base64(value) << '"';
+    }
+}
+
+// Prints one event as `format` asks, flushed; false if the write failed.
+bool print(const broadcaster::event& ev, const output_format& format) {
+    if (format.json) {
+        std::cout << '{';
+        json_field("channel", ev.channel());
+        std::cout << ',';
+        json_field("message", ev.message());
+        if (format.with_position) {
+            std::cout << ',';
+            json_field("position", ev.position());
+        }
+        std::cout << "}\n";
+    } else {
+        if (format.with_position) {
+            std::cout << ev.position() << '\t';
+        }
+        if (format.with_channel) {
+            std::cout << ev.channel() << '\t';
+        }
+        std::cout << ev.message() << '\n';
+    }
+    return static_cast<bool>(std::cout.flush());
+}
+
 std::atomic<bool> interrupted{false};
 
 extern "C" void on_signal(int) {
@@ -134,13 +169,29 @@ int publish(const publish_options& options) {
 }
 
 int subscribe(const subscribe_options& options) {
+    // The library refuses it too, but only once connected and less plainly.
+    if (options.since && options.channels.size() != 1) {
+        report("--since takes exactly one channel (a position belongs to one channel), not " +
+               std::to_string(options.channels.size()));
+        return usage;
+    }
     std::unique_ptr<broadcaster::blocking_broadcast> bc;
     if (auto status = open(bc, options.url)) {
         return *status;
     }
+    broadcaster::subscribe_options sub_options;
+    sub_options.since = options.since;
+    sub_options.last = options.last;
+    if (options.since || options.last) {
+        // The history is queued at once: room for it, and an overflow ends the
+        // subscription with an error instead of silently skipping messages.
+        sub_options.capacity +=
+            options.last * options.channels.size() + (options.since ? 100'000 : 0);
+        sub_options.policy = broadcaster::overflow_policy::close;
+    }
     broadcaster::subscriber sub;
     try {
-        sub = bc->subscribe(options.channels);
+        sub = bc->subscribe(options.channels, sub_options);
     } catch (const boost::system::system_error& e) {
         report("cannot subscribe to " + channel_names(options.channels) + " on " +
                bc->async().url() + ": " + e.code().message());
@@ -173,26 +224,31 @@ int subscribe(const subscribe_options& options) {
         }
         ++received;
         errno = 0;  // what a failed write leaves here tells EPIPE apart
-        if (options.json) {
-            // Both as JSON strings when they are UTF-8, else base64: JSON carries no bytes.
-            if (is_valid_utf8(ev->channel())) {
-                std::cout << "{\"channel\":" << json_string(ev->channel());
-            } else {
-                std::cout << "{\"channel_base64\":\"" << base64(ev->channel()) << "\"";
-            }
-            if (is_valid_utf8(ev->message())) {
-                std::cout << ",\"message\":" << json_string(ev->message());
-            } else {
-                std::cout << ",\"message_base64\":\"" << base64(ev->message()) << "\"";
-            }
-            std::cout << "}\n";
-        } else {
-            if (options.with_channel) {
-                std::cout << ev->channel() << '\t';
-            }
-            std::cout << ev->message() << '\n';
+        if (!print(*ev, options.format)) {
+            return write_failed(errno);
         }
-        if (!std::cout.flush()) {
+    }
+    return ok;
+}
+
+int history(const history_options& options) {
+    std::unique_ptr<broadcaster::blocking_broadcast> bc;
+    if (auto status = open(bc, options.url)) {
+        return *status;
+    }
+    std::vector<broadcaster::event> events;
+    try {
+        events = bc->async()
+                     .async_history(options.channel, options.limit, boost::asio::use_future)
+                     .get();
+    } catch (const boost::system::system_error& e) {
+        report("cannot read the history of " + quoted(options.channel) + " on " +
+               bc->async().url() + ": " + e.code().message());
+        return status_for(e.code(), false);
+    }
+    for (const auto& ev : events) {
+        errno = 0;  // what a failed write leaves here tells EPIPE apart
+        if (!print(ev, options.format)) {
             return write_failed(errno);
         }
     }

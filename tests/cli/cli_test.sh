@@ -346,6 +346,67 @@ case $case_name in
     "$tool" bench "$url" --subscribers 2 --count 2000 > "$work/bench.txt"
     grep -q "delivered    4000 of 4000" "$work/bench.txt" || fail "$(cat "$work/bench.txt")"
     ;;
+  history_stream)
+    start_redis
+    url="redis-stream://127.0.0.1:$port"
+    printf 'one\ntwo\nthree\n' | "$tool" publish "$url" log
+    "$tool" history "$url" log --limit 2 > "$work/out"
+    [[ $(cat "$work/out") == $'two\nthree' ]] || fail "got '$(cat "$work/out")'"
+    "$tool" history "$url" log --json --with-position > "$work/out"
+    grep -Eqx '\{"channel":"log","message":"one","position":"[0-9]+-[0-9]+"\}' <(head -1 "$work/out") ||
+      fail "got '$(cat "$work/out")'"
+    (($(wc -l < "$work/out") == 3)) || fail "expected 3 lines: '$(cat "$work/out")'"
+    ;;
+  history_unsupported)
+    start_redis
+    # With a password, which the error line must mask (expect_status checks).
+    redis-cli -p "$port" config set requirepass hunter2 > /dev/null
+    url="redis://:hunter2@127.0.0.1:$port"
+    expect_status 1 "cannot read the history of 'log' on redis://\*\*\*@127.0.0.1:$port: this backend keeps no history" \
+      "$tool" history "$url" log
+    [[ ! -s $work/stdout ]] || fail "unexpected output: $(cat "$work/stdout")"
+    expect_status 1 "on memory://: this backend keeps no history" "$tool" history memory:// log
+    expect_status 1 "keeps no history" "$tool" subscribe "$url" log --last 1
+    ;;
+  subscribe_position)
+    start_redis
+    url="redis-stream://127.0.0.1:$port"
+    subscribe_bg "$url" log --count 1 --with-position --with-channel --timeout 10
+    "$tool" publish "$url" log hello
+    wait_sub
+    "$tool" history "$url" log --limit 1 --with-position > "$work/history"
+    # The position the subscriber printed is the one the broker stored.
+    [[ $(cat "$work/out") == "$(cut -f1 "$work/history")"$'\tlog\thello' ]] ||
+      fail "got '$(cat "$work/out")', history '$(cat "$work/history")'"
+    grep -Eqx '[0-9]+-[0-9]+	log	hello' "$work/out" || fail "no position: '$(cat "$work/out")'"
+    ;;
+  subscribe_since)
+    start_redis
+    url="redis-stream://127.0.0.1:$port"
+    printf 'one\ntwo\nthree\n' | "$tool" publish "$url" log
+    "$tool" history "$url" log --limit 3 --with-position > "$work/history"
+    first=$(head -1 "$work/history" | cut -f1)
+    [[ $first =~ ^[0-9]+-[0-9]+$ ]] || fail "no position: '$first'"
+    # "subscribed" comes once the history is queued: "four" is a live message.
+    subscribe_bg "$url" log --since "$first" --count 3 --timeout 10
+    "$tool" publish "$url" log four
+    wait_sub
+    [[ $(cat "$work/out") == $'two\nthree\nfour' ]] || fail "got '$(cat "$work/out")'"
+    # Refused before connecting (nothing listens on the port: that would be status 5).
+    expect_status 2 "--since takes exactly one channel" \
+      "$tool" subscribe "redis-stream://127.0.0.1:1" a b --since "$first"
+    expect_status 6 "cannot subscribe to 'log' on redis-stream://.*: not a position" \
+      "$tool" subscribe "$url" log --since bogus
+    ;;
+  subscribe_last)
+    start_redis
+    url="redis-stream://127.0.0.1:$port"
+    printf 'one\ntwo\nthree\n' | "$tool" publish "$url" log
+    subscribe_bg "$url" log --last 1 --count 2 --timeout 10
+    "$tool" publish "$url" log four
+    wait_sub
+    [[ $(cat "$work/out") == $'three\nfour' ]] || fail "got '$(cat "$work/out")'"
+    ;;
   *)
     fail "unknown case $case_name"
     ;;

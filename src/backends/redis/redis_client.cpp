@@ -51,8 +51,8 @@ asio::awaitable<void> redis_client::open_connections() {
 
 void redis_client::on_connected() {
     const auto generation = generation_;
-    spawn(strand_, read_publish_replies(generation, publisher_));
-    spawn(strand_, read_subscriber_events(generation, subscriber_));
+    spawn(strand_, read_replies(generation, publisher_, &redis_client::handle_publish_reply));
+    spawn(strand_, read_replies(generation, subscriber_, &redis_client::handle_subscriber_reply));
 
     // Restore every subscription; "connected" is reported once Redis confirmed them.
     // Publishes (those queued during the outage included) wait until then: sent
@@ -225,8 +225,16 @@ bool redis_client::start_write(outbox& out, const std::shared_ptr<redis_connecti
     return true;
 }
 
-asio::awaitable<void> redis_client::read_publish_replies(
-    std::uint64_t generation, std::shared_ptr<redis_connection> connection) {
+void redis_client::handle_publish_reply(const redisReply& reply) {
+    if (publishes_.in_flight() == 0) {
+        throw system_error(error::protocol_error, "redis: unexpected reply");
+    }
+    publishes_.complete_front(reply.type == REDIS_REPLY_ERROR ? error::broker_error : error_code());
+}
+
+asio::awaitable<void> redis_client::read_replies(std::uint64_t generation,
+                                                 std::shared_ptr<redis_connection> connection,
+                                                 void (redis_client::*handle)(const redisReply&)) {
     const auto self = shared_from_this();
     try {
         for (;;) {
@@ -234,11 +242,7 @@ asio::awaitable<void> redis_client::read_publish_replies(
             if (generation != generation_) {
                 co_return;
             }
-            if (publishes_.in_flight() == 0) {
-                throw system_error(error::protocol_error, "redis: unexpected reply");
-            }
-            publishes_.complete_front(reply->type == REDIS_REPLY_ERROR ? error::broker_error
-                                                                       : error_code());
+            ((*this).*handle)(*reply);
         }
     } catch (const system_error& e) {
         connection_lost(generation, e.code());
@@ -315,24 +319,6 @@ void redis_client::send_subscriber_command(command_kind kind, const std::string&
 
 void redis_client::flush_subscriber() {
     start_write(subscriber_out_, subscriber_, &redis_client::flush_subscriber);
-}
-
-asio::awaitable<void> redis_client::read_subscriber_events(
-    std::uint64_t generation, std::shared_ptr<redis_connection> connection) {
-    const auto self = shared_from_this();
-    try {
-        for (;;) {
-            const auto reply = co_await connection->read_reply();
-            if (generation != generation_) {
-                co_return;
-            }
-            handle_subscriber_reply(*reply);
-        }
-    } catch (const system_error& e) {
-        connection_lost(generation, e.code());
-    } catch (const std::exception&) {
-        connection_lost(generation, error::protocol_error);
-    }
 }
 
 void redis_client::handle_subscriber_reply(const redisReply& reply) {

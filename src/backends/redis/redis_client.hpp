@@ -58,10 +58,12 @@ class redis_client : public supervised_client, public std::enable_shared_from_th
     };
 
     boost::asio::awaitable<void> open_connections() override;
-    boost::asio::awaitable<void> read_publish_replies(std::uint64_t generation,
-                                                      std::shared_ptr<redis_connection> connection);
-    boost::asio::awaitable<void> read_subscriber_events(
-        std::uint64_t generation, std::shared_ptr<redis_connection> connection);
+    // Reads `connection`'s replies and hands each to `handle` until the connection of
+    // `generation` is gone; an error ends that connection.
+    boost::asio::awaitable<void> read_replies(std::uint64_t generation,
+                                              std::shared_ptr<redis_connection> connection,
+                                              void (redis_client::*handle)(const redisReply&));
+    void handle_publish_reply(const redisReply& reply);
     void on_connected() override;
     void close_connections() override;
     void on_lost() override;

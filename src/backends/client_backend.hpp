@@ -19,7 +19,8 @@
 
 namespace broadcaster::detail {
 
-// `Client` has connect(handler), disconnect(handler) and stop().
+// `Client` has connect(handler), disconnect(handler), stop(), and subscribe(channel,
+// handler) and unsubscribe(channel, handler).
 template <typename Client>
 class client_backend : public backend {
   public:
@@ -48,6 +49,23 @@ class client_backend : public backend {
         // client (and with it `handler`'s wait) ends after its disconnect.
         auto* raw = client.get();
         raw->disconnect([keep = std::move(client)](boost::system::error_code) {});
+    }
+
+    // Refused before anything is sent without a connection, or for a channel the
+    // broker cannot carry.
+    void async_subscribe(std::string channel, completion_handler handler) override {
+        if (auto* c = checked_client(channel, handler)) {
+            c->subscribe(std::move(channel), std::move(handler));
+        }
+    }
+
+    // Nothing to undo without a client, or for a channel the broker cannot carry.
+    void async_unsubscribe(std::string channel, completion_handler handler) override {
+        if (auto* c = client(); c && carries(channel)) {
+            c->unsubscribe(std::move(channel), std::move(handler));
+        } else {
+            complete(handler, {});
+        }
     }
 
   protected:

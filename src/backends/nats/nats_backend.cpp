@@ -12,20 +12,6 @@ class nats_backend final : public client_backend<nats_client> {
   public:
     explicit nats_backend(nats_config config) : config_(std::move(config)) {}
 
-    void async_subscribe(std::string channel, completion_handler handler) override {
-        if (auto* client = checked_client(channel, handler)) {
-            client->subscribe(std::move(channel), std::move(handler));
-        }
-    }
-
-    void async_unsubscribe(std::string channel, completion_handler handler) override {
-        if (auto* c = client()) {
-            c->unsubscribe(channel, std::move(handler));
-        } else {
-            complete(handler, {});
-        }
-    }
-
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {
         if (auto* client = checked_client(channel, handler)) {

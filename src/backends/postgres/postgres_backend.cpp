@@ -18,20 +18,6 @@ class postgres_backend final : public client_backend<postgres_client> {
   public:
     explicit postgres_backend(postgres_config config) : config_(std::move(config)) {}
 
-    void async_subscribe(std::string channel, completion_handler handler) override {
-        if (auto* client = checked_client(channel, handler)) {
-            client->subscribe(std::move(channel), std::move(handler));
-        }
-    }
-
-    void async_unsubscribe(std::string channel, completion_handler handler) override {
-        if (auto* c = client(); c && valid_channel(channel)) {
-            c->unsubscribe(std::move(channel), std::move(handler));
-        } else {
-            complete(handler, {});
-        }
-    }
-
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {
         auto* client = checked_client(channel, handler);

@@ -14,20 +14,6 @@ class cluster_backend final : public client_backend<cluster_client> {
     explicit cluster_backend(cluster_config config)
         : config_(std::move(config)), tls_(make_tls_context(config_.node)) {}
 
-    void async_subscribe(std::string channel, completion_handler handler) override {
-        if (auto* client = connected_client(handler)) {
-            client->subscribe(std::move(channel), std::move(handler));
-        }
-    }
-
-    void async_unsubscribe(std::string channel, completion_handler handler) override {
-        if (auto* c = client()) {
-            c->unsubscribe(std::move(channel), std::move(handler));
-        } else {
-            complete(handler, {});
-        }
-    }
-
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {
         auto* client = connected_client(handler);

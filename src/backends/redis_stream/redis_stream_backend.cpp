@@ -18,20 +18,6 @@ class redis_stream_backend final : public client_backend<redis_stream_client> {
     explicit redis_stream_backend(redis_stream_config config)
         : config_(std::move(config)), tls_(make_tls_context(config_.redis)) {}
 
-    void async_subscribe(std::string channel, completion_handler handler) override {
-        if (auto* client = connected_client(handler)) {
-            client->subscribe(std::move(channel), std::move(handler));
-        }
-    }
-
-    void async_unsubscribe(std::string channel, completion_handler handler) override {
-        if (auto* c = client()) {
-            c->unsubscribe(std::move(channel), std::move(handler));
-        } else {
-            complete(handler, {});
-        }
-    }
-
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {
         auto* client = connected_client(handler);

@@ -102,6 +102,36 @@ TEST(redis_stream, a_killed_and_restarted_redis_loses_nothing_it_acknowledged) {
         60s);
 }
 
+// After a restart Redis accepts connections while it loads its dataset, answering
+// AUTH and CLIENT but -LOADING to XADD and XREAD. A connection made then is not
+// ready: publishes wait for one that is, and none fails.
+TEST(redis_stream, publishes_wait_while_a_restarted_redis_loads_its_dataset) {
+    // 10000 writes in the append-only file, each loaded at least 100 us late: the load
+    // takes seconds, and Redis answers clients only every 1024 of them.
+    own_redis redis({"--appendonly", "yes", "--appendfsync", "always", "--key-load-delay", "100"});
+    BROADCASTER_REQUIRE(redis.cli("eval \"for i=1,10000 do redis.call('set','k'..i,i) end\" 0") ==
+                        0);
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis, "", "&publish_timeout_ms=20000"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("loading");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        redis.server->stop(SIGKILL);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        redis.server->start();
+        for (int i = 0; i < 5; ++i) {
+            auto [ec] = co_await bc.async_publish(channel, std::to_string(i),
+                                                  asio::as_tuple(use_awaitable));
+            EXPECT_FALSE(ec) << i << ": " << ec.message();
+        }
+        for (int i = 0; i < 5; ++i) {
+            EXPECT_EQ((co_await receive(sub, 20s)).message(), std::to_string(i));
+        }
+    });
+}
+
 TEST(redis_stream, client_kill_loses_nothing) {
     own_redis redis;
     run_async_test(

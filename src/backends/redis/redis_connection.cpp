@@ -34,7 +34,7 @@ redis_connection::redis_connection(asio::any_io_executor executor, const redis_c
       socket_(executor_),
       buffer_(read_chunk) {}
 
-asio::awaitable<void> redis_connection::open(std::string_view role) {
+asio::awaitable<void> redis_connection::open(std::string_view role, bool needs_dataset) {
     // The timer closes the socket when the deadline passes, failing whatever step is
     // in progress; `expired` tells that failure apart from others.
     auto expired = std::make_shared<bool>(false);
@@ -65,7 +65,7 @@ asio::awaitable<void> redis_connection::open(std::string_view role) {
             }
             co_await tls_->async_handshake(asio::ssl::stream_base::client, use_awaitable);
         }
-        co_await handshake(role);
+        co_await handshake(role, needs_dataset);
     } catch (const system_error& e) {
         if (*expired) {
             throw system_error(error::unreachable, "redis: connecting to " + config_.redacted_url +
@@ -80,7 +80,7 @@ asio::awaitable<void> redis_connection::open(std::string_view role) {
     deadline.cancel();
 }
 
-asio::awaitable<void> redis_connection::handshake(std::string_view role) {
+asio::awaitable<void> redis_connection::handshake(std::string_view role, bool needs_dataset) {
     std::string commands;
     int replies = 0;
     if (!config_.password.empty()) {
@@ -98,6 +98,10 @@ asio::awaitable<void> redis_connection::handshake(std::string_view role) {
     const std::string name = config_.client_name + "-" + std::string(role);
     append_command(commands, {"CLIENT", "SETNAME", name});
     ++replies;
+    if (needs_dataset) {
+        append_command(commands, {"PING"});  // refused with -LOADING while loading
+        ++replies;
+    }
     co_await write_all(std::move(commands));
     for (int i = 0; i < replies; ++i) {
         const auto reply = co_await read_reply();
@@ -108,6 +112,10 @@ asio::awaitable<void> redis_connection::handshake(std::string_view role) {
         if (starts_with(text, "NOAUTH") || starts_with(text, "WRONGPASS") ||
             text.find("password") != std::string_view::npos) {
             throw system_error(error::authentication_failed, "redis: " + std::string(text));
+        }
+        if (starts_with(text, "LOADING")) {
+            throw system_error(error::unreachable,
+                               "redis: " + config_.redacted_url + " is loading its dataset");
         }
         throw system_error(error::broker_error, "redis: " + std::string(text));
     }

@@ -26,7 +26,10 @@ class redis_connection {
     // all within the connect timeout. Throws system_error: error::unreachable (not
     // resolved, refused, or the connect timeout passed), error::authentication_failed,
     // error::broker_error, or the TLS stream's or socket's error after connecting.
-    boost::asio::awaitable<void> open(std::string_view role);
+    // With `needs_dataset`, a Redis still loading its dataset after a restart (which
+    // answers AUTH and CLIENT, but -LOADING to data commands) fails the open as
+    // `error::unreachable`: the caller retries later.
+    boost::asio::awaitable<void> open(std::string_view role, bool needs_dataset = false);
 
     // The next reply; reads from the socket as needed. Throws system_error on
     // end of stream, socket errors and malformed input.
@@ -46,7 +49,7 @@ class redis_connection {
     void close() noexcept;
 
   private:
-    boost::asio::awaitable<void> handshake(std::string_view role);
+    boost::asio::awaitable<void> handshake(std::string_view role, bool needs_dataset);
     boost::asio::awaitable<void> write_all(std::string data);
 
     boost::asio::any_io_executor executor_;

@@ -171,8 +171,9 @@ asio::awaitable<void> redis_stream_client::open_connections() {
     reader_ = std::make_shared<redis_connection>(strand_, config_.redis, tls_.get());
     const auto commands = commands_;
     const auto reader = reader_;
-    co_await commands->open("stream");
-    co_await reader->open("xread");
+    // XADD and XREAD need the dataset: a Redis still loading it is not ready.
+    co_await commands->open("stream", true);
+    co_await reader->open("xread", true);
     const auto client_id = client_id_command();
     co_await write_all(*reader, client_id);
     const auto id = co_await reader->read_reply();

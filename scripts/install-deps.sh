@@ -8,7 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libboost1.81-dev libboost-url1.81-dev libboost-system1.81-dev
+  libboost1.81-dev libboost-url1.81-dev libboost-system1.81-dev libboost-json1.81-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcli11-dev
   libhiredis-dev libssl-dev redis-server redis-tools openssl

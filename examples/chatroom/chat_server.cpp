@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <stdexcept>
 
 namespace chat {
 
@@ -44,9 +45,34 @@ asio::awaitable<void> server::start() {
             (ec ? " (" + ec.message() + ")" : ""));
     });
     co_await broadcast_.async_connect(use_awaitable);
+    co_await resolve_history();
     // On the accept strand, where shutdown closes the acceptor: after a shutdown that
     // came first (a signal while connecting), it does not open at all.
     co_await asio::co_spawn(accept_strand_, listen(), use_awaitable);
+}
+
+// Asks the backend whether it keeps history: --history needs it, and without the
+// option a backend that keeps history gives joining clients the last default_history.
+asio::awaitable<void> server::resolve_history() {
+    if (config_.history == std::size_t{0}) {
+        co_return;
+    }
+    auto [ec, events] =
+        co_await broadcast_.async_history(room_channel, 1, asio::as_tuple(use_awaitable));
+    if (ec == broadcaster::error::history_not_supported && !config_.history) {
+        co_return;  // a backend without history: live messages only
+    }
+    if (ec == broadcaster::error::history_not_supported) {
+        throw std::runtime_error(
+            "--history needs a backend that keeps history (memory://?history=N, "
+            "redis-stream://, ...); this one does not");
+    }
+    if (ec) {
+        throw boost::system::system_error(ec, "reading the room's history");
+    }
+    // Without --history, keep the default within the send queue it waits in.
+    join_history_ =
+        config_.history.value_or(std::min(default_history, config_.client_queue_messages / 2));
 }
 
 asio::awaitable<void> server::listen() {

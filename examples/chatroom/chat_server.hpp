@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -40,7 +41,12 @@ struct config {
     // Origins (normalized, see normalize_origin) whose pages may open a WebSocket besides
     // the server's own; "*" for any.
     std::vector<std::string> allowed_origins;
+    // Messages a joining client first receives from the room's history (--history);
+    // unset: default_history if the backend keeps history, else none.
+    std::optional<std::size_t> history;
 };
+
+inline constexpr std::size_t default_history = 50;
 
 struct metrics {
     std::atomic<std::uint64_t> clients{0};
@@ -72,6 +78,9 @@ class server {
     chat::metrics& stats() noexcept { return metrics_; }
     unsigned short bound_port() const noexcept { return bound_port_; }
     bool stopping() const noexcept { return stopping_; }
+    // The messages of history a joining client receives (config::history, resolved
+    // against the backend by start()).
+    std::size_t join_history() const noexcept { return join_history_; }
 
     // Live WebSocket sessions register a function that closes them.
     std::uint64_t add_session(std::function<void()> close_going_away);
@@ -81,6 +90,7 @@ class server {
     std::string health_json(bool& healthy) const;
 
   private:
+    boost::asio::awaitable<void> resolve_history();
     boost::asio::awaitable<void> listen();
     boost::asio::awaitable<void> accept_loop();
     void stop_accepting();
@@ -94,6 +104,7 @@ class server {
     boost::asio::steady_timer accept_backoff_;
     metrics metrics_;
     unsigned short bound_port_ = 0;
+    std::size_t join_history_ = 0;
     std::atomic<bool> stopping_{false};
 
     mutable std::mutex sessions_mutex_;

@@ -1,6 +1,7 @@
 // Plain HTTP: the page, /healthz and /metrics; hands WebSocket upgrades on.
 
 #include "chat_server.hpp"
+#include "join_request.hpp"
 #include "request_checks.hpp"
 #include "websocket_session.hpp"
 
@@ -40,8 +41,7 @@ http::response<http::string_body> route(server& srv,
         response.set(http::field::allow, "GET, HEAD");
         return response;
     }
-    const auto target = request.target();
-    const auto path = target.substr(0, target.find('?'));
+    const auto path = target_path(request.target());
     if (path == "/") {
         return respond(request, http::status::ok, "text/html; charset=utf-8",
                        std::string(page_html));
@@ -91,6 +91,16 @@ std::optional<std::string> upgrade_problem(const http::request_header<>& request
         return "Sec-WebSocket-Key must be the base64 of 16 bytes";
     }
     return std::nullopt;
+}
+
+// Every Sec-WebSocket-Protocol field of `request`, in order.
+std::vector<std::string_view> protocol_fields(const http::request_header<>& request) {
+    std::vector<std::string_view> fields;
+    const auto [first, last] = request.equal_range(http::field::sec_websocket_protocol);
+    for (auto field = first; field != last; ++field) {
+        fields.push_back(field->value());
+    }
+    return fields;
 }
 
 // Cross-site WebSocket hijacking: a page elsewhere must not join the room with its
@@ -157,11 +167,15 @@ asio::awaitable<void> serve_connection(server& srv, asio::ip::tcp::socket socket
             break;
         }
         auto request = parser.release();
-        if (beast::websocket::is_upgrade(request) && request.target() == "/") {
+        if (beast::websocket::is_upgrade(request) && target_path(request.target()) == "/") {
+            auto join = parse_join(request.target(), protocol_fields(request));
             if (auto upgrade = upgrade_problem(request)) {
+                join.problem = std::move(*upgrade);
+            }
+            if (!join.problem.empty()) {
                 srv.stats().bad_requests.fetch_add(1, std::memory_order_relaxed);
                 co_await refuse(stream, http::status::bad_request, request.version(),
-                                "bad request: " + *upgrade);
+                                "bad request: " + join.problem);
                 break;
             }
             if (!upgrade_origin_allowed(srv, request)) {
@@ -171,7 +185,7 @@ asio::awaitable<void> serve_connection(server& srv, asio::ip::tcp::socket socket
                                 "pages of that origin (see --allow-origin)");
                 break;
             }
-            co_await run_websocket(srv, std::move(stream), std::move(request));
+            co_await run_websocket(srv, std::move(stream), std::move(request), std::move(join));
             co_return;
         }
         auto response = route(srv, request);

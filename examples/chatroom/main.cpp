@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <thread>
 
@@ -94,10 +95,25 @@ int main(int argc, char** argv) {
                    "By default only the server's own page (same origin) and clients that "
                    "send no Origin are accepted")
         ->check(CLI::Validator(check_origin, "ORIGIN"));
+    std::size_t history = 0;
+    app.add_option("--history", history,
+                   "Messages of the room's history a joining client receives first (default: " +
+                       std::to_string(chat::default_history) +
+                       " when the backend keeps history, else 0)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{100000}));
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : usage_error;
+    }
+    if (app.count("--history") > 0) {
+        if (history >= config.client_queue_messages) {
+            std::cerr << "--history: must be below --client-queue-messages (" +
+                             std::to_string(config.client_queue_messages) +
+                             "): the history waits in the client's send queue\n";
+            return usage_error;
+        }
+        config.history = history;
     }
     config.handshake_timeout = std::chrono::seconds(handshake_seconds);
     config.slow_client_timeout =

@@ -16,6 +16,7 @@
 
 #include "websocket_session.hpp"
 
+#include "json_frames.hpp"
 #include "write_behind_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -32,6 +33,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <tuple>
 
 namespace chat {
 
@@ -55,7 +57,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
           publish_done_(ws_.get_executor()),
           publishes_settled_(ws_.get_executor()) {}
 
-    asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
+    asio::awaitable<void> run(beast::http::request<beast::http::string_body> request,
+                              join_request join) {
         const auto self = shared_from_this();
         const auto& settings = server_.settings();
         // The WebSocket layer times out from here on (handshake, idle with pings).
@@ -64,20 +67,20 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         timeouts.handshake_timeout = settings.handshake_timeout;
         ws_.set_option(timeouts);
         ws_.read_message_max(settings.max_message_bytes);
-        ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
-            response.set(beast::http::field::server, "broadcaster-chat");
-        }));
+        json_frames_ = join.json_frames;
+        ws_.set_option(websocket::stream_base::decorator(
+            [json = json_frames_](websocket::response_type& response) {
+                response.set(beast::http::field::server, "broadcaster-chat");
+                if (json) {
+                    response.set(beast::http::field::sec_websocket_protocol, json_subprotocol);
+                }
+            }));
 
         // Each client is a subscriber of the room: the broadcast keeps one broker
         // subscription for all of them. Its queue, bounded in bytes, is the client's
         // send queue. Subscribing before accepting means a client whose socket is open
         // is in the room: nothing published after that is missed.
-        auto [subscribe_ec, sub] = co_await server_.broadcast().async_subscribe(
-            room_channel,
-            broadcaster::subscribe_options(settings.client_queue_messages,
-                                           broadcaster::overflow_policy::close,
-                                           settings.client_queue_bytes),
-            asio::as_tuple(use_awaitable));
+        auto [subscribe_ec, sub] = co_await join_room(join.since);
         if (subscribe_ec) {
             beast::http::response<beast::http::string_body> unavailable(
                 beast::http::status::service_unavailable, request.version());
@@ -117,6 +120,34 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     }
 
   private:
+    // Subscribes to the room: after `since` if the client asked, else with the last
+    // join_history() messages first. When the room cannot give everything after `since`
+    // (trimmed, a position it never gave, a backend without history), the client joins
+    // as a new one would and, with JSON frames, is told so first (a gap frame).
+    asio::awaitable<std::tuple<error_code, broadcaster::subscriber>> join_room(
+        const std::optional<std::string>& since) {
+        const auto& settings = server_.settings();
+        broadcaster::subscribe_options options(settings.client_queue_messages,
+                                               broadcaster::overflow_policy::close,
+                                               settings.client_queue_bytes);
+        auto& room = server_.broadcast();
+        if (since) {
+            options.since = *since;
+            auto [ec, sub] =
+                co_await room.async_subscribe(room_channel, options, asio::as_tuple(use_awaitable));
+            if (ec != broadcaster::error::history_gap &&
+                ec != broadcaster::error::invalid_position &&
+                ec != broadcaster::error::history_not_supported) {
+                co_return std::tuple{ec, std::move(sub)};
+            }
+            gap_ = true;
+            options.since.reset();
+        }
+        options.last = server_.join_history();
+        co_return co_await room.async_subscribe(room_channel, options,
+                                                asio::as_tuple(use_awaitable));
+    }
+
     // Publishes are pipelined: the next message is read while earlier ones are still
     // on their way to the broker, so a client's messages do not wait for each other's
     // round trips. One coroutine publishes them, so their order is kept. Beyond a
@@ -196,6 +227,11 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         const auto self = shared_from_this();
         auto& stats = server_.stats();
         std::vector<broadcaster::event> batch;
+        if (gap_ && json_frames_) {
+            ws_.text(true);
+            error_code ignored;  // a failed write shows in the next one
+            ws_.write(asio::buffer(gap_frame()), ignored);
+        }
         for (;;) {
             auto [ec, ev] = co_await subscriber_.async_receive(asio::as_tuple(use_awaitable));
             if (ec == broadcaster::error::subscriber_overflow && !close_code_) {
@@ -206,6 +242,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             if (ec == broadcaster::error::end_of_stream && !close_code_) {
                 close_code_ = websocket::close_code::going_away;
                 close_text_ = "chat backend disconnected";
+            }
+            if (ec && !close_code_) {
+                // The room's subscription ended (history lost while the backend was
+                // away, a channel refused): the client reconnects, and with JSON frames
+                // learns what it missed.
+                close_code_ = websocket::close_code::going_away;
+                close_text_ = ("chat backend: " + ec.message()).substr(0, 120);
             }
             if (ec) {
                 break;
@@ -231,7 +274,12 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 if (ws_.next_layer().close_started()) {
                     break;
                 }
-                ws_.write(asio::buffer(message.message()), write_ec);
+                if (json_frames_) {
+                    ws_.write(asio::buffer(message_frame(message.position(), message.message())),
+                              write_ec);
+                } else {
+                    ws_.write(asio::buffer(message.message()), write_ec);
+                }
                 if (write_ec) {
                     break;
                 }
@@ -334,6 +382,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     bool publish_failed_ = false;
     bool close_frame_sent_ = false;
     bool counted_slow_ = false;
+    bool json_frames_ = false;  // broadcaster.v1: JSON frames with positions
+    bool gap_ = false;          // the client's `since` could not be served
     std::optional<websocket::close_code> close_code_;
     std::string close_text_;
 };
@@ -341,9 +391,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
 }  // namespace
 
 asio::awaitable<void> run_websocket(server& srv, beast::tcp_stream stream,
-                                    beast::http::request<beast::http::string_body> request) {
+                                    beast::http::request<beast::http::string_body> request,
+                                    join_request join) {
     auto session = std::make_shared<websocket_session>(srv, std::move(stream));
-    co_await session->run(std::move(request));
+    co_await session->run(std::move(request), std::move(join));
 }
 
 }  // namespace chat

@@ -1,8 +1,8 @@
 // End-to-end tests of broadcaster-chat: the real binary, started on free ports, driven
 // by WebSocket and HTTP clients (Beast, synchronous) over loopback.
 
+#include "chat_e2e_support.hpp"
 #include "raw_websocket.hpp"
-#include "server_process.hpp"
 #include "test_servers.hpp"
 #ifdef BROADCASTER_WITH_REDIS
 #include "redis_cluster.hpp"
@@ -30,71 +30,6 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-// One broadcaster-chat process.
-struct chat_instance {
-    scratch_dir dir{"broadcaster-chat"};
-    unsigned short port = free_port();
-    server_process process;
-
-    explicit chat_instance(const std::string& url, std::vector<std::string> extra = {})
-        : process(command(url, port, std::move(extra)), port, dir.path() / "chat.log") {}
-
-    static std::vector<std::string> command(const std::string& url, unsigned short port,
-                                            std::vector<std::string> extra) {
-        // $BROADCASTER_TEST_CHAT_BINARY runs the tests against another build.
-        const char* binary = std::getenv("BROADCASTER_TEST_CHAT_BINARY");
-        std::vector<std::string> argv{binary ? binary : BROADCASTER_CHAT_BINARY, "--port",
-                                      std::to_string(port), "--broadcast", url};
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        return argv;
-    }
-};
-
-// A WebSocket client of the chat room.
-struct client {
-    asio::io_context io;
-    websocket::stream<tcp::socket> ws{io};
-
-    explicit client(unsigned short port) {
-        ws.next_layer().connect({asio::ip::address_v4::loopback(), port});
-        ws.handshake("127.0.0.1", "/");
-        ws.text(true);
-    }
-
-    void send(const std::string& text) { ws.write(asio::buffer(text)); }
-
-    std::string receive() {
-        beast::flat_buffer buffer;
-        ws.read(buffer);
-        return beast::buffers_to_string(buffer.data());
-    }
-
-    // Reads until the server closes; returns its close code.
-    websocket::close_code close_code() {
-        beast::flat_buffer buffer;
-        beast::error_code ec;
-        while (!ec) {
-            buffer.clear();
-            ws.read(buffer, ec);
-        }
-        return static_cast<websocket::close_code>(ws.reason().code);
-    }
-};
-
-// One HTTP request; returns the status and body.
-std::pair<int, std::string> http_get(unsigned short port, const std::string& target) {
-    asio::io_context io;
-    beast::tcp_stream stream(io);
-    stream.connect(tcp::endpoint(asio::ip::address_v4::loopback(), port));
-    http::request<http::empty_body> request(http::verb::get, target, 11);
-    request.set(http::field::host, "127.0.0.1");
-    http::write(stream, request);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> response;
-    http::read(stream, buffer, response);
-    return {response.result_int(), response.body()};
-}
-
 // Sends raw bytes and returns what the server answered before closing.
 std::string raw_exchange(unsigned short port, const std::string& bytes) {
     asio::io_context io;
@@ -111,15 +46,6 @@ std::string raw_exchange(unsigned short port, const std::string& bytes) {
         answer.append(chunk, n);
     }
     return answer;
-}
-
-std::uint64_t metric(unsigned short port, const std::string& name) {
-    const auto body = http_get(port, "/metrics").second;
-    const auto at = body.find("\n" + name + " ");
-    if (at == std::string::npos) {
-        throw std::runtime_error("no metric " + name);
-    }
-    return std::stoull(body.substr(at + name.size() + 2));
 }
 
 TEST(chat, serves_the_page_health_and_metrics) {

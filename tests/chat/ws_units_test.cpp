@@ -1,6 +1,9 @@
 // The chat server's small pure parts: request checks (Host, framing, WebSocket key,
-// Origin) and the log line.
+// Origin), what an upgrade asks for (subprotocol, since), the JSON frames and the log
+// line.
 
+#include "join_request.hpp"
+#include "json_frames.hpp"
 #include "log.hpp"
 #include "request_checks.hpp"
 
@@ -17,6 +20,36 @@
 
 namespace chat {
 namespace {
+
+TEST(chat_join_request, the_subprotocol_is_found_in_any_list) {
+    using list = std::vector<std::string_view>;
+    EXPECT_FALSE(parse_join("/", {}).json_frames);
+    EXPECT_TRUE(parse_join("/", list{"broadcaster.v1"}).json_frames);
+    EXPECT_TRUE(parse_join("/", list{"chat, broadcaster.v1"}).json_frames);
+    EXPECT_TRUE(parse_join("/", list{"chat", " broadcaster.v1 ,x"}).json_frames);
+    EXPECT_FALSE(parse_join("/", list{"broadcaster.v10"}).json_frames);
+    EXPECT_FALSE(parse_join("/", list{"xbroadcaster.v1"}).json_frames);
+}
+
+TEST(chat_join_request, since_is_decoded_and_checked) {
+    EXPECT_FALSE(parse_join("/", {}).since);
+    EXPECT_EQ(parse_join("/?since=1733140000000-0", {}).since, "1733140000000-0");
+    EXPECT_EQ(parse_join("/?since=a%2Fb&other=1", {}).since, "a/b");
+    EXPECT_TRUE(parse_join("/?other=1", {}).problem.empty());
+    EXPECT_FALSE(parse_join("/?since=", {}).problem.empty());
+    EXPECT_FALSE(parse_join("/?since=1&since=2", {}).problem.empty());
+    EXPECT_FALSE(
+        parse_join("/?since=" + std::string(max_position_bytes + 1, '1'), {}).problem.empty());
+    EXPECT_TRUE(parse_join("/?since=" + std::string(max_position_bytes, '1'), {}).problem.empty());
+    EXPECT_FALSE(parse_join("/?since=%zz", {}).problem.empty());
+    EXPECT_EQ(target_path("/?since=1"), "/");
+}
+
+TEST(chat_json_frames, escape_what_json_needs) {
+    EXPECT_EQ(message_frame("12-0", "hi"), R"({"position":"12-0","message":"hi"})");
+    EXPECT_EQ(message_frame("", "a\"b\\c\n\x01"), R"({"position":"","message":"a\"b\\c\n\u0001"})");
+    EXPECT_EQ(gap_frame(), R"({"gap":true})");
+}
 
 TEST(chat_request_checks, websocket_keys) {
     EXPECT_TRUE(is_valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ=="));

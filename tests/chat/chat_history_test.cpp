@@ -1,0 +1,239 @@
+// broadcaster-chat's history: a joining client first gets the room's recent messages;
+// a client of the broadcaster.v1 subprotocol gets JSON frames with positions and
+// resumes after the last one it saw (?since=), on any instance, with no gap and no
+// duplicate, and is told when that is no longer possible.
+
+#include "chat_e2e_support.hpp"
+#include "test_servers.hpp"
+#ifdef BROADCASTER_WITH_REDIS
+#include "../redis/own_redis.hpp"
+#endif
+
+#include <boost/json/parse.hpp>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace broadcaster::test {
+namespace {
+
+namespace websocket = boost::beast::websocket;
+namespace http = boost::beast::http;
+
+// A frame of the broadcaster.v1 subprotocol.
+struct json_frame {
+    std::string position;
+    std::string message;
+    bool gap = false;
+};
+
+json_frame parse_frame(const std::string& text) {
+    const auto value = boost::json::parse(text).as_object();
+    json_frame frame;
+    if (const auto* gap = value.if_contains("gap")) {
+        frame.gap = gap->as_bool();
+        return frame;
+    }
+    frame.position = value.at("position").as_string().c_str();
+    frame.message = value.at("message").as_string().c_str();
+    return frame;
+}
+
+// A client that offered broadcaster.v1 and was granted it.
+struct json_client : client {
+    explicit json_client(unsigned short port, const std::string& target = "/")
+        : client(port, target, "broadcaster.v1") {
+        EXPECT_EQ(handshake_response[http::field::sec_websocket_protocol], "broadcaster.v1");
+    }
+    json_frame next() { return parse_frame(receive()); }
+};
+
+// Sends each message and reads it back: once it is back, the room has stored it.
+void say(client& speaker, const std::vector<std::string>& messages) {
+    for (const auto& m : messages) {
+        speaker.send(m);
+    }
+    for (const auto& m : messages) {
+        EXPECT_EQ(speaker.receive(), m);
+    }
+}
+
+std::vector<std::string> numbered(const std::string& prefix, int first, int last) {
+    std::vector<std::string> out;
+    for (int i = first; i <= last; ++i) {
+        out.push_back(prefix + std::to_string(i));
+    }
+    return out;
+}
+
+TEST(chat_history, a_joining_client_gets_the_last_messages_then_live_ones) {
+    chat_instance chat("memory://?history=100", {"--history", "3"});
+    client alice(chat.port);
+    say(alice, numbered("m", 1, 5));
+    client bob(chat.port);
+    EXPECT_EQ(bob.receive(), "m3");
+    EXPECT_EQ(bob.receive(), "m4");
+    EXPECT_EQ(bob.receive(), "m5");
+    alice.send("live");
+    EXPECT_EQ(bob.receive(), "live");
+}
+
+TEST(chat_history, a_backend_with_history_gives_the_last_50_by_default) {
+    chat_instance chat("memory://?history=1000");
+    client alice(chat.port);
+    say(alice, numbered("m", 1, 60));
+    client bob(chat.port);
+    for (const auto& expected : numbered("m", 11, 60)) {
+        ASSERT_EQ(bob.receive(), expected);
+    }
+    alice.send("live");
+    EXPECT_EQ(bob.receive(), "live");
+}
+
+TEST(chat_history, without_history_a_joining_client_gets_live_messages_only) {
+    chat_instance chat("memory://");
+    client alice(chat.port);
+    say(alice, {"before"});
+    client bob(chat.port);
+    alice.send("live");
+    EXPECT_EQ(bob.receive(), "live");
+}
+
+TEST(chat_history, asking_for_history_from_a_backend_without_it_fails_at_start) {
+    scratch_dir dir("broadcaster-chat-history");
+    const auto log = dir.path() / "chat.log";
+    const auto status = run_command(
+        {BROADCASTER_CHAT_BINARY, "--port", "0", "--broadcast", "memory://", "--history", "5"},
+        log);
+    EXPECT_EQ(status, 1);
+    std::stringstream text;
+    text << std::ifstream(log).rdbuf();
+    EXPECT_NE(text.str().find("--history needs a backend that keeps history"), std::string::npos)
+        << text.str();
+}
+
+TEST(chat_history, json_frames_carry_each_message_and_its_position) {
+    chat_instance chat("memory://?history=100");
+    json_client alice(chat.port);
+    const std::string tricky = "say \"hi\"\n\\ \t\x01 é ✓";
+    alice.send(tricky);
+    alice.send("second");
+    const auto first = alice.next();
+    const auto second = alice.next();
+    EXPECT_FALSE(first.gap);
+    EXPECT_EQ(first.message, tricky);
+    EXPECT_EQ(second.message, "second");
+    EXPECT_EQ(first.position, "1");
+    EXPECT_EQ(second.position, "2");
+    // A client that does not ask for the subprotocol gets plain text.
+    client plain(chat.port);
+    EXPECT_EQ(plain.handshake_response.count(http::field::sec_websocket_protocol), 0u);
+    EXPECT_EQ(plain.receive(), tricky);
+}
+
+TEST(chat_history, since_a_position_no_longer_kept_gets_a_gap_frame_then_the_recent_ones) {
+    chat_instance chat("memory://?history=5", {"--history", "2"});
+    json_client alice(chat.port);
+    for (const auto& m : numbered("m", 1, 10)) {
+        alice.send(m);
+    }
+    const auto first = alice.next();
+    for (int i = 2; i <= 10; ++i) {
+        alice.next();
+    }
+    json_client back(chat.port, "/?since=" + first.position);
+    EXPECT_TRUE(back.next().gap);
+    EXPECT_EQ(back.next().message, "m9");
+    EXPECT_EQ(back.next().message, "m10");
+    // A position the room never gave is a gap too.
+    json_client stranger(chat.port, "/?since=999999");
+    EXPECT_TRUE(stranger.next().gap);
+    EXPECT_EQ(stranger.next().message, "m9");
+}
+
+TEST(chat_history, a_malformed_since_is_refused_with_400) {
+    chat_instance chat("memory://?history=10");
+    const std::vector<std::string> targets{"/?since=", "/?since=1&since=2",
+                                           "/?since=" + std::string(300, '1')};
+    for (const auto& target : targets) {
+        boost::asio::io_context io;
+        websocket::stream<boost::asio::ip::tcp::socket> ws(io);
+        ws.next_layer().connect({boost::asio::ip::address_v4::loopback(), chat.port});
+        websocket::response_type response;
+        boost::beast::error_code ec;
+        ws.handshake(response, "127.0.0.1", target, ec);
+        EXPECT_TRUE(ec) << target;
+        EXPECT_EQ(response.result_int(), 400) << target;
+    }
+}
+
+#ifdef BROADCASTER_WITH_REDIS
+std::string stream_url(unsigned short port) {
+    return "redis-stream://127.0.0.1:" + std::to_string(port) +
+           "?reconnect_min_ms=20&reconnect_max_ms=200&publish_timeout_ms=20000";
+}
+
+TEST(chat_history, a_client_resumes_after_its_last_position_on_another_instance) {
+    own_redis redis;
+    chat_instance a(stream_url(redis.port));
+    chat_instance b(stream_url(redis.port));
+    std::string last_seen;
+    {
+        json_client reader(a.port);
+        client writer(a.port);
+        say(writer, {"m1", "m2"});
+        EXPECT_EQ(reader.next().message, "m1");
+        const auto second = reader.next();
+        EXPECT_EQ(second.message, "m2");
+        last_seen = second.position;
+    }  // the reader's connection ends: what follows is published while it is away
+    client writer(b.port);
+    EXPECT_EQ(writer.receive(), "m1");  // the room's history, for a new client
+    EXPECT_EQ(writer.receive(), "m2");
+    say(writer, {"m3", "m4"});
+    json_client reader(b.port, "/?since=" + last_seen);
+    EXPECT_EQ(reader.next().message, "m3");
+    EXPECT_EQ(reader.next().message, "m4");
+    writer.send("m5");
+    EXPECT_EQ(reader.next().message, "m5");
+}
+
+// What the chat server's connection to Redis was carrying when Redis died may or may
+// not have been stored (it is delivered at most once, and its sender is told): the
+// broker goes down first, and messages are sent once the server has noticed.
+TEST(chat_history, clients_lose_nothing_when_the_broker_restarts) {
+    own_redis redis({"--appendonly", "yes", "--appendfsync", "always"});
+    chat_instance chat(stream_url(redis.port));
+    json_client reader(chat.port);
+    client writer(chat.port);
+    say(writer, {"before"});
+    EXPECT_EQ(reader.next().message, "before");
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    // Its acknowledgement may trail its delivery: a kill between the two would leave
+    // it in doubt.
+    while (metric(chat.port, "chat_messages_in_total") < 1) {
+        ASSERT_LT(std::chrono::steady_clock::now(), until) << "never acknowledged";
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    redis.server->stop(SIGKILL);
+    while (http_get(chat.port, "/healthz").first == 200) {
+        ASSERT_LT(std::chrono::steady_clock::now(), until) << "the server never noticed";
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // Sent while the broker is down: each waits for the connection.
+    for (const auto& m : {"after1", "after2", "after3"}) {
+        writer.send(m);
+    }
+    redis.server->start();
+    for (const auto& m : {"after1", "after2", "after3"}) {
+        EXPECT_EQ(writer.receive(), m);
+        EXPECT_EQ(reader.next().message, m);
+    }
+}
+#endif
+
+}  // namespace
+}  // namespace broadcaster::test

@@ -220,15 +220,17 @@ void broadcast_core::do_disconnect(error_handler handler) {
         finish_connect_waiter(std::move(waiter), asio::error::operation_aborted);
     }
     // End every subscriber and fail every subscribe still waiting for the broker.
-    auto channels = std::exchange(channels_, {});
-    for (auto& [name, entry] : channels) {
-        for (auto& state : entry.subscribers) {
-            state->attached = false;
-            state->close(error::end_of_stream);
-        }
-        for (auto& op : entry.waiters) {
-            // The app disconnected: its own doing, as for a waiting connect.
-            channel_confirmed(op, asio::error::operation_aborted);
+    for (const bool patterns : {false, true}) {
+        auto entries = std::exchange(table(patterns), {});
+        for (auto& [name, entry] : entries) {
+            for (auto& state : entry.subscribers) {
+                state->attached = false;
+                state->close(error::end_of_stream);
+            }
+            for (auto& op : entry.waiters) {
+                // The app disconnected: its own doing, as for a waiting connect.
+                channel_confirmed(op, asio::error::operation_aborted);
+            }
         }
     }
     subscriber_count_ = 0;
@@ -382,8 +384,9 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
     op->state->attached = true;
     ++subscriber_count_;
 
+    const bool patterns = op->state->patterns();
     for (const auto& name : op->state->channels()) {
-        auto [it, created] = channels_.try_emplace(name);
+        auto [it, created] = table(patterns).try_emplace(name);
         auto& entry = it->second;
         if (created) {
             entry.generation = ++next_generation_;
@@ -394,7 +397,7 @@ void broadcast_core::do_subscribe(std::vector<std::string> channels, subscribe_o
             channel_confirmed(op, {});
         } else {
             entry.waiters.push_back(op);
-            reconcile(name);
+            reconcile(name, patterns);
         }
     }
     update_gauges();
@@ -431,8 +434,9 @@ void broadcast_core::cancel_subscribe(const std::shared_ptr<pending_subscribe>& 
         // Stop waiting for its channels, then leave them as any subscriber leaves: a
         // channel left without subscribers drops its broker subscription (at once, or
         // once the subscribe in flight for it has been answered).
+        auto& entries = table(op->state->patterns());
         for (const auto& name : op->state->channels()) {
-            if (const auto it = channels_.find(name); it != channels_.end()) {
+            if (const auto it = entries.find(name); it != entries.end()) {
                 auto& waiters = it->second.waiters;
                 waiters.erase(std::remove(waiters.begin(), waiters.end(), op), waiters.end());
             }
@@ -448,44 +452,56 @@ void broadcast_core::finish_subscribe(const std::shared_ptr<pending_subscribe>& 
     post_clearing(std::move(op->handler), op->slot, executor_, ec, std::move(sub));
 }
 
-void broadcast_core::reconcile(const std::string& name) {
-    const auto it = channels_.find(name);
-    if (it == channels_.end() || it->second.busy) {
+void broadcast_core::reconcile(const std::string& name, bool patterns) {
+    auto& entries = table(patterns);
+    const auto it = entries.find(name);
+    if (it == entries.end() || it->second.busy) {
         return;
     }
     auto& entry = it->second;
     const bool wanted = !entry.subscribers.empty();
     if (wanted && !entry.confirmed) {
         entry.busy = true;
-        backend_->async_subscribe(
-            name, asio::bind_executor(strand_, [weak = weak_from_this(), name, work = work_,
-                                                generation = entry.generation](error_code ec) {
+        auto done =
+            asio::bind_executor(strand_, [weak = weak_from_this(), name, patterns, work = work_,
+                                          generation = entry.generation](error_code ec) {
                 if (const auto self = weak.lock()) {
-                    self->backend_subscribed(name, generation, ec);
+                    self->backend_subscribed(name, patterns, generation, ec);
                 }
-            }));
+            });
+        if (patterns) {
+            backend_->async_subscribe_pattern(name, std::move(done));
+        } else {
+            backend_->async_subscribe(name, std::move(done));
+        }
     } else if (!wanted && entry.confirmed) {
         entry.busy = true;
         entry.confirmed = false;  // going away: a new subscriber must wait (see channel_entry)
-        backend_->async_unsubscribe(
-            name, asio::bind_executor(strand_, [weak = weak_from_this(), name, work = work_,
-                                                generation = entry.generation](error_code) {
-                // A failed unsubscribe leaves at worst a broker subscription whose
-                // events no local subscriber wants; they are ignored.
+        // A failed unsubscribe leaves at worst a broker subscription whose events no
+        // local subscriber wants; they are ignored.
+        auto done =
+            asio::bind_executor(strand_, [weak = weak_from_this(), name, patterns, work = work_,
+                                          generation = entry.generation](error_code) {
                 if (const auto self = weak.lock()) {
-                    self->backend_unsubscribed(name, generation);
+                    self->backend_unsubscribed(name, patterns, generation);
                 }
-            }));
+            });
+        if (patterns) {
+            backend_->async_unsubscribe_pattern(name, std::move(done));
+        } else {
+            backend_->async_unsubscribe(name, std::move(done));
+        }
     } else if (!wanted) {
-        channels_.erase(it);
+        entries.erase(it);
         update_gauges();
     }
 }
 
-void broadcast_core::backend_subscribed(const std::string& name, std::uint64_t generation,
-                                        error_code ec) {
-    const auto it = channels_.find(name);
-    if (it == channels_.end() || it->second.generation != generation) {
+void broadcast_core::backend_subscribed(const std::string& name, bool patterns,
+                                        std::uint64_t generation, error_code ec) {
+    auto& entries = table(patterns);
+    const auto it = entries.find(name);
+    if (it == entries.end() || it->second.generation != generation) {
         return;  // dropped by a disconnect meanwhile
     }
     auto& entry = it->second;
@@ -497,23 +513,25 @@ void broadcast_core::backend_subscribed(const std::string& name, std::uint64_t g
         // all. Never retry on its own (a refused channel would be asked again and
         // again): a later subscribe asks the broker again.
         entry.subscribers.clear();
-        reconcile(name);  // erases the entry
+        reconcile(name, patterns);  // erases the entry
     }
     // Waiters may detach subscribers and so erase the entry: reconcile looks it up again.
     for (auto& op : waiters) {
         channel_confirmed(op, ec);
     }
-    reconcile(name);
+    reconcile(name, patterns);
     update_gauges();
 }
 
-void broadcast_core::backend_unsubscribed(const std::string& name, std::uint64_t generation) {
-    const auto it = channels_.find(name);
-    if (it == channels_.end() || it->second.generation != generation) {
+void broadcast_core::backend_unsubscribed(const std::string& name, bool patterns,
+                                          std::uint64_t generation) {
+    auto& entries = table(patterns);
+    const auto it = entries.find(name);
+    if (it == entries.end() || it->second.generation != generation) {
         return;
     }
     it->second.busy = false;
-    reconcile(name);
+    reconcile(name, patterns);
 }
 
 // ---- unsubscribe -------------------------------------------------------------------
@@ -529,9 +547,10 @@ void broadcast_core::fail(const std::shared_ptr<subscriber_state>& state, error_
 }
 
 void broadcast_core::detach(const std::shared_ptr<subscriber_state>& state) {
+    auto& entries = table(state->patterns());
     for (const auto& name : state->channels()) {
-        const auto it = channels_.find(name);
-        if (it == channels_.end()) {
+        const auto it = entries.find(name);
+        if (it == entries.end()) {
             continue;
         }
         auto& subscribers = it->second.subscribers;
@@ -544,7 +563,7 @@ void broadcast_core::detach(const std::shared_ptr<subscriber_state>& state) {
         *pos = std::move(subscribers.back());
         subscribers.pop_back();
         if (subscribers.empty()) {
-            reconcile(name);
+            reconcile(name, state->patterns());
         }
     }
     if (state->attached) {
@@ -559,14 +578,25 @@ void broadcast_core::detach(const std::shared_ptr<subscriber_state>& state) {
 void broadcast_core::deliver(event ev) {
     bump(received_);
     const auto it = channels_.find(ev.channel());
-    if (it == channels_.end()) {
-        return;
+    if (it != channels_.end()) {
+        fan_out(it->second, ev);
     }
+}
+
+void broadcast_core::deliver_matched(std::string_view pattern, event ev) {
+    bump(received_);
+    const auto it = patterns_.find(pattern);
+    if (it != patterns_.end()) {
+        fan_out(it->second, ev);
+    }
+}
+
+void broadcast_core::fan_out(channel_entry& entry, const event& ev) {
     std::uint64_t delivered = 0;
     std::uint64_t dropped = 0;
     std::vector<std::shared_ptr<subscriber_state>> overflowed;
-    for (const auto& state : it->second.subscribers) {
-        if (!it->second.catching_up.empty() && hold_for_history(it->second, *state, ev)) {
+    for (const auto& state : entry.subscribers) {
+        if (!entry.catching_up.empty() && hold_for_history(entry, *state, ev)) {
             continue;
         }
         switch (state->push(ev)) {
@@ -604,9 +634,10 @@ error_code broadcast_core::prepare_history(pending_subscribe& op,
     if (!options.since && options.last == 0) {
         return {};
     }
-    // `since` is a position in one channel: it cannot stand for several.
+    // `since` is a position in one channel: it cannot stand for several (nor for a
+    // pattern's channels).
     if ((options.since && options.last != 0) ||
-        (options.since && op.state->channels().size() != 1)) {
+        (options.since && op.state->channels().size() != 1) || options.pattern) {
         return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
     }
     op.history.emplace();
@@ -799,7 +830,7 @@ void broadcast_core::set_observer(state_observer observer) {
 }
 
 void broadcast_core::update_gauges() noexcept {
-    active_channels_.store(channels_.size(), relaxed);
+    active_channels_.store(channels_.size() + patterns_.size(), relaxed);
     active_subscribers_.store(subscriber_count_, relaxed);
 }
 

@@ -65,6 +65,7 @@ class broadcast_core final : public backend_sink,
     void state_changed(connection_state state, boost::system::error_code ec) override;
     void history_gap(std::string_view channel) override;
     void subscription_refused(std::string_view channel) override;
+    void deliver_matched(std::string_view pattern, event ev) override;
 
     // broadcast::async_history (the history section of broadcast_core.cpp).
     void history(std::string channel, std::size_t limit, history_handler handler);
@@ -116,11 +117,18 @@ class broadcast_core final : public backend_sink,
                           boost::system::error_code ec, subscriber sub);
     void channel_confirmed(const std::shared_ptr<pending_subscribe>& op,
                            boost::system::error_code ec);
+    using channel_table =
+        std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>>;
+    // The channels, or the patterns (subscribe_options::pattern): the same machinery,
+    // apart, so that a channel and a pattern of the same name never meet.
+    channel_table& table(bool patterns) noexcept { return patterns ? patterns_ : channels_; }
     // Brings the broker subscription of `name` in line with its local subscribers.
-    void reconcile(const std::string& name);
-    void backend_subscribed(const std::string& name, std::uint64_t generation,
+    void reconcile(const std::string& name, bool patterns);
+    void backend_subscribed(const std::string& name, bool patterns, std::uint64_t generation,
                             boost::system::error_code ec);
-    void backend_unsubscribed(const std::string& name, std::uint64_t generation);
+    void backend_unsubscribed(const std::string& name, bool patterns, std::uint64_t generation);
+    // Queues `ev` on every subscriber of `entry`.
+    void fan_out(channel_entry& entry, const event& ev);
     void detach(const std::shared_ptr<subscriber_state>& state);
     // Ends every subscriber of `channel` with `ec`, after what it already has.
     void end_subscribers(std::string_view channel, broadcaster::error ec);
@@ -152,7 +160,8 @@ class broadcast_core final : public backend_sink,
     const std::unique_ptr<backend> backend_;
     const std::string url_;
 
-    std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>> channels_;
+    channel_table channels_;
+    channel_table patterns_;
     std::uint64_t next_generation_ = 0;
     std::uint64_t subscriber_count_ = 0;
     bool connected_ = false;

@@ -33,6 +33,7 @@ condition_set conditions_of(error e) noexcept {
         case error::unknown_scheme:
         case error::backend_not_built:
         case error::history_not_supported:
+        case error::patterns_not_supported:
             return {condition::configuration};
         case error::not_connected:
         case error::receive_in_progress:
@@ -117,6 +118,8 @@ class category final : public boost::system::error_category {
                 return "not a position of this backend";
             case error::subscription_refused:
                 return "the broker refused to subscribe the channel again after a reconnect";
+            case error::patterns_not_supported:
+                return "this backend cannot subscribe to patterns";
         }
         return "unknown broadcaster error";
     }

@@ -27,7 +27,8 @@ subscriber_state::subscriber_state(std::vector<std::string> channels, subscribe_
       capacity_(std::max<std::size_t>(options.capacity, 1)),
       max_bytes_(options.max_bytes),
       policy_(options.policy),
-      default_executor_(std::move(default_executor)) {}
+      default_executor_(std::move(default_executor)),
+      patterns_(options.pattern) {}
 
 subscriber_state::~subscriber_state() {
     if (registry_) {

@@ -66,6 +66,8 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     std::uint64_t dropped() const;
     std::size_t queued() const;
     const std::vector<std::string>& channels() const noexcept { return channels_; }
+    // Whether channels() are patterns (subscribe_options::pattern).
+    bool patterns() const noexcept { return patterns_; }
 
   private:
     void end(boost::system::error_code reason, bool replace);
@@ -93,6 +95,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     const overflow_policy policy_;
     const boost::asio::any_io_executor default_executor_;
 
+    bool patterns_ = false;
     mutable std::mutex mutex_;
     std::condition_variable blocking_ready_;
     int blocking_waiters_ = 0;

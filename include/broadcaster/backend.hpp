@@ -67,6 +67,15 @@ class BROADCASTER_EXPORT backend_sink {
     /// channel. The default does nothing.
     virtual void subscription_refused(std::string_view channel) { (void)channel; }
 
+    /// Patterns only (see `backend::async_subscribe_pattern`): hands over an event that
+    /// arrived for the subscription to `pattern`; `ev.channel()` is the channel it was
+    /// published on. The core fans it out to that pattern's subscribers. Events of one
+    /// pattern must be delivered in the broker's order.
+    virtual void deliver_matched(std::string_view pattern, event ev) {
+        (void)pattern;
+        (void)ev;
+    }
+
   protected:
     ~backend_sink() = default;
 };
@@ -199,6 +208,18 @@ class BROADCASTER_EXPORT backend {
     /// previous one completed, too) reach subscribers in that order.
     virtual void async_publish(std::string channel, std::string message,
                                completion_handler handler) = 0;
+
+    // ---- Patterns (optional; see subscribe_options::pattern) -------------------------
+
+    /// Subscribes to every channel that matches `pattern`, in the backend's pattern
+    /// syntax; completes when the broker has confirmed it. Events go to
+    /// `sink().deliver_matched(pattern, ev)`. The rules for channels apply to patterns,
+    /// apart from them: one subscription per pattern, and per pattern at most one
+    /// subscribe or unsubscribe in flight. An invalid pattern: `error::invalid_channel`.
+    /// The default refuses: `error::patterns_not_supported`.
+    virtual void async_subscribe_pattern(std::string pattern, completion_handler handler);
+    /// Ends the subscription to `pattern`. The default completes at once.
+    virtual void async_unsubscribe_pattern(std::string pattern, completion_handler handler);
 
     // ---- History (optional; see docs/history.md) ------------------------------------
 

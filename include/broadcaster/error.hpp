@@ -88,6 +88,9 @@ enum class error {
     /// `-NOPERM` after an ACL change): the subscriber receives nothing more. Conditions:
     /// subscription_ended, refused_by_broker.
     subscription_refused,
+    /// The backend cannot subscribe to patterns (`subscribe_options::pattern`); see
+    /// docs/operations.md for the backends that can. Condition: configuration.
+    patterns_not_supported,
 };
 
 /// Groups of codes an app can branch on: `if (ec == condition::transient) retry();`.

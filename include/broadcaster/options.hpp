@@ -49,6 +49,16 @@ struct subscribe_options {
     /// History counts against `capacity` like live events: make `capacity` at least
     /// `last` (plus what arrives before the first receive) to keep all of it.
     std::size_t last = 0;
+    /// The names given to subscribe are patterns in the backend's syntax (`nats://`:
+    /// `*` matches one token, `>` the rest, as in `orders.*.created` or `orders.>`):
+    /// the subscriber receives the events of every channel that matches, each with its
+    /// own `event::channel()`. An event of a channel that matches several of the
+    /// subscriber's patterns, or one of them and a channel it also subscribed to, is
+    /// received once per subscription that matches it (the broker delivers it so).
+    /// Backends without patterns refuse with `error::patterns_not_supported`; invalid
+    /// patterns are `error::invalid_channel`. Not together with `since` or `last`
+    /// (`boost::system::errc::invalid_argument`). Default false.
+    bool pattern = false;
 
     subscribe_options() = default;
     subscribe_options(std::size_t capacity, overflow_policy policy = overflow_policy::drop_oldest,

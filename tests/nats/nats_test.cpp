@@ -1,6 +1,6 @@
 // The NATS backend against real nats-server processes on loopback: URLs and their
-// secrets, what NATS cannot carry, a server restart, a slow subscriber, and a
-// three-node cluster losing a node during a stream.
+// secrets, what NATS cannot carry, wildcard subscriptions, a server restart, a slow
+// subscriber, and a three-node cluster losing a node during a stream.
 
 #include "backends/nats/nats_config.hpp"
 #include "test_servers.hpp"
@@ -100,6 +100,98 @@ TEST(nats, invalid_channels_and_oversized_payloads_fail_before_sending) {
         auto [ec] = co_await bc.async_publish(channel, std::string(4097, 'x'),
                                               asio::as_tuple(use_awaitable));
         EXPECT_EQ(ec, error::payload_too_large);
+    });
+}
+
+subscribe_options patterns() {
+    subscribe_options options;
+    options.pattern = true;
+    return options;
+}
+
+TEST(nats_url, patterns_are_nats_wildcard_subjects) {
+    for (const std::string good : {"a.*", "*", ">", "a.>", "a.*.c", "*.*.>"}) {
+        EXPECT_TRUE(detail::valid_nats_pattern(good)) << good;
+    }
+    // Wildcards inside tokens, `>` before the end, empty tokens, and no wildcard at all
+    // (a channel, not a pattern).
+    for (const std::string bad :
+         {"", "a", "a.b", "a*", "a.*b", "a.>.b", "a..*", ".*", "*.", "a.* .b", "> "}) {
+        EXPECT_FALSE(detail::valid_nats_pattern(bad)) << bad;
+    }
+}
+
+TEST(nats, a_pattern_receives_every_matching_channel_with_its_name) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url());
+        co_await bc.async_connect(use_awaitable);
+        const auto root = unique_name("orders");
+        auto one = co_await bc.async_subscribe(root + ".*", patterns(), use_awaitable);
+        auto rest = co_await bc.async_subscribe(root + ".>", patterns(), use_awaitable);
+        for (const auto& channel :
+             {root + ".eu", root + ".eu.late", "x" + root + ".us", root + ".us"}) {
+            co_await bc.async_publish(channel, "on " + channel, use_awaitable);
+        }
+        auto ev = co_await receive(one);
+        EXPECT_EQ(ev.channel(), root + ".eu");
+        EXPECT_EQ(ev.message(), "on " + root + ".eu");
+        EXPECT_EQ((co_await receive(one)).channel(), root + ".us");  // one token only
+        EXPECT_EQ((co_await receive(rest)).channel(), root + ".eu");
+        EXPECT_EQ((co_await receive(rest)).channel(), root + ".eu.late");
+        EXPECT_EQ((co_await receive(rest)).channel(), root + ".us");
+        EXPECT_FALSE(one.try_receive().has_value());
+        EXPECT_FALSE(rest.try_receive().has_value());
+        EXPECT_EQ(bc.stats().active_channels, 2u);
+    });
+}
+
+TEST(nats, a_channel_and_a_pattern_that_matches_it_each_get_the_event_once) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url());
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("room") + ".a";
+        const auto pattern = channel.substr(0, channel.size() - 2) + ".*";
+        auto plain = co_await bc.async_subscribe(channel, use_awaitable);
+        auto matching = co_await bc.async_subscribe(pattern, patterns(), use_awaitable);
+        co_await bc.async_publish(channel, "1", use_awaitable);
+        co_await bc.async_publish(channel, "2", use_awaitable);
+        EXPECT_EQ((co_await receive(plain)).message(), "1");
+        EXPECT_EQ((co_await receive(plain)).message(), "2");
+        EXPECT_EQ((co_await receive(matching)).message(), "1");
+        EXPECT_EQ((co_await receive(matching)).message(), "2");
+        // The pattern leaves; the channel's subscriber still gets each event once.
+        matching = subscriber();
+        co_await bc.async_publish(channel, "3", use_awaitable);
+        EXPECT_EQ((co_await receive(plain)).message(), "3");
+        EXPECT_FALSE(plain.try_receive().has_value());
+    });
+}
+
+TEST(nats, invalid_patterns_are_refused_and_patterns_survive_a_server_restart) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url());
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        for (const std::string bad : {"a.*b", "a.>.b", "plain.channel"}) {
+            auto [ec, sub] =
+                co_await bc.async_subscribe(bad, patterns(), asio::as_tuple(use_awaitable));
+            EXPECT_EQ(ec, error::invalid_channel) << bad;
+        }
+        const auto root = unique_name("restart");
+        auto sub = co_await bc.async_subscribe(root + ".>", patterns(), use_awaitable);
+        nats.server->crash_and_restart();
+        co_await eventually([&] {
+            return std::count(log.states.begin(), log.states.end(), connection_state::connected) >=
+                   2;
+        });
+        co_await bc.async_publish(root + ".x.y", "after", use_awaitable);
+        const auto ev = co_await receive(sub, 10s);
+        EXPECT_EQ(ev.channel(), root + ".x.y");
+        EXPECT_EQ(ev.message(), "after");
     });
 }
 

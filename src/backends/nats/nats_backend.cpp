@@ -19,6 +19,25 @@ class nats_backend final : public client_backend<nats_client> {
         }
     }
 
+    void async_subscribe_pattern(std::string pattern, completion_handler handler) override {
+        auto* client = connected_client(handler);
+        if (client && !valid_nats_pattern(pattern)) {
+            complete(handler, error::invalid_channel);
+            return;
+        }
+        if (client) {
+            client->subscribe(std::move(pattern), std::move(handler));
+        }
+    }
+
+    void async_unsubscribe_pattern(std::string pattern, completion_handler handler) override {
+        if (auto* c = client(); c && valid_nats_pattern(pattern)) {
+            c->unsubscribe(pattern, std::move(handler));
+        } else {
+            complete(handler, {});
+        }
+    }
+
   private:
     std::unique_ptr<nats_client> make_client() override {
         return std::make_unique<nats_client>(executor(), config_, weak_sink());

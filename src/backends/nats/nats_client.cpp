@@ -84,14 +84,16 @@ void on_reconnected(natsConnection*, void* closure) {
 }
 
 // On nats.c's delivery thread: copy, free, hand over. No app code runs here.
-void on_nats_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+void on_nats_message(natsConnection*, natsSubscription* sub, natsMsg* msg, void* closure) {
     std::string subject = natsMsg_GetSubject(msg);
     std::string data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    // Which subscription it came for: a channel's, or a pattern's.
+    std::string subscribed = natsSubscription_GetSubject(sub);
     natsMsg_Destroy(msg);
-    to_client(closure,
-              [subject = std::move(subject), data = std::move(data)](nats_client& c) mutable {
-                  c.on_message(std::move(subject), std::move(data));
-              });
+    to_client(closure, [subscribed = std::move(subscribed), subject = std::move(subject),
+                        data = std::move(data)](nats_client& c) mutable {
+        c.on_message(std::move(subscribed), std::move(subject), std::move(data));
+    });
 }
 
 // Exponential backoff with jitter between passes over the server list.
@@ -686,7 +688,7 @@ void nats_client::marker_returned(std::uint64_t seq) {
     }
 }
 
-void nats_client::on_message(std::string subject, std::string data) {
+void nats_client::on_message(std::string subscribed, std::string subject, std::string data) {
     if (stopped_) {
         return;
     }
@@ -694,8 +696,16 @@ void nats_client::on_message(std::string subject, std::string data) {
         std::uint64_t seq = 0;
         std::from_chars(data.data(), data.data() + data.size(), seq);
         marker_returned(seq);
-    } else if (subs_.contains(subject)) {
-        if (auto sink = sink_.lock()) {
+        return;
+    }
+    // A message matching a pattern and a channel, both subscribed, comes once for each.
+    if (!subs_.contains(subscribed)) {
+        return;  // unsubscribed meanwhile
+    }
+    if (auto sink = sink_.lock()) {
+        if (is_nats_pattern(subscribed)) {
+            sink->deliver_matched(subscribed, event(std::move(subject), std::move(data)));
+        } else {
             sink->deliver(event(std::move(subject), std::move(data)));
         }
     }

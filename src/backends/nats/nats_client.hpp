@@ -45,6 +45,7 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
 
     void connect(completion_handler handler);
     void disconnect(completion_handler handler);
+    // `subject`: a channel or a pattern (valid_nats_pattern); never both of one name.
     void subscribe(std::string subject, completion_handler handler);
     void unsubscribe(const std::string& subject, completion_handler handler);
     void publish(std::string subject, std::string message, completion_handler handler);
@@ -59,7 +60,9 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void on_detached();
     void on_disconnected();
     void on_reconnected();
-    void on_message(std::string subject, std::string data);
+    // A message on `subject`, for the subscription to `subscribed` (the same subject, or
+    // a pattern that matches it).
+    void on_message(std::string subscribed, std::string subject, std::string data);
 
   private:
     using clock = std::chrono::steady_clock;

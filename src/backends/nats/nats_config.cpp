@@ -143,4 +143,27 @@ bool valid_nats_subject(const std::string& channel) {
     });
 }
 
+bool valid_nats_pattern(const std::string& pattern) {
+    if (pattern.empty() || pattern.size() > max_subject_bytes || !is_nats_pattern(pattern)) {
+        return false;
+    }
+    std::size_t start = 0;
+    for (;;) {
+        const auto dot = pattern.find('.', start);
+        const auto token = pattern.substr(start, dot == std::string::npos ? dot : dot - start);
+        const bool last = dot == std::string::npos;
+        if (token == ">") {
+            if (!last) {
+                return false;
+            }
+        } else if (token != "*" && !valid_nats_subject(token)) {
+            return false;  // empty, or a wildcard inside a token
+        }
+        if (last) {
+            return true;
+        }
+        start = dot + 1;
+    }
+}
+
 }  // namespace broadcaster::detail

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace broadcaster::detail {
@@ -39,6 +40,16 @@ nats_config parse_nats_url(const backend_config& config);
 // separated by '.', none empty, no whitespace or control characters, and no '*' or '>'
 // (wildcards: a subscription would match other channels).
 bool valid_nats_subject(const std::string& channel);
+
+// Whether `pattern` is a NATS subject pattern with at least one wildcard: tokens
+// separated by '.', each a subject token, `*` (any one token) or, last, `>` (one token
+// or more). One without wildcards is a channel: subscribe to it as such.
+bool valid_nats_pattern(const std::string& pattern);
+
+// Whether a subscription's subject is a pattern (a channel never holds `*` or `>`).
+inline bool is_nats_pattern(std::string_view subject) {
+    return subject.find_first_of("*>") != std::string_view::npos;
+}
 
 // Longest channel name: the server's control line (PUB/SUB/MSG) is at most 4096 bytes.
 inline constexpr std::size_t max_subject_bytes = 1024;

@@ -132,6 +132,21 @@ TEST(redis_stream, publishes_wait_while_a_restarted_redis_loads_its_dataset) {
     });
 }
 
+// The loading check (a PING in the handshake) must not lock out a user whose ACL
+// grants only what the backend uses.
+TEST(redis_stream, a_user_without_ping_connects) {
+    own_redis redis;
+    BROADCASTER_REQUIRE(redis.cli("ACL SETUSER chat on '>pw' '~*' '+@all' '-ping'") == 0);
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis, "chat:pw@"));
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("noping");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        co_await bc.async_publish(channel, "x", use_awaitable);
+        EXPECT_EQ((co_await receive(sub)).message(), "x");
+    });
+}
+
 TEST(redis_stream, client_kill_loses_nothing) {
     own_redis redis;
     run_async_test(

@@ -1,11 +1,9 @@
 #pragma once
 
-#include <string_view>
+#include <broadcaster/utf8.hpp>
 
 namespace broadcaster::detail {
 
-// Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
-// nothing above U+10FFFF).
-bool is_valid_utf8(std::string_view text) noexcept;
+using broadcaster::is_valid_utf8;
 
 }  // namespace broadcaster::detail

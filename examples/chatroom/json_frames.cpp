@@ -1,5 +1,7 @@
 #include "json_frames.hpp"
 
+#include <broadcaster/utf8.hpp>
+
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -8,8 +10,9 @@ namespace chat {
 std::string message_frame(std::string_view position, std::string_view message) {
     boost::json::object frame;
     frame.reserve(2);
-    frame.emplace("position", position);
-    frame.emplace("message", message);
+    // JSON text is UTF-8, and another publisher may have sent any bytes.
+    frame.emplace("position", broadcaster::to_valid_utf8(position));
+    frame.emplace("message", broadcaster::to_valid_utf8(message));
     return boost::json::serialize(frame);
 }
 

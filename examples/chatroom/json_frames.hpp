@@ -12,6 +12,7 @@
 
 namespace chat {
 
+// Bytes that are not UTF-8 become U+FFFD.
 std::string message_frame(std::string_view position, std::string_view message);
 std::string gap_frame();
 

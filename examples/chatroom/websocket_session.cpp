@@ -277,8 +277,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 if (json_frames_) {
                     ws_.write(asio::buffer(message_frame(message.position(), message.message())),
                               write_ec);
-                } else {
+                } else if (broadcaster::is_valid_utf8(message.message())) {
                     ws_.write(asio::buffer(message.message()), write_ec);
+                } else {
+                    // A text frame holds UTF-8 (a browser drops the connection
+                    // otherwise), and another publisher may have sent any bytes.
+                    ws_.write(asio::buffer(broadcaster::to_valid_utf8(message.message())),
+                              write_ec);
                 }
                 if (write_ec) {
                     break;

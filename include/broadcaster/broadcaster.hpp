@@ -13,3 +13,4 @@
 #include <broadcaster/subscriber.hpp>
 #include <broadcaster/subscription.hpp>
 #include <broadcaster/url.hpp>
+#include <broadcaster/utf8.hpp>

@@ -9,6 +9,8 @@
 #include "../redis/own_redis.hpp"
 #endif
 
+#include <broadcaster/blocking_broadcast.hpp>
+
 #include <boost/json/parse.hpp>
 
 #include <gtest/gtest.h>
@@ -199,6 +201,24 @@ TEST(chat_history, a_client_resumes_after_its_last_position_on_another_instance)
     EXPECT_EQ(reader.next().message, "m4");
     writer.send("m5");
     EXPECT_EQ(reader.next().message, "m5");
+}
+
+// Another publisher on the room's channel may send any bytes; text frames (and JSON)
+// carry UTF-8 only, or a browser drops the connection, and keeps dropping it while
+// the message is in the history it resumes from.
+TEST(chat_history, bytes_that_are_not_utf8_reach_clients_as_valid_text) {
+    own_redis redis;
+    chat_instance chat(stream_url(redis.port));
+    json_client v1(chat.port);
+    client plain(chat.port);
+    blocking_broadcast other(stream_url(redis.port));
+    other.connect();
+    other.publish("chatroom", "bad\xff end");
+    const std::string repaired = "bad\xef\xbf\xbd end";
+    EXPECT_EQ(v1.next().message, repaired);
+    EXPECT_EQ(plain.receive(), repaired);
+    json_client joining(chat.port);  // from the history too
+    EXPECT_EQ(joining.next().message, repaired);
 }
 
 // What the chat server's connection to Redis was carrying when Redis died may or may

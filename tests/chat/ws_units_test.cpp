@@ -49,6 +49,8 @@ TEST(chat_json_frames, escape_what_json_needs) {
     EXPECT_EQ(message_frame("12-0", "hi"), R"({"position":"12-0","message":"hi"})");
     EXPECT_EQ(message_frame("", "a\"b\\c\n\x01"), R"({"position":"","message":"a\"b\\c\n\u0001"})");
     EXPECT_EQ(gap_frame(), R"({"gap":true})");
+    EXPECT_EQ(message_frame("1", "bad\xff"),
+              "{\"position\":\"1\",\"message\":\"bad\xef\xbf\xbd\"}");
 }
 
 TEST(chat_request_checks, websocket_keys) {

@@ -22,7 +22,7 @@ using boost::system::error_code;
 using boost::system::error_condition;
 
 constexpr error first_code = error::invalid_url;
-constexpr error last_code = error::subscription_refused;
+constexpr error last_code = error::patterns_not_supported;
 
 std::vector<error> every_code() {
     std::vector<error> codes;
@@ -43,6 +43,7 @@ std::set<condition> documented(error e) {
         case error::unknown_scheme:
         case error::backend_not_built:
         case error::history_not_supported:
+        case error::patterns_not_supported:
             return {condition::configuration};
         case error::not_connected:
         case error::receive_in_progress:
@@ -86,6 +87,7 @@ TEST(error, values_already_published_keep_their_numbers) {
     EXPECT_EQ(static_cast<int>(error::history_gap), 20);
     EXPECT_EQ(static_cast<int>(error::invalid_position), 21);
     EXPECT_EQ(static_cast<int>(error::subscription_refused), 22);
+    EXPECT_EQ(static_cast<int>(error::patterns_not_supported), 23);
 }
 
 TEST(error, every_code_has_a_message_of_its_own) {

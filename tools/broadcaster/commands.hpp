@@ -2,6 +2,8 @@
 
 // The subcommands of the `broadcaster` tool and what they share.
 
+#include <broadcaster/utf8.hpp>
+
 #include <boost/system/error_code.hpp>
 
 #include <cstdint>
@@ -85,8 +87,7 @@ int bench(const bench_options& options);
 
 // JSON string literal of `text` (UTF-8), quotes included.
 std::string json_string(std::string_view text);
-// Well-formed UTF-8 (RFC 3629); the CLI's own, not the library's hidden one.
-bool is_valid_utf8(std::string_view text);
+using broadcaster::is_valid_utf8;
 std::string base64(std::string_view bytes);
 
 }  // namespace cli

@@ -1,5 +1,6 @@
-// Unit check of the CLI's UTF-8 validator: every boundary of RFC 3629 on both sides.
-#include "commands.hpp"
+// Unit check of the library's UTF-8 check (every boundary of RFC 3629 on both sides)
+// and repair (one U+FFFD per maximal subpart), as the CLI and the chat use them.
+#include <broadcaster/utf8.hpp>
 
 #include <cstdio>
 #include <string>
@@ -9,8 +10,16 @@ namespace {
 
 int failures = 0;
 
+void expect_repaired(std::string_view bytes, std::string_view repaired) {
+    if (broadcaster::to_valid_utf8(bytes) != repaired) {
+        std::fprintf(stderr, "to_valid_utf8(%.*s) is wrong\n", static_cast<int>(bytes.size()),
+                     bytes.data());
+        ++failures;
+    }
+}
+
 void expect(std::string_view bytes, bool valid) {
-    if (cli::is_valid_utf8(bytes) != valid) {
+    if (broadcaster::is_valid_utf8(bytes) != valid) {
         std::string hex;
         for (const unsigned char c : bytes) {
             char buf[4];
@@ -69,6 +78,25 @@ int main() {
     expect(std::string_view("\xc3\xa9", 1), false);
     expect(std::string_view("\xe2\x82\xac", 2), false);
     expect(std::string_view("\xf0\x9f\x98\x80", 3), false);
+
+    // Repair: well-formed text unchanged; each maximal subpart of an ill-formed
+    // sequence becomes one U+FFFD (Unicode 15, table 3-8).
+    const std::string r = "\xef\xbf\xbd";
+    expect_repaired("h\xc3\xa9llo", "h\xc3\xa9llo");
+    expect_repaired("bad\xff", "bad" + r);
+    expect_repaired("\xed\xa0\x80", r + r + r);  // a surrogate: each byte
+    expect_repaired("\xe2\x82", r);              // truncated: one
+    expect_repaired("\xf0\x9f\x98(", r + "(");
+    expect_repaired("\xc0\x80", r + r);
+    expect_repaired(
+        "a\x80\x80"
+        "b",
+        "a" + r + r + "b");
+    if (!broadcaster::is_valid_utf8(broadcaster::to_valid_utf8("\xf1\x80"
+                                                               "A\xff\xe0\xa0"))) {
+        std::fputs("to_valid_utf8 left ill-formed bytes\n", stderr);
+        ++failures;
+    }
 
     if (failures == 0) {
         std::puts("utf8: all checks passed");

@@ -5,6 +5,7 @@
 #include "own_redis.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
+#include "tls_files.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -285,22 +286,6 @@ TEST(redis, rejects_bad_urls_naming_the_problem_without_the_password) {
         }
     }
 }
-
-// A self-signed certificate for localhost, made with the openssl command line.
-struct tls_files {
-    scratch_dir dir{"broadcaster-tls"};
-    std::string cert = (dir.path() / "cert.pem").string();
-    std::string key = (dir.path() / "key.pem").string();
-    tls_files() {
-        const auto command =
-            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
-            " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
-            key + " -out " + cert + " > /dev/null 2>&1";
-        if (std::system(command.c_str()) != 0) {
-            throw std::runtime_error("openssl could not make a certificate");
-        }
-    }
-};
 
 TEST(redis, speaks_tls_and_verifies_the_certificate) {
     tls_files tls;

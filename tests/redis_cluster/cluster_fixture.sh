@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # A throwaway Redis Cluster (3 masters, 3 replicas) on loopback, for the tests.
 #
-#   cluster_fixture.sh start DIR   forms the cluster; prints and writes DIR/url
-#                                  (seed list) and DIR/ports (the six node ports)
-#   cluster_fixture.sh stop DIR    stops it and removes DIR
+#   cluster_fixture.sh start DIR       forms the cluster; prints and writes DIR/url
+#                                      (seed list) and DIR/ports (the node ports)
+#   cluster_fixture.sh start DIR tls   the same over TLS only (clients, cluster bus and
+#                                      replication), 3 masters without replicas (quicker
+#                                      to form); DIR/tls/cert.pem is the nodes'
+#                                      certificate and CA, issued to the name in
+#                                      DIR/tls/name and not to their IP address
+#   cluster_fixture.sh stop DIR        stops it and removes DIR
 #
 # The nodes run in the foreground as children of a supervisor (so they are reaped when
 # a test kills one); SIGUSR1 to the supervisor (DIR/supervisor.pid) starts again every
@@ -13,7 +18,36 @@
 set -u
 
 nodes=6
+replicas=1
 node_timeout_ms=2000
+tls_args=()      # the nodes' TLS options (tls mode)
+cli_tls_args=()  # redis-cli's
+tls_name=redis-cluster.test
+
+use_tls() {  # DIR: sets the TLS options of the nodes and of redis-cli
+    local dir=$1
+    nodes=3
+    replicas=0
+    tls_args=(--tls-cert-file "$dir/tls/cert.pem" --tls-key-file "$dir/tls/key.pem"
+        --tls-ca-cert-file "$dir/tls/cert.pem" --tls-auth-clients no
+        --tls-cluster yes --tls-replication yes)
+    cli_tls_args=(--tls --cacert "$dir/tls/cert.pem")
+}
+
+make_certificate() {  # DIR: self-signed, for the name only (the cluster announces IPs)
+    local dir=$1
+    mkdir -p "$dir/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$tls_name" \
+        -addext "subjectAltName=DNS:$tls_name" -keyout "$dir/tls/key.pem" \
+        -out "$dir/tls/cert.pem" > /dev/null 2>&1 || return 1
+    echo "$tls_name" > "$dir/tls/name"
+}
+
+cli() {  # PORT ARGS...
+    local port=$1
+    shift
+    redis-cli "${cli_tls_args[@]}" -p "$port" "$@"
+}
 
 die() { echo "cluster_fixture: $*" >&2; exit 1; }
 
@@ -22,7 +56,9 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_node() {  # DIR PORT
     local dir=$1 port=$2
     mkdir -p "$dir/$port"
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" --save '' \
+    local listen=(--port "$port")
+    ((${#tls_args[@]})) && listen=(--port 0 --tls-port "$port" "${tls_args[@]}")
+    redis-server "${listen[@]}" --bind 127.0.0.1 --dir "$dir/$port" --save '' \
         --appendonly no --cluster-enabled yes --cluster-config-file nodes.conf \
         --cluster-node-timeout "$node_timeout_ms" --cluster-replica-validity-factor 0 \
         >> "$dir/$port/redis.log" 2>&1 &
@@ -30,11 +66,12 @@ start_node() {  # DIR PORT
 }
 
 cluster_ok() {  # PORT: that node sees every slot served
-    redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok$'
+    cli "$1" cluster info 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok$'
 }
 
-supervise() {  # DIR BASE
+supervise() {  # DIR BASE [tls]
     local dir=$1 base=$2 ports=() p
+    [[ ${3:-} == tls ]] && use_tls "$dir"
     for ((i = 0; i < nodes; i++)); do ports+=($((base + i))); done
     trap 'for p in "${ports[@]}"; do kill -KILL "$(cat "$dir/$p/pid")" 2>/dev/null; done; wait; exit 0' TERM
     trap 'for p in "${ports[@]}"; do kill -0 "$(cat "$dir/$p/pid")" 2>/dev/null || start_node "$dir" "$p"; done' USR1
@@ -51,7 +88,8 @@ supervise() {  # DIR BASE
     done
     local addresses=()
     for p in "${ports[@]}"; do addresses+=("127.0.0.1:$p"); done
-    if ! redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes \
+    if ! redis-cli "${cli_tls_args[@]}" --cluster create "${addresses[@]}" \
+        --cluster-replicas "$replicas" --cluster-yes \
         > "$dir/create.log" 2>&1; then
         echo "redis-cli --cluster create failed; see $dir/create.log" > "$dir/error"
         kill -TERM $$
@@ -96,6 +134,9 @@ stop() {  # DIR
 case "${1:-}" in
     start)
         dir=${2:?DIR}
+        mode=${3:-}
+        [[ -z $mode || $mode == tls ]] || die "unknown mode $mode"
+        [[ $mode == tls ]] && nodes=3
         stop "$dir"  # a cluster left by an interrupted run
         for attempt in 1 2 3 4 5; do
             rm -rf "$dir"
@@ -108,7 +149,10 @@ case "${1:-}" in
                 if listening $((base + i)) || listening $((base + i + 10000)); then free=0; fi
             done
             ((free)) || continue
-            setsid "$0" supervise "$dir" "$base" < /dev/null > /dev/null 2>&1 &
+            if [[ $mode == tls ]] && ! make_certificate "$dir"; then
+                die "openssl could not make a certificate"
+            fi
+            setsid "$0" supervise "$dir" "$base" $mode < /dev/null > /dev/null 2>&1 &
             echo $! > "$dir/supervisor.pid"
             until=$((SECONDS + 60))
             while [[ ! -f $dir/url && ! -f $dir/error ]] && ((SECONDS < until)); do
@@ -123,7 +167,7 @@ case "${1:-}" in
         done
         die "could not form a cluster"
         ;;
-    supervise) supervise "$2" "$3" ;;
+    supervise) supervise "$2" "$3" "${4:-}" ;;
     stop) stop "${2:?DIR}" ;;
-    *) die "usage: $0 start|stop DIR" ;;
+    *) die "usage: $0 start DIR [tls] | stop DIR" ;;
 esac

@@ -1,9 +1,9 @@
 #pragma once
 
 // The Redis Clusters the cluster tests share (3 masters, 3 replicas on loopback, formed
-// by tests/redis_cluster/cluster_fixture.sh): CTest fixtures form them once for every
-// test that needs one, in directories of the build tree; run outside CTest, the first
-// test of the process forms one of its own.
+// by tests/redis_cluster/cluster_fixture.sh; the TLS one has 3 masters only): CTest
+// fixtures form them once for every test that needs one, in directories of the build
+// tree; run outside CTest, the first test of the process forms one of its own.
 
 #include "server_process.hpp"
 
@@ -74,12 +74,35 @@ class redis_cluster_servers {
         static redis_cluster_servers cluster(BROADCASTER_REDIS_CLUSTER_CHAOS_DIR);
         return cluster;
     }
+#ifdef BROADCASTER_REDIS_CLUSTER_TLS_DIR
+    // A cluster that speaks only TLS, for the rediss-cluster:// tests.
+    static const redis_cluster_servers& tls() {
+        static redis_cluster_servers cluster(BROADCASTER_REDIS_CLUSTER_TLS_DIR, true);
+        return cluster;
+    }
+#endif
 
-    const std::filesystem::path& dir() const { return dir_; }
+    const std::filesystem::path& dir() const {
+        return dir_;
+    }
     // "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (three of the six nodes).
-    const std::string& seeds() const { return seeds_; }
+    const std::string& seeds() const {
+        return seeds_;
+    }
     // Every node's port, masters and replicas (roles change with failovers).
-    const std::vector<unsigned short>& ports() const { return ports_; }
+    const std::vector<unsigned short>& ports() const {
+        return ports_;
+    }
+    // TLS cluster: the nodes' certificate (also their CA) and the only name it is for.
+    std::string tls_certificate() const {
+        return (dir_ / "tls" / "cert.pem").string();
+    }
+    std::string tls_name() const {
+        std::ifstream in(dir_ / "tls" / "name");
+        std::string name;
+        in >> name;
+        return name;
+    }
     // The fixture's supervisor: SIGUSR1 starts the nodes a test killed again.
     pid_t supervisor() const {
         std::ifstream in(dir_ / "supervisor.pid");
@@ -98,14 +121,19 @@ class redis_cluster_servers {
 
   private:
     // The fixture's cluster in `fixture_dir` if it runs, else one formed here.
-    explicit redis_cluster_servers(const std::filesystem::path& fixture_dir) {
+    explicit redis_cluster_servers(const std::filesystem::path& fixture_dir, bool tls = false) {
         dir_ = fixture_dir;
         if (!std::filesystem::exists(dir_ / "url") || ::kill(supervisor(), 0) != 0) {
             own_ = true;
             dir_ = std::filesystem::temp_directory_path() /
-                   ("broadcaster-cluster-" + std::to_string(getpid()));
-            if (run_command({BROADCASTER_REDIS_CLUSTER_FIXTURE, "start", dir_.string()},
-                            "/dev/null") != 0) {
+                   ("broadcaster-cluster-" + std::string(tls ? "tls-" : "") +
+                    std::to_string(getpid()));
+            std::vector<std::string> command{BROADCASTER_REDIS_CLUSTER_FIXTURE, "start",
+                                             dir_.string()};
+            if (tls) {
+                command.push_back("tls");
+            }
+            if (run_command(command, "/dev/null") != 0) {
                 throw std::runtime_error("cannot form the Redis Cluster for the tests");
             }
         }

@@ -4,6 +4,7 @@
 // moving a slot (as `redis-cli --cluster reshard` does), killing a master, waiting for
 // the cluster to settle. Every wait polls the cluster's own state under a bound.
 
+#include "backends/redis_cluster/hash_slot.hpp"
 #include "redis_cluster.hpp"
 
 #include <signal.h>
@@ -191,6 +192,43 @@ inline std::vector<unsigned short> master_ports(const redis_cluster_servers& clu
         }
     }
     throw std::runtime_error("no node of the cluster answers");
+}
+
+// The master serving each slot, from one CLUSTER NODES.
+inline std::map<int, unsigned short> slot_owners(const std::vector<cluster_node>& nodes) {
+    std::map<int, unsigned short> owners;
+    for (const auto& node : nodes) {
+        if (node.master && !node.failed) {
+            for (const auto& [first, last] : node.slots) {
+                for (int slot = first; slot <= last; ++slot) {
+                    owners[slot] = node.port;
+                }
+            }
+        }
+    }
+    return owners;
+}
+
+// `per_master` channel names for each master, named `prefix`-n.
+inline std::map<unsigned short, std::vector<std::string>> channels_on_every_master(
+    const redis_cluster_servers& cluster, const std::string& prefix, std::size_t per_master) {
+    const auto owners = slot_owners(cluster_nodes(cluster.ports().front()));
+    std::map<unsigned short, std::vector<std::string>> by_master;
+    for (const auto port : master_ports(cluster)) {
+        by_master[port];
+    }
+    for (int n = 0; by_master.size() == 3; ++n) {
+        auto name = prefix + "-" + std::to_string(n);
+        auto& list = by_master[owners.at(detail::hash_slot(name))];
+        if (list.size() < per_master) {
+            list.push_back(std::move(name));
+        }
+        if (std::all_of(by_master.begin(), by_master.end(),
+                        [&](const auto& m) { return m.second.size() == per_master; })) {
+            break;
+        }
+    }
+    return by_master;
 }
 
 }  // namespace broadcaster::test

@@ -1,7 +1,8 @@
 // redis-cluster:// while the cluster changes under it: a slot moved to another master
 // (-MOVED on publish, sunsubscribe pushed to subscribers), a master killed with -9 and
-// failed over to its replica. The cluster is the "chaos" one, which these tests have
-// to themselves; each leaves it settled (every slot served, every node up).
+// failed over to its replica, a slot no master serves. The cluster is the "chaos" one,
+// which these tests have to themselves (which also lets one count what its nodes
+// read); each leaves it settled (every slot served, every node up).
 //
 // What they assert does not depend on timing: per subscriber, messages arrive in
 // order and never twice; a message lost is one whose publish overlapped the measured
@@ -159,62 +160,79 @@ void stream_through_a_change(
             bool stream_done = false;
             asio::co_spawn(io, s.run(publisher, channel),
                            [&](std::exception_ptr) { stream_done = true; });
-            co_await eventually([&] { return s.acked_after({}) >= 300; }, 20s);
+            // A failure stops the stream and the receivers before the frame holding them
+            // goes (they would run on, on freed memory).
+            std::exception_ptr failure;
+            try {
+                co_await eventually([&] { return s.acked_after({}) >= 300; }, 20s);
 
-            const auto changed_at = clock::now();
-            auto changing = std::async(std::launch::async, [&] { change(victim, slot); });
-            co_await eventually([&] { return changing.wait_for(0s) == std::future_status::ready; },
-                                90s);
-            changing.get();  // rethrows what went wrong
-            co_await eventually(
-                [&] { return first.resumed_after(changed_at) && second.resumed_after(changed_at); },
-                30s);
-            const auto resumed =
-                std::max(*first.resumed_after(changed_at), *second.resumed_after(changed_at));
-            co_await eventually([&] { return s.acked_after(resumed) >= 300; }, 30s);
-            s.stopping = true;
-            co_await eventually([&] { return stream_done; }, 40s);
-
-            long last_ok = -1;
-            for (std::size_t i = 0; i < s.records.size(); ++i) {
-                if (s.records[i].ok) {
-                    last_ok = static_cast<long>(i);
-                }
-            }
-            for (auto* r : {&first, &second}) {
+                const auto changed_at = clock::now();
+                auto changing = std::async(std::launch::async, [&] { change(victim, slot); });
                 co_await eventually(
-                    [&] { return !r->received.empty() && r->received.back() >= last_ok; }, 10s);
-            }
-            std::cout << what << ": window "
-                      << std::chrono::duration_cast<std::chrono::milliseconds>(resumed - changed_at)
-                             .count()
-                      << " ms, " << s.records.size() << " published\n";
-            for (auto* r : {&first, &second}) {
-                // In order, never twice.
-                for (std::size_t i = 1; i < r->received.size(); ++i) {
-                    EXPECT_LT(r->received[i - 1], r->received[i]) << "at " << i;
-                }
-                std::vector<bool> got(s.records.size(), false);
-                for (const auto n : r->received) {
-                    BROADCASTER_REQUIRE(static_cast<std::size_t>(n) < got.size());
-                    got[static_cast<std::size_t>(n)] = true;
-                }
-                std::size_t lost = 0;
+                    [&] { return changing.wait_for(0s) == std::future_status::ready; }, 90s);
+                changing.get();  // rethrows what went wrong
+                co_await eventually(
+                    [&] {
+                        return first.resumed_after(changed_at) && second.resumed_after(changed_at);
+                    },
+                    30s);
+                const auto resumed =
+                    std::max(*first.resumed_after(changed_at), *second.resumed_after(changed_at));
+                co_await eventually([&] { return s.acked_after(resumed) >= 300; }, 30s);
+                s.stopping = true;
+                co_await eventually([&] { return stream_done; }, 40s);
+
+                long last_ok = -1;
                 for (std::size_t i = 0; i < s.records.size(); ++i) {
-                    const auto& rec = s.records[i];
-                    if (!rec.ok || got[i]) {
-                        continue;
+                    if (s.records[i].ok) {
+                        last_ok = static_cast<long>(i);
                     }
-                    ++lost;
-                    // Lost: only a publish that overlapped the window.
-                    EXPECT_TRUE(rec.acked >= changed_at && rec.started <= resumed)
-                        << "message " << i << " lost outside the window";
                 }
-                std::cout << "  receiver: " << r->received.size() << " received, " << lost
-                          << " lost in the window\n";
+                for (auto* r : {&first, &second}) {
+                    co_await eventually(
+                        [&] { return !r->received.empty() && r->received.back() >= last_ok; }, 10s);
+                }
+                std::cout << what << ": window "
+                          << std::chrono::duration_cast<std::chrono::milliseconds>(resumed -
+                                                                                   changed_at)
+                                 .count()
+                          << " ms, " << s.records.size() << " published\n";
+                for (auto* r : {&first, &second}) {
+                    // In order, never twice.
+                    for (std::size_t i = 1; i < r->received.size(); ++i) {
+                        EXPECT_LT(r->received[i - 1], r->received[i]) << "at " << i;
+                    }
+                    std::vector<bool> got(s.records.size(), false);
+                    for (const auto n : r->received) {
+                        BROADCASTER_REQUIRE(static_cast<std::size_t>(n) < got.size());
+                        got[static_cast<std::size_t>(n)] = true;
+                    }
+                    std::size_t lost = 0;
+                    for (std::size_t i = 0; i < s.records.size(); ++i) {
+                        const auto& rec = s.records[i];
+                        if (!rec.ok || got[i]) {
+                            continue;
+                        }
+                        ++lost;
+                        // Lost: only a publish that overlapped the window.
+                        EXPECT_TRUE(rec.acked >= changed_at && rec.started <= resumed)
+                            << "message " << i << " lost outside the window";
+                    }
+                    std::cout << "  receiver: " << r->received.size() << " received, " << lost
+                              << " lost in the window\n";
+                }
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            if (failure) {
+                s.stopping = true;
+                co_await eventually([&] { return stream_done; }, 40s);
             }
             first.sub.reset();
             second.sub.reset();
+            if (failure) {
+                std::rethrow_exception(failure);
+            }
         },
         180s);
 }
@@ -282,6 +300,89 @@ TEST(redis_cluster_chaos, subscribers_resume_after_a_master_is_killed) {
                                 wait_cluster_settled(chaos());
                             },
                             "failover");
+}
+
+// How many times the node on `port` read from its clients' sockets.
+long total_reads(unsigned short port) {
+    const auto info = redis_cli(port, {"info", "stats"});
+    const auto at = info.find("total_reads_processed:");
+    if (at == std::string::npos) {
+        throw std::runtime_error("no total_reads_processed from node " + std::to_string(port));
+    }
+    return std::stol(info.substr(at + 22));
+}
+
+// Subscribing many channels at once writes each shard's SSUBSCRIBEs in one batch and
+// waits for their replies once: each master reads them in a few reads (of up to 16 KB),
+// not one per channel (as it would if each waited for the reply to the one before).
+TEST(redis_cluster_chaos, subscribing_many_channels_takes_one_round_trip_per_shard) {
+    wait_cluster_settled(chaos());
+    const auto masters = master_ports(chaos());
+    constexpr std::size_t per_master = 1000;
+    const auto by_master = channels_on_every_master(chaos(), unique_name("batch"), per_master);
+    std::vector<std::string> all;
+    for (const auto& [port, names] : by_master) {
+        all.insert(all.end(), names.begin(), names.end());
+    }
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, chaos_url(masters[0]));
+        co_await bc.async_connect(use_awaitable);
+        std::map<unsigned short, long> before;
+        for (const auto port : masters) {
+            before[port] = total_reads(port);
+        }
+        const channel_list channels(all);
+        auto sub = co_await bc.async_subscribe(channels, use_awaitable);
+        for (const auto port : masters) {
+            // Opening the connection, the batch, the replicas' acknowledgements and the
+            // counting itself: far fewer than the channels.
+            const auto reads = total_reads(port) - before[port];
+            EXPECT_LT(reads, 100) << "master " << port << " read " << reads << " times for "
+                                  << per_master << " channels";
+        }
+    });
+}
+
+// A publish whose slot no master serves (CLUSTER DELSLOTS on every node: -CLUSTERDOWN,
+// then a slot map without it) waits for one, at most publish_timeout_ms, and then
+// fails with reconnect_timeout.
+TEST(redis_cluster_chaos, a_publish_waits_for_a_slot_without_a_master_at_most_its_timeout) {
+    wait_cluster_settled(chaos());
+    const auto masters = master_ports(chaos());
+    const auto channel = unique_name("orphan");
+    const auto slot = std::to_string(detail::hash_slot(channel));
+    const auto owner = *slot_owner(masters[0], detail::hash_slot(channel));
+    // The slot goes back to its master whatever happens (a failing publish could
+    // outlive the test's coroutine).
+    struct give_back {
+        unsigned short owner;
+        std::string slot;
+        ~give_back() {
+            redis_cli(owner, {"cluster", "addslots", slot});
+            wait_cluster_settled(chaos());
+        }
+    } restore{owner, slot};
+    // Outlive the publisher, whose destructor may still complete the publish.
+    std::optional<boost::system::error_code> result;
+    clock::time_point finished;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast publisher(io, "redis-cluster://127.0.0.1:" + std::to_string(masters[0]) +
+                                    "?publish_timeout_ms=500");
+        co_await publisher.async_connect(use_awaitable);
+        co_await publisher.async_publish(channel, "before", use_awaitable);  // link open
+        for (const auto port : chaos().ports()) {
+            redis_cli(port, {"cluster", "delslots", slot});
+        }
+        const auto started = clock::now();
+        publisher.async_publish(channel, "orphan", [&](boost::system::error_code ec) {
+            result = ec;
+            finished = clock::now();
+        });
+        co_await eventually([&] { return result.has_value(); }, 10s);
+        EXPECT_EQ(*result, error::reconnect_timeout) << result->message();
+        EXPECT_GE(finished - started, 450ms);
+        EXPECT_LT(finished - started, 5s);
+    });
 }
 
 }  // namespace

@@ -14,44 +14,6 @@ namespace {
 
 using asio::use_awaitable;
 
-// The master serving each slot, from one CLUSTER NODES.
-std::map<int, unsigned short> slot_owners(const std::vector<cluster_node>& nodes) {
-    std::map<int, unsigned short> owners;
-    for (const auto& node : nodes) {
-        if (node.master && !node.failed) {
-            for (const auto& [first, last] : node.slots) {
-                for (int slot = first; slot <= last; ++slot) {
-                    owners[slot] = node.port;
-                }
-            }
-        }
-    }
-    return owners;
-}
-
-// `per_master` channel names for each master, named `prefix`-n.
-std::map<unsigned short, std::vector<std::string>> channels_on_every_master(
-    const std::string& prefix, std::size_t per_master) {
-    const auto& cluster = redis_cluster_servers::shared();
-    const auto owners = slot_owners(cluster_nodes(cluster.ports().front()));
-    std::map<unsigned short, std::vector<std::string>> by_master;
-    for (const auto port : master_ports(cluster)) {
-        by_master[port];
-    }
-    for (int n = 0; by_master.size() == 3; ++n) {
-        auto name = prefix + "-" + std::to_string(n);
-        auto& list = by_master[owners.at(detail::hash_slot(name))];
-        if (list.size() < per_master) {
-            list.push_back(std::move(name));
-        }
-        if (std::all_of(by_master.begin(), by_master.end(),
-                        [&](const auto& m) { return m.second.size() == per_master; })) {
-            break;
-        }
-    }
-    return by_master;
-}
-
 // The shard channels a master has subscribers for, among those starting with `prefix`.
 std::set<std::string> shard_channels(unsigned short port, const std::string& prefix) {
     std::set<std::string> names;
@@ -81,7 +43,7 @@ std::string url_with_seed(unsigned short port, const std::string& options) {
 TEST(redis_cluster, channels_spread_over_every_shard_and_instances_on_different_seeds) {
     const auto& cluster = redis_cluster_servers::shared();
     const auto prefix = unique_name("spread");
-    const auto by_master = channels_on_every_master(prefix, 4);
+    const auto by_master = channels_on_every_master(cluster, prefix, 4);
     std::vector<std::string> all;
     for (const auto& [port, names] : by_master) {
         all.insert(all.end(), names.begin(), names.end());

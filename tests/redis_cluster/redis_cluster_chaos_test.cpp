@@ -13,6 +13,7 @@
 #include "cluster_control.hpp"
 #include "test_support.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/detached.hpp>
 
 #include <future>
@@ -343,6 +344,17 @@ TEST(redis_cluster_chaos, subscribing_many_channels_takes_one_round_trip_per_sha
     });
 }
 
+// Gives `slot` back to its master at the end of a test that took it from every node,
+// whatever happens (a failing publish could outlive the test's coroutine).
+struct give_back {
+    unsigned short owner;
+    std::string slot;
+    ~give_back() {
+        redis_cli(owner, {"cluster", "addslots", slot});  // refused if it was not taken
+        wait_cluster_settled(chaos());
+    }
+};
+
 // A publish whose slot no master serves (CLUSTER DELSLOTS on every node: -CLUSTERDOWN,
 // then a slot map without it) waits for one, at most publish_timeout_ms, and then
 // fails with reconnect_timeout.
@@ -352,16 +364,7 @@ TEST(redis_cluster_chaos, a_publish_waits_for_a_slot_without_a_master_at_most_it
     const auto channel = unique_name("orphan");
     const auto slot = std::to_string(detail::hash_slot(channel));
     const auto owner = *slot_owner(masters[0], detail::hash_slot(channel));
-    // The slot goes back to its master whatever happens (a failing publish could
-    // outlive the test's coroutine).
-    struct give_back {
-        unsigned short owner;
-        std::string slot;
-        ~give_back() {
-            redis_cli(owner, {"cluster", "addslots", slot});
-            wait_cluster_settled(chaos());
-        }
-    } restore{owner, slot};
+    const give_back restore{owner, slot};
     // Outlive the publisher, whose destructor may still complete the publish.
     std::optional<boost::system::error_code> result;
     clock::time_point finished;
@@ -383,6 +386,62 @@ TEST(redis_cluster_chaos, a_publish_waits_for_a_slot_without_a_master_at_most_it
         EXPECT_GE(finished - started, 450ms);
         EXPECT_LT(finished - started, 5s);
     });
+}
+
+// A publish still waiting (here: its slot has no master, and the instance waits to
+// subscribe its channel there again) can be cancelled: it completes at once with
+// operation_aborted and is never sent, while the one made after it is.
+TEST(redis_cluster_chaos, a_cancelled_waiting_publish_completes_at_once_and_is_never_sent) {
+    wait_cluster_settled(chaos());
+    const auto masters = master_ports(chaos());
+    const auto channel = unique_name("cancel-waiting");
+    const auto slot = std::to_string(detail::hash_slot(channel));
+    const auto owner = *slot_owner(masters[0], detail::hash_slot(channel));
+    const give_back restore{owner, slot};
+    // Outside the coroutine: the handlers (and the slot) may be used after it ends, on
+    // a failure.
+    std::optional<boost::system::error_code> cancelled;
+    std::optional<boost::system::error_code> kept;
+    asio::cancellation_signal cancel;
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            broadcast bc(io, "redis-cluster://127.0.0.1:" + std::to_string(masters[0]) +
+                                 "?publish_timeout_ms=60000&reconnect_max_ms=200");
+            state_log log;
+            log.attach(bc);
+            co_await bc.async_connect(use_awaitable);
+            auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+            for (const auto port : chaos().ports()) {
+                redis_cli(port, {"cluster", "delslots", slot});
+            }
+            // The master let go of the channel (a pushed sunsubscribe): publishes of its
+            // slot wait until it is subscribed again.
+            co_await eventually([&] { return log.saw(connection_state::reconnecting); }, 10s);
+
+            bc.async_publish(
+                channel, "cancelled",
+                asio::bind_cancellation_slot(
+                    cancel.slot(), [&](boost::system::error_code ec) { cancelled = ec; }));
+            bc.async_publish(channel, "kept", [&](boost::system::error_code ec) { kept = ec; });
+            cancel.emit(asio::cancellation_type::terminal);
+            // Far sooner than the publish timeout (60 s), with the slot still unserved.
+            co_await eventually([&] { return cancelled.has_value(); }, 10s);
+            EXPECT_EQ(*cancelled, asio::error::operation_aborted) << cancelled->message();
+            EXPECT_FALSE(kept.has_value());
+
+            redis_cli(owner, {"cluster", "addslots", slot});
+            co_await eventually([&] { return kept.has_value(); }, 30s);
+            EXPECT_FALSE(*kept) << kept->message();
+            for (;;) {
+                const auto ev = co_await receive(sub, 10s);
+                EXPECT_NE(ev.message(), "cancelled");
+                if (ev.message() == "kept") {
+                    break;
+                }
+            }
+            EXPECT_EQ(bc.stats().published, 1u);
+        },
+        60s);
 }
 
 }  // namespace

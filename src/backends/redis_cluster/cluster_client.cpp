@@ -6,8 +6,10 @@
 #include <broadcaster/error.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
@@ -127,7 +129,7 @@ asio::awaitable<void> cluster_client::topology_loop(std::shared_ptr<cluster_clie
             if (epoch == moved_epoch_) {
                 moved_pending_ = false;
             }
-            reconcile();
+            reconcile();  // may set dirty_ again: a slot no master serves
         } else {
             mark_degraded(ec);
             dirty_ = true;
@@ -265,7 +267,11 @@ void cluster_client::reconcile() {
     // Channels whose slot has another master now: leave the old link, join the new one.
     for (auto& [channel, record] : channels_) {
         const auto* owner = map_->owner(record.slot);
-        if (!owner || record.node == *owner) {
+        if (!owner) {
+            dirty_ = true;  // no master serves its slot yet: the map is read again
+            continue;
+        }
+        if (record.node == *owner) {
             continue;
         }
         if (!record.node.empty()) {
@@ -290,6 +296,14 @@ void cluster_client::reconcile() {
         maybe_close_subscriber(l->address);
     }
     dispatch_parked();
+    // Publishes for a slot no master serves wait for a map that has one: read it again
+    // (after the loop's pause) rather than wait for a redirect that will not come.
+    for (const auto& [seq, entry] : parked_) {
+        if (!map_->owner(entry->slot)) {
+            dirty_ = true;
+            break;
+        }
+    }
     check_health();
 }
 
@@ -398,7 +412,7 @@ void cluster_client::link_failed(const link_ptr& l, error_code ec) {
         // Their replies will not come: whether the node got them is unknown, and
         // sending them again could deliver them twice.
         for (; l->written > 0 && !l->entries.empty(); --l->written) {
-            complete(l->entries.front()->handler, error::connection_lost);
+            complete_publish(*l->entries.front(), error::connection_lost);
             l->entries.pop_front();
         }
         l->written = 0;
@@ -463,6 +477,18 @@ void cluster_client::publish(std::string channel, std::string message, completio
     entry->message = std::move(message);
     entry->deadline = clock::now() + config_.node.publish_timeout;
     entry->handler.swap(handler);
+    if (auto slot = asio::get_associated_cancellation_slot(entry->handler); slot.is_connected()) {
+        // Posted: the client may be gone by then, or the publish written or completed
+        // (cancel_publish then finds nothing to take back).
+        slot.assign(
+            [weak = weak_from_this(), strand = strand_, seq = entry->seq](asio::cancellation_type) {
+                asio::post(strand, [weak, seq] {
+                    if (const auto self = weak.lock()) {
+                        self->cancel_publish(seq);
+                    }
+                });
+            });
+    }
     // Behind an earlier publish of its slot that waits, it waits too: order is kept.
     const auto parked = parked_slots_.find(entry->slot);
     if (held() || (parked != parked_slots_.end() && parked->second > 0) || !try_route(entry)) {
@@ -557,11 +583,43 @@ void cluster_client::handle_publish_reply(const link_ptr& l, const redisReply& r
         }
         park(std::move(entry));
     } else {
-        complete(entry->handler,
-                 reply.type == REDIS_REPLY_ERROR ? error_code(error::broker_error) : error_code());
+        complete_publish(*entry, reply.type == REDIS_REPLY_ERROR ? error_code(error::broker_error)
+                                                                 : error_code());
     }
     if (l->draining && l->entries.empty()) {
         drained(*l);
+    }
+}
+
+void cluster_client::cancel_publish(std::uint64_t seq) {
+    if (const auto it = parked_.find(seq); it != parked_.end()) {
+        auto entry = std::move(it->second);
+        parked_.erase(it);
+        if (--parked_slots_[entry->slot] == 0) {
+            parked_slots_.erase(entry->slot);
+        }
+        complete_publish(*entry, asio::error::operation_aborted);
+        dispatch_parked();  // the later ones of its slot may go now
+        check_health();
+        return;
+    }
+    // Queued on a link, not written yet: its commands leave the link's `queued`.
+    for (const auto& [address, l] : publishers_) {
+        std::size_t offset = 0;
+        for (auto it = l->entries.begin() + static_cast<std::ptrdiff_t>(l->written);
+             it != l->entries.end(); ++it) {
+            if ((*it)->seq == seq) {
+                l->queued.erase(offset, (*it)->bytes);
+                auto entry = std::move(*it);
+                l->entries.erase(it);
+                complete_publish(*entry, asio::error::operation_aborted);
+                if (l->draining && l->entries.empty()) {
+                    drained(*l);
+                }
+                return;
+            }
+            offset += (*it)->bytes;
+        }
     }
 }
 
@@ -819,7 +877,7 @@ void cluster_client::arm_deadline() {
 void cluster_client::on_deadline() {
     const auto now = clock::now();
     for (auto it = parked_.begin(); it != parked_.end() && it->second->deadline <= now;) {
-        complete(it->second->handler, error::reconnect_timeout);
+        complete_publish(*it->second, error::reconnect_timeout);
         if (--parked_slots_[it->second->slot] == 0) {
             parked_slots_.erase(it->second->slot);
         }
@@ -837,7 +895,7 @@ void cluster_client::on_deadline() {
         // Not written yet (the link is still opening): fail those whose time is up.
         while (!l->entries.empty() && l->entries.front()->deadline <= now) {
             l->queued.erase(0, l->entries.front()->bytes);
-            complete(l->entries.front()->handler, error::reconnect_timeout);
+            complete_publish(*l->entries.front(), error::reconnect_timeout);
             l->entries.pop_front();
         }
         if (l->draining && l->entries.empty()) {
@@ -859,6 +917,15 @@ void cluster_client::on_deadline() {
     }
     check_health();
     arm_deadline();
+}
+
+// Clears the publish's cancellation slot first, on the strand where the core emits it:
+// after this, the slot's handler cannot run.
+void cluster_client::complete_publish(publish_entry& entry, error_code ec) {
+    if (auto slot = asio::get_associated_cancellation_slot(entry.handler); slot.is_connected()) {
+        slot.clear();
+    }
+    complete(entry.handler, ec);
 }
 
 void cluster_client::complete(completion_handler& handler, error_code ec) {
@@ -916,14 +983,14 @@ void cluster_client::stop() {
                         error_code(asio::error::operation_aborted));
     }
     for (auto& [seq, entry] : parked_) {
-        complete(entry->handler, asio::error::operation_aborted);
+        complete_publish(*entry, asio::error::operation_aborted);
     }
     parked_.clear();
     parked_slots_.clear();
     for (auto& [address, l] : publishers_) {
         close_link(l);
         for (auto& entry : l->entries) {
-            complete(entry->handler, asio::error::operation_aborted);
+            complete_publish(*entry, asio::error::operation_aborted);
         }
         l->entries.clear();
     }

@@ -58,6 +58,8 @@ class cluster_client : public std::enable_shared_from_this<cluster_client> {
     void disconnect(completion_handler handler);
     void subscribe(std::string channel, completion_handler handler);
     void unsubscribe(std::string channel, completion_handler handler);
+    // A publish can be cancelled through its handler's cancellation slot while it
+    // waits (not yet written): it is never sent and completes with operation_aborted.
     void publish(std::string channel, std::string message, completion_handler handler);
     // Closes everything; pending operations fail with operation_aborted.
     void stop();
@@ -141,6 +143,8 @@ class cluster_client : public std::enable_shared_from_this<cluster_client> {
     void park(entry_ptr entry);
     void dispatch_parked();
     void handle_publish_reply(const link_ptr& l, const redisReply& reply);
+    void cancel_publish(std::uint64_t seq);
+    void complete_publish(publish_entry& entry, boost::system::error_code ec);
     void drained(link& l);
 
     void place(const std::string& channel, channel_record& record, completion_handler handler);

@@ -14,8 +14,10 @@ namespace broadcaster::test {
 struct history_case {
     std::string name;
     std::function<std::string()> url;
-    // Publishing this many events on a channel is sure to trim its oldest ones.
+    // Publishing this many events on a channel is sure to trim its oldest ones...
     int trims_after = 0;
+    // ... when each is this big (a broker that trims by bytes).
+    std::size_t trim_payload_bytes = 1;
 
     friend void PrintTo(const history_case& c, std::ostream* os) { *os << c.name; }
 };
@@ -32,6 +34,12 @@ inline std::vector<history_case> history_cases() {
                          return "redis-stream" + url.substr(url.find("://")) + "?maxlen=1000";
                      },
                      1500});
+#endif
+#ifdef BROADCASTER_WITH_KAFKA
+    // Retention on librdkafka's mock cluster: a partition keeps 5 MiB of batches (and
+    // at most 100,000 of them), then deletes its oldest; each of these publishes is a
+    // batch of its own.
+    cases.push_back({"kafka", [] { return kafka_test_url(); }, 8, 1024 * 1024});
 #endif
     return cases;
 }

@@ -173,7 +173,14 @@ TEST_P(history_conformance, a_trimmed_position_is_a_gap_not_a_silent_skip) {
         auto sub = co_await bc.async_subscribe(channel, use_awaitable);
         co_await bc.async_publish(channel, "first", use_awaitable);
         const auto first = co_await receive(sub);
-        co_await publish_numbered(bc, channel, GetParam().trims_after);
+        if (GetParam().trim_payload_bytes > 1) {
+            const std::string filler(GetParam().trim_payload_bytes, 'x');
+            for (int i = 0; i < GetParam().trims_after; ++i) {
+                co_await bc.async_publish(channel, filler, use_awaitable);
+            }
+        } else {
+            co_await publish_numbered(bc, channel, GetParam().trims_after);
+        }
         auto [ec, resumed] = co_await bc.async_subscribe(
             channel, with_since(std::string(first.position())), asio::as_tuple(use_awaitable));
         EXPECT_EQ(ec, error::history_gap);

@@ -36,6 +36,22 @@ class kafka_backend final : public client_backend<kafka_client> {
         }
     }
 
+    // Positions are `partition-offset` (kafka_history.hpp): the default order fits them.
+    void async_history(std::string channel, history_query query, history_handler handler) override {
+        auto topic = kafka_topic(config_.topic_prefix, channel);
+        boost::system::error_code ec;
+        if (!client()) {
+            ec = error::not_connected;
+        } else if (topic.empty()) {
+            ec = error::invalid_channel;
+        } else {
+            client()->history(std::move(topic), std::move(channel), std::move(query),
+                              std::move(handler));
+            return;
+        }
+        post_completion(std::move(handler), executor(), ec, std::vector<event>());
+    }
+
   private:
     std::unique_ptr<kafka_client> make_client() override {
         return std::make_unique<kafka_client>(executor(), config_, weak_sink());

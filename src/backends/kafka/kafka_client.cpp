@@ -22,6 +22,9 @@ using std::chrono::milliseconds;
 // Events handled per turn on the strand before yielding to other work.
 constexpr int drain_batch = 1024;
 
+// The most events one history read holds in memory.
+constexpr std::size_t max_history_events = 100000;
+
 error_code publish_error(rd_kafka_resp_err_t err, bool connected) {
     switch (err) {
         case RD_KAFKA_RESP_ERR_NO_ERROR:
@@ -70,7 +73,8 @@ kafka_client::kafka_client(asio::any_io_executor strand, kafka_config config,
           asio::use_service<blocking_service>(asio::query(strand_, asio::execution::context))),
       probe_timer_(strand_),
       backoff_(config_.reconnect_min, config_.reconnect_max),
-      subscribe_timer_(strand_) {}
+      subscribe_timer_(strand_),
+      partitioner_(configured_partitioner(config_)) {}
 
 kafka_client::~kafka_client() {
     if (handles_) {
@@ -215,6 +219,10 @@ void kafka_client::stop(completion_handler then) {
     }
     queued_.clear();
     deadlines_.clear();
+    for (auto& read : history_reads_) {
+        post_completion(std::move(read.handler), strand_, aborted, std::vector<event>());
+    }
+    history_reads_.clear();
     release_handles(std::move(then));
 }
 
@@ -431,12 +439,41 @@ void kafka_client::drain_consumer() {
             if (topics_.contains(topic)) {
                 const auto* payload = static_cast<const char*>(message->payload);
                 sink->deliver(event(topic.substr(config_.topic_prefix.size()),
-                                    std::string(payload ? payload : "", message->len)));
+                                    std::string(payload ? payload : "", message->len),
+                                    kafka_position{message->partition, message->offset}.str()));
             }
+        } else if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && message->rkt) {
+            report_gap(message->rkt, message->partition);
         }
         rd_kafka_message_destroy(message);
     }
     finish_drain(served, clients, &kafka_client::drain_consumer);
+}
+
+// The offset the consumer was to fetch next is gone (retention deleted it, e.g. during
+// an outage): the channel's subscribers are told, never skipped past silently. The
+// partition then goes on from the oldest offset kept (auto.offset.reset=error stopped it).
+void kafka_client::report_gap(rd_kafka_topic_t* topic, std::int32_t partition) {
+    const std::string name = rd_kafka_topic_name(topic);
+    if (!topics_.contains(name)) {
+        return;
+    }
+    if (auto sink = sink_.lock()) {
+        sink->history_gap(name.substr(config_.topic_prefix.size()));
+    }
+    if (stopped_ || !topics_.contains(name)) {
+        return;  // the gap ended its last subscriber: unsubscribed meanwhile
+    }
+    auto* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, name.c_str(), partition);
+    if (auto* failure = rd_kafka_incremental_unassign(handles_->consumer, list)) {
+        rd_kafka_error_destroy(failure);
+    }
+    list->elems[0].offset = RD_KAFKA_OFFSET_BEGINNING;
+    if (auto* failure = rd_kafka_incremental_assign(handles_->consumer, list)) {
+        rd_kafka_error_destroy(failure);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
 }
 
 // After a drain: acts on what the poll reported, and comes back for more if the queue
@@ -452,6 +489,66 @@ void kafka_client::finish_drain(int served, std::shared_ptr<kafka_handles> clien
     if (served == drain_batch) {
         asio::post(strand_, [self = shared_from_this(), drain] { ((*self).*drain)(); });
     }
+}
+
+// ---- history -----------------------------------------------------------------------
+
+void kafka_client::history(std::string topic, std::string channel, history_query query,
+                           backend::history_handler handler) {
+    if (stopped_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected),
+                        std::vector<event>());
+        return;
+    }
+    kafka_history_request request;
+    if (query.after) {
+        request.after = kafka_position::parse(*query.after);
+        if (!request.after) {
+            post_completion(std::move(handler), strand_, error_code(error::invalid_position),
+                            std::vector<event>());
+            return;
+        }
+    }
+    request.topic = std::move(topic);
+    request.channel = std::move(channel);
+    request.limit = query.limit;
+    request.timeout = config_.connect_timeout;
+    request.max_events = max_history_events;
+    request.partitioner = partitioner_;
+    // Constructed in place: a handler must never be move-assigned (backend.hpp).
+    history_reads_.push_back(history_read{{}, std::move(request), std::move(handler)});
+    if (!history_running_) {
+        start_history_read();
+    }
+}
+
+void kafka_client::start_history_read() {
+    if (history_reads_.empty() || stopped_) {
+        history_running_ = false;
+        return;
+    }
+    history_running_ = true;
+    run_blocking(
+        [request = history_reads_.front().request, config = config_](kafka_handles& clients) {
+            try {
+                return read_history(clients.history_reader(config), request);
+            } catch (const boost::system::system_error& e) {
+                return kafka_history_result{e.code(), {}};
+            }
+        },
+        [](kafka_client& self, kafka_history_result result) {
+            if (self.stopped_ || self.history_reads_.empty()) {
+                return;  // stop() completed it
+            }
+            auto read = std::move(self.history_reads_.front());
+            self.history_reads_.pop_front();
+            if (result.ec == error::timeout && !self.connected_) {
+                result.ec = error::cluster_unavailable;
+            }
+            post_completion(std::move(read.handler), self.strand_, result.ec,
+                            std::move(result.events));
+            self.start_history_read();
+        });
 }
 
 // ---- publishing --------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include "blocking_service.hpp"
 #include "kafka_config.hpp"
 #include "kafka_handles.hpp"
+#include "kafka_history.hpp"
 #include "kafka_requests.hpp"
 #include "queue_wakeup.hpp"
 
@@ -45,6 +46,9 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     void subscribe(std::string topic, completion_handler handler);
     void unsubscribe(const std::string& topic, completion_handler handler);
     void publish(std::string topic, std::string message, completion_handler handler);
+    // Reads `channel`'s history (see kafka_history.hpp); one read at a time, in order.
+    void history(std::string topic, std::string channel, history_query query,
+                 backend::history_handler handler);
     // Closes everything; pending operations fail with operation_aborted. `then`
     // completes once librdkafka's clients are destroyed.
     void stop(completion_handler then = {});
@@ -77,6 +81,9 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     template <typename Request, typename Then>
     void run_blocking(Request request, Then then);
 
+    void start_history_read();
+    // Told by the consumer that `topic`'s partition lost offsets it had not read yet.
+    void report_gap(rd_kafka_topic_t* topic, std::int32_t partition);
     void watch_queues();
     void drain_producer();
     void drain_consumer();
@@ -141,6 +148,16 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     std::deque<std::tuple<clock::time_point, std::string, std::uint64_t>> deadlines_;
     boost::asio::steady_timer subscribe_timer_;
     bool subscribe_timer_armed_ = false;
+
+    // History reads share one reader client: queued, run one after the other.
+    struct history_read {
+        move_only once;
+        kafka_history_request request;
+        backend::history_handler handler;
+    };
+    std::deque<history_read> history_reads_;
+    bool history_running_ = false;
+    const kafka_partitioner partitioner_;
 };
 
 }  // namespace broadcaster::detail

@@ -35,11 +35,18 @@ struct kafka_handles {
     std::atomic<kafka_client*> target{nullptr};
     rd_kafka_t* producer = nullptr;
     rd_kafka_t* consumer = nullptr;
+    // A third client for history reads, made by the first one (see kafka_history.hpp);
+    // reads run one at a time, on the blocking_service threads.
+    rd_kafka_t* history_reader(const kafka_config& config);
     // The producer's topic handles, made on the strand; blocking requests use them.
     std::unordered_map<std::string, rd_kafka_topic_t*> topics;
 
   private:
-    rd_kafka_t* make(rd_kafka_type_t type, const kafka_config& config, kafka_callbacks callbacks);
+    // `callbacks` null: a client whose events nobody polls for but its own reads.
+    rd_kafka_t* make(rd_kafka_type_t type, const kafka_config& config,
+                     const kafka_callbacks* callbacks);
+
+    rd_kafka_t* reader_ = nullptr;
 };
 
 // librdkafka's timing settings, derived from the URL's timeouts so that a publish

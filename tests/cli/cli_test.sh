@@ -357,6 +357,18 @@ case $case_name in
       fail "got '$(cat "$work/out")'"
     (($(wc -l < "$work/out") == 3)) || fail "expected 3 lines: '$(cat "$work/out")'"
     ;;
+  history_kafka)
+    start_kafka
+    printf 'one\ntwo\nthree\n' | "$tool" publish "$url" log
+    "$tool" history "$url" log --limit 3 --with-position > "$work/history"
+    first=$(head -1 "$work/history" | cut -f1)
+    # partition-offset
+    [[ $first =~ ^[0-9]+-0$ ]] || fail "no position: '$(cat "$work/history")'"
+    subscribe_bg "$url" log --since "$first" --count 3 --timeout 10
+    "$tool" publish "$url" log four
+    wait_sub
+    [[ $(cat "$work/out") == $'two\nthree\nfour' ]] || fail "got '$(cat "$work/out")'"
+    ;;
   history_unsupported)
     start_redis
     # With a password, which the error line must mask (expect_status checks).

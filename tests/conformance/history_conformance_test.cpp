@@ -167,6 +167,9 @@ TEST_P(history_conformance, since_while_publishing_has_no_gap_and_no_duplicate) 
 }
 
 TEST_P(history_conformance, a_trimmed_position_is_a_gap_not_a_silent_skip) {
+    if (GetParam().trims_after == 0) {
+        GTEST_SKIP() << "no number of events is sure to make this broker trim";
+    }
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         auto bc = co_await connected(io, url());
         const auto channel = unique_name("trim");

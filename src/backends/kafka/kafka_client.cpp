@@ -193,6 +193,7 @@ void kafka_client::stop(completion_handler then) {
         return;
     }
     stopped_ = true;
+    stopping_->store(true, std::memory_order_relaxed);
     connected_ = false;
     probe_timer_.cancel();
     if (handles_) {
@@ -528,8 +529,10 @@ void kafka_client::start_history_read() {
         return;
     }
     history_running_ = true;
+    auto request = history_reads_.front().request;
+    request.stopped = [stopping = stopping_] { return stopping->load(std::memory_order_relaxed); };
     run_blocking(
-        [request = history_reads_.front().request, config = config_](kafka_handles& clients) {
+        [request = std::move(request), config = config_](kafka_handles& clients) {
             try {
                 return read_history(clients.history_reader(config), request);
             } catch (const boost::system::system_error& e) {

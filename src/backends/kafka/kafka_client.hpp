@@ -14,6 +14,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -120,6 +121,8 @@ class kafka_client : public std::enable_shared_from_this<kafka_client> {
     std::unique_ptr<queue_wakeup> consumer_events_;
     bool connected_ = false;
     bool stopped_ = false;
+    // stopped_, for history reads on the blocking threads.
+    std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
     boost::asio::steady_timer probe_timer_;
     reconnect_backoff backoff_;
 

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,6 +49,8 @@ struct kafka_history_request {
     std::chrono::milliseconds timeout{};
     std::size_t max_events = 0;
     kafka_partitioner partitioner = nullptr;
+    // True once the backend stops: the read gives up within a second.
+    std::function<bool()> stopped;
 };
 
 struct kafka_history_result {

@@ -172,16 +172,11 @@ TEST(chat_history, a_malformed_since_is_refused_with_400) {
     }
 }
 
-#ifdef BROADCASTER_WITH_REDIS
-std::string stream_url(unsigned short port) {
-    return "redis-stream://127.0.0.1:" + std::to_string(port) +
-           "?reconnect_min_ms=20&reconnect_max_ms=200&publish_timeout_ms=20000";
-}
-
-TEST(chat_history, a_client_resumes_after_its_last_position_on_another_instance) {
-    own_redis redis;
-    chat_instance a(stream_url(redis.port));
-    chat_instance b(stream_url(redis.port));
+// A reader leaves after m2; m3 and m4 are said on another instance; the reader comes
+// back there with ?since= its last position and gets m3, m4, then live ones.
+void expect_resume_on_another_instance(const std::string& url) {
+    chat_instance a(url);
+    chat_instance b(url);
     std::string last_seen;
     {
         json_client reader(a.port);
@@ -201,6 +196,24 @@ TEST(chat_history, a_client_resumes_after_its_last_position_on_another_instance)
     EXPECT_EQ(reader.next().message, "m4");
     writer.send("m5");
     EXPECT_EQ(reader.next().message, "m5");
+}
+
+#ifdef BROADCASTER_WITH_KAFKA
+TEST(chat_history, a_client_resumes_after_its_last_position_on_another_instance_on_kafka) {
+    kafka_mock cluster;  // its own: the room's history starts empty
+    expect_resume_on_another_instance(cluster.url());
+}
+#endif
+
+#ifdef BROADCASTER_WITH_REDIS
+std::string stream_url(unsigned short port) {
+    return "redis-stream://127.0.0.1:" + std::to_string(port) +
+           "?reconnect_min_ms=20&reconnect_max_ms=200&publish_timeout_ms=20000";
+}
+
+TEST(chat_history, a_client_resumes_after_its_last_position_on_another_instance) {
+    own_redis redis;
+    expect_resume_on_another_instance(stream_url(redis.port));
 }
 
 // Another publisher on the room's channel may send any bytes; text frames (and JSON)

@@ -49,6 +49,12 @@ class listener_queue {
             channels_.erase(pg_channel);
         }
         queue_.push_back({listen, std::move(channel), std::move(pg_channel), std::move(handler)});
+        return wake();
+    }
+
+    // Other work for the driver than a command (e.g. a history read) was queued: true if
+    // the driver is in its idle wait and must be woken (once, as for `push`).
+    bool wake() {
         if (waiting_ && !wake_requested_) {
             wake_requested_ = true;
             return true;

@@ -217,12 +217,21 @@ asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_p
 
 asio::awaitable<void> pg_connection::exec_transaction(
     std::string sql, std::vector<std::vector<pg_param>> statements) {
+    std::vector<pg_statement> all;
+    all.reserve(statements.size());
+    for (auto& params : statements) {
+        all.push_back({sql, std::move(params)});
+    }
+    co_await exec_transaction(std::move(all));
+}
+
+asio::awaitable<void> pg_connection::exec_transaction(std::vector<pg_statement> statements) {
     if (!PQenterPipelineMode(conn_)) {
         fail_connection("cannot enter pipeline mode");
     }
-    send_query("BEGIN", {}, false);
-    for (const auto& params : statements) {
-        send_query(sql.c_str(), params, false);
+    send_query("BEGIN ISOLATION LEVEL READ COMMITTED", {}, false);
+    for (const auto& statement : statements) {
+        send_query(statement.sql.c_str(), statement.params, false);
     }
     send_query("COMMIT", {}, false);
     if (!PQpipelineSync(conn_)) {

@@ -34,6 +34,12 @@ struct pg_param {
     bool binary = false;
 };
 
+// One statement of a transaction.
+struct pg_statement {
+    std::string sql;
+    std::vector<pg_param> params;
+};
+
 // One libpq connection driven by Asio: libpq's non-blocking API, its socket watched by
 // an Asio descriptor. Used on one strand only; no blocking call anywhere.
 class pg_connection {
@@ -63,6 +69,10 @@ class pg_connection {
     // connection's error when it is lost.
     boost::asio::awaitable<void> exec_transaction(std::string sql,
                                                   std::vector<std::vector<pg_param>> statements);
+    // The same for different statements. The transaction is READ COMMITTED whatever the
+    // server's default: each statement sees what committed before it started (after
+    // the locks the statements before it took).
+    boost::asio::awaitable<void> exec_transaction(std::vector<pg_statement> statements);
 
     // Waits until the server sends something (or `cancel_wait` is called), then
     // reads it. Throws when the connection is lost.

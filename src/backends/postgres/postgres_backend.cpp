@@ -1,5 +1,6 @@
 #include "postgres_backend.hpp"
 
+#include "../../completion.hpp"
 #include "../../utf8.hpp"
 #include "../client_backend.hpp"
 #include "postgres_client.hpp"
@@ -31,7 +32,27 @@ class postgres_backend final : public client_backend<postgres_client> {
         client->publish(std::move(channel), std::move(message), std::move(handler));
     }
 
+    void async_history(std::string channel, history_query query, history_handler handler) override {
+        if (config_.history == 0) {
+            backend::async_history(std::move(channel), std::move(query), std::move(handler));
+            return;
+        }
+        error_code ec;
+        auto* c = client();
+        if (!c) {
+            ec = error::not_connected;
+        } else if (!valid_channel(channel)) {
+            ec = error::invalid_channel;
+        } else {
+            c->history(std::move(channel), std::move(query), std::move(handler));
+            return;
+        }
+        post_completion(std::move(handler), executor(), ec, std::vector<event>());
+    }
+
   private:
+    using error_code = boost::system::error_code;
+
     std::unique_ptr<postgres_client> make_client() override {
         return std::make_unique<postgres_client>(executor(), config_, weak_sink());
     }

@@ -94,6 +94,10 @@ asio::awaitable<void> postgres_client::open_connections() {
     const auto publisher = publisher_;
     co_await listener->open();
     co_await publisher->open();
+    history_sql_.emplace(publisher->quote_identifier(config_.history_table));
+    if (keeps_history()) {
+        co_await create_history_table(*publisher);
+    }
 }
 
 void postgres_client::on_connected() {
@@ -112,6 +116,7 @@ void postgres_client::connection_lost(std::uint64_t generation, error_code ec) {
     // Subscribes waiting for their LISTEN fail now; the app can retry. Unsubscribes
     // are done: the new connection will not LISTEN to those channels.
     complete(listeners_.fail_all(error::connection_lost));
+    fail_reads(error::connection_lost);
     arm_publish_deadline();
 }
 
@@ -146,6 +151,8 @@ void postgres_client::stop() {
 void postgres_client::fail_everything(error_code ec) {
     publishes_.complete_all(ec);
     complete(listeners_.clear(ec));
+    fail_reads(ec);
+    delivered_.clear();
 }
 
 void postgres_client::complete(std::vector<listener_queue<completion_handler>::completion> done) {
@@ -171,6 +178,7 @@ void postgres_client::subscribe(std::string channel, completion_handler handler)
 
 void postgres_client::unsubscribe(std::string channel, completion_handler handler) {
     auto pg_channel = postgres_channel(channel);
+    delivered_.erase(channel);  // a later subscribe starts from where the history ends then
     if (!ready_) {
         listeners_.forget(pg_channel);
         post_completion(std::move(handler), strand_, error_code());
@@ -195,6 +203,12 @@ asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
                 co_return;
             }
         }
+        if (keeps_history()) {
+            co_await recover_history(generation, *connection);
+            if (!current(generation)) {
+                co_return;
+            }
+        }
         listening_ = true;
         publish_wake_.cancel();
         if (reconnecting_) {
@@ -205,9 +219,16 @@ asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
             if (const auto* command = listeners_.start_next()) {
                 const auto sql = (command->listen ? "LISTEN " : "UNLISTEN ") +
                                  connection->quote_identifier(command->pg_channel);
+                const bool note_position = command->listen && keeps_history();
+                const auto channel = command->channel;
                 error_code ec;
                 try {
                     co_await connection->exec(sql);
+                    if (note_position) {
+                        // After the LISTEN: what commits later is notified, what
+                        // committed before is at or before this position.
+                        co_await note_last_position(*connection, channel);
+                    }
                 } catch (const system_error& e) {
                     if (e.code() != error::broker_error) {
                         throw;  // the connection is gone: connection_lost completes it
@@ -220,6 +241,11 @@ asio::awaitable<void> postgres_client::run_listener(std::uint64_t generation,
                 // Subscribed means subscribed: LISTEN has been executed now.
                 if (auto done = listeners_.finish(ec)) {
                     post_completion(std::move(done->handler), strand_, done->ec);
+                }
+            } else if (!reads_.empty()) {
+                co_await run_read(generation, *connection);
+                if (!current(generation)) {
+                    co_return;
                 }
             } else if (listeners_.begin_wait()) {
                 co_await connection->wait_for_input();
@@ -252,8 +278,13 @@ asio::awaitable<void> postgres_client::deliver_notifications(pg_connection& conn
 asio::awaitable<void> postgres_client::deliver(pg_connection& connection,
                                                std::vector<pg_notification> notifications) {
     for (auto& notification : notifications) {
-        if (!listeners_.find(notification.channel)) {
+        const auto* ours = listeners_.find(notification.channel);
+        if (!ours) {
             continue;  // unlistened meanwhile
+        }
+        if (auto kept = parse_history_notification(notification.payload)) {
+            co_await deliver_kept(connection, *ours, std::move(*kept));
+            continue;
         }
         std::string message = std::move(notification.payload);
         if (is_reference(message)) {
@@ -332,6 +363,25 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
             // in batches: one round trip and one commit for many. Postgres folds
             // identical notifications of one transaction into one, so a batch ends
             // before a repeat.
+            if (keeps_history()) {
+                std::vector<pg_statement> statements;
+                publishes_.mark_sent(history_batch(statements));
+                in_flight_since_ = clock::now();
+                error_code ec;
+                try {
+                    co_await connection->exec_transaction(std::move(statements));
+                } catch (const system_error& e) {
+                    if (e.code() != error::broker_error && e.code() != error::payload_too_large) {
+                        throw;  // the connection is gone
+                    }
+                    ec = e.code();
+                }
+                if (!current(generation)) {
+                    co_return;  // lost meanwhile: connection_lost completed them
+                }
+                publishes_.complete_in_flight(ec);
+                continue;
+            }
             std::vector<std::vector<pg_param>> batch;
             std::set<std::pair<std::string_view, std::string_view>> in_batch;
             const auto first = publishes_.first_waiting();

@@ -78,6 +78,18 @@ postgres_config parse_postgres_url(const backend_config& config) {
                                         " (Postgres takes fields of up to 1 GB)");
             }
             out.max_payload_bytes = static_cast<std::size_t>(n);
+        } else if (key == "history") {
+            const auto n = option_number(config, key, value);
+            if (static_cast<unsigned long long>(n) > postgres_config::max_history) {
+                invalid_url(config, "history can be at most " +
+                                        std::to_string(postgres_config::max_history));
+            }
+            out.history = static_cast<std::uint64_t>(n);
+        } else if (key == "history_table") {
+            if (value.empty() || value.size() > 63) {
+                invalid_url(config, "history_table must be 1 to 63 bytes");
+            }
+            out.history_table = value;
         } else if (key == "payload_retention_s") {
             out.payload_retention = std::chrono::seconds(option_number(config, key, value));
         } else {

@@ -43,15 +43,15 @@ std::int64_t history_lock_key(const std::string& table, const std::string& chann
 struct history_statements {
     explicit history_statements(const std::string& table);
 
-    std::string create;          // the table, if missing
-    std::string check;           // whether it can be read
-    std::string lock;            // $1 key: the channel's lock, until the commit
-    std::string publish;         // $1 channel, $2 its NOTIFY name, $3 message (bytea),
-                                 // $4 kept, $5 inline text, $6 inline or not
-    std::string last_position;   // $1 channel: the newest position, 0 if none
-    std::string read_after;      // $1 channel, $2 after: lo, hi, then rows after
-    std::string read_latest;     // $1 channel, $2 limit: the newest rows, oldest first
-    std::string read_range;      // $1 channel, $2 after, $3 up to: rows (after, up to]
+    std::string create;         // the table, if missing
+    std::string check;          // whether it can be read
+    std::string lock;           // $1 key: the channel's lock, until the commit
+    std::string publish;        // $1 channel, $2 its NOTIFY name, $3 message (bytea),
+                                // $4 kept, $5 inline text, $6 inline or not
+    std::string last_position;  // $1 channel: the newest position, 0 if none
+    std::string read_after;     // $1 channel, $2 after: lo, hi, then rows after
+    std::string read_latest;    // $1 channel, $2 limit: the newest rows, oldest first
+    std::string read_range;     // $1 channel, $2 after, $3 up to: rows (after, up to]
 };
 
 }  // namespace broadcaster::detail

@@ -85,14 +85,13 @@ class postgres_client : public supervised_client,
     // The statements of one batch of publishes (from the first waiting); how many.
     std::size_t history_batch(std::vector<pg_statement>& statements);
     // After a LISTEN: where the channel's history ends, from where it is delivered.
-    boost::asio::awaitable<void> note_last_position(pg_connection& connection,
-                                                    std::string channel);
+    boost::asio::awaitable<void> note_last_position(pg_connection& connection, std::string channel);
     // After a reconnect: every channel reads what it missed.
     boost::asio::awaitable<void> recover_history(std::uint64_t generation,
                                                  pg_connection& connection);
     boost::asio::awaitable<void> run_read(std::uint64_t generation, pg_connection& connection);
-    boost::asio::awaitable<read_result> read_history(pg_connection& connection,
-                                                     std::string channel, history_query query);
+    boost::asio::awaitable<read_result> read_history(pg_connection& connection, std::string channel,
+                                                     history_query query);
     boost::asio::awaitable<void> deliver_kept(pg_connection& connection, std::string channel,
                                               history_notification kept);
     // Delivers the rows of `channel` after the last position delivered, up to `upto`;

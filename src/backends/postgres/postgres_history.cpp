@@ -68,8 +68,7 @@ std::size_t postgres_client::history_batch(std::vector<pg_statement>& statements
     std::set<std::int64_t> locks;
     std::size_t count = 0;
     std::size_t bytes = 0;
-    for (auto it = publishes_.first_waiting(); it != publishes_.end() && count < max_batch;
-         ++it) {
+    for (auto it = publishes_.first_waiting(); it != publishes_.end() && count < max_batch; ++it) {
         const auto size = it->payload.message.size();
         if (count > 0 && bytes + size > max_batch_bytes) {
             break;
@@ -132,15 +131,13 @@ asio::awaitable<void> postgres_client::recover_history(std::uint64_t generation,
 
 // ---- notifications -----------------------------------------------------------------
 
-asio::awaitable<void> postgres_client::deliver_kept(pg_connection& connection,
-                                                    std::string channel,
+asio::awaitable<void> postgres_client::deliver_kept(pg_connection& connection, std::string channel,
                                                     history_notification kept) {
     if (!keeps_history()) {
         // A publisher with history, a listener without: the message, no position.
         if (!kept.message) {
-            std::vector<pg_param> params{{channel},
-                                         {std::to_string(kept.position - 1)},
-                                         {std::to_string(kept.position)}};
+            std::vector<pg_param> params{
+                {channel}, {std::to_string(kept.position - 1)}, {std::to_string(kept.position)}};
             pg_result rows;
             try {
                 rows = co_await connection.exec(history_sql_->read_range, std::move(params), true);
@@ -172,8 +169,7 @@ asio::awaitable<void> postgres_client::deliver_kept(pg_connection& connection,
     if (kept.message && kept.position == it->second + 1) {
         it->second = kept.position;
         if (auto sink = sink_.lock()) {
-            sink->deliver(
-                event(channel, std::move(*kept.message), std::to_string(kept.position)));
+            sink->deliver(event(channel, std::move(*kept.message), std::to_string(kept.position)));
         }
         co_return;
     }

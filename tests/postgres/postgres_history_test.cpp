@@ -213,19 +213,21 @@ TEST(postgres_history, messages_notify_cannot_carry_come_from_the_table_in_order
                                           std::string("nul\0byte", 8),
                                           "\xff\xfe not utf-8",
                                           "small again",
-                                          ""};
+                                          "",
+                                          "\x1e"
+                                          "7:looks like a notification"};
         for (const auto& m : messages) {
             bc.async_publish(channel, m, [](error_code ec) { EXPECT_FALSE(ec) << ec.message(); });
         }
-        const auto received = co_await receive_consecutive(sub, 6, 0);
+        const auto received = co_await receive_consecutive(sub, 7, 0);
         for (std::size_t i = 0; i < messages.size(); ++i) {
             EXPECT_EQ(received[i].message(), messages[i]) << i;
             const auto ev = co_await receive(plain_sub);
             EXPECT_EQ(ev.message(), messages[i]) << i;
             EXPECT_TRUE(ev.position().empty());
         }
-        const auto kept = co_await bc.async_history(channel, 2, use_awaitable);
-        BROADCASTER_REQUIRE(kept.size() == 2u);
+        const auto kept = co_await bc.async_history(channel, 3, use_awaitable);
+        BROADCASTER_REQUIRE(kept.size() == 3u);
         EXPECT_EQ(kept[0].message(), "small again");
         EXPECT_EQ(kept[1].position(), "6");
     });

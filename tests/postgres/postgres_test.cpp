@@ -96,8 +96,8 @@ TEST(postgres, publishes_queued_during_an_outage_reach_the_same_broadcasts_subsc
         log.attach(bc);
         co_await bc.async_connect(use_awaitable);
         constexpr int count = 600;  // more than two batches
-        auto sub = co_await bc.async_subscribe("outage-queue", subscribe_options{count},
-                                               use_awaitable);
+        auto sub =
+            co_await bc.async_subscribe("outage-queue", subscribe_options{count}, use_awaitable);
         pg.stop();
         co_await eventually([&] { return log.saw(connection_state::reconnecting); }, 10s);
         for (int i = 0; i < count; ++i) {
@@ -237,6 +237,8 @@ TEST(postgres, carries_what_notify_cannot_through_the_payload_table) {
                                                 binary,
                                                 std::string("\x1f"
                                                             "42"),
+                                                std::string("\x1e"
+                                                            "5:a history notification"),
                                                 "\xff\xfe not utf-8"};
         for (const auto& payload : payloads) {
             co_await bc.async_publish(channel, payload, use_awaitable);

@@ -33,9 +33,12 @@ constexpr std::size_t max_inline_payload = 7999;
 // Publishes sent in one pipeline at most.
 constexpr std::size_t max_batch = 256;
 
+// A first byte 0x1E would read as a history notification (pg_history.hpp).
 bool fits_inline(const std::string& message) {
     return message.size() <= max_inline_payload && message.find('\0') == std::string::npos &&
-           is_valid_utf8(message) && (message.empty() || message.front() != reference_marker);
+           is_valid_utf8(message) &&
+           (message.empty() ||
+            (message.front() != reference_marker && message.front() != history_marker));
 }
 
 // A reference to the payload table as send_large NOTIFYs it: the marker and a row id.

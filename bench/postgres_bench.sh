@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pgbench running SELECT pg_notify('c','x') with 8 clients, and `broadcaster bench`
-# through one broadcast, side by side on one throwaway PostgreSQL 15 cluster.
+# through one broadcast (without and with ?history=N), side by side on one throwaway
+# PostgreSQL 15 cluster.
 #   bench/postgres_bench.sh [build-dir]
 set -euo pipefail
 build=${1:-build}
@@ -31,3 +32,10 @@ awk -v a="$ours" -v b="$reference" 'BEGIN { printf "ratio: %.2f of pgbench\n", a
 echo "latency at a fixed 1000 msg/s:"
 "$build/tools/broadcaster/broadcaster" bench "$url" --subscribers 1 --rate 1000 --duration 5 |
   grep latency
+# With history: every publish also inserts a row and trims the channel to the last N.
+for kept in 10000 100; do
+  echo "with ?history=$kept:"
+  "$build/tools/broadcaster/broadcaster" bench "$url?history=$kept" --subscribers 1 --count 50000
+  "$build/tools/broadcaster/broadcaster" bench "$url?history=$kept" --subscribers 1 --rate 1000 \
+    --duration 5 | grep latency
+done

@@ -66,6 +66,20 @@ TEST(listener_queue, a_command_interrupts_only_the_idle_wait_and_only_once) {
     EXPECT_EQ(c.count, (std::vector<int>{1, 1, 0, 0, 0}));
 }
 
+// Other work than a command (a history read) wakes the idle wait the same way: once,
+// and never while the driver is busy.
+TEST(listener_queue, other_work_wakes_only_the_idle_wait_and_only_once) {
+    queue q;
+    calls c;
+    EXPECT_FALSE(q.wake()) << "not waiting";
+    ASSERT_TRUE(q.begin_wait());
+    EXPECT_TRUE(q.wake());
+    EXPECT_FALSE(q.wake()) << "already woken";
+    EXPECT_FALSE(q.push(true, "a", "a", c.track())) << "already woken";
+    q.end_wait();
+    EXPECT_FALSE(q.wake()) << "not waiting any more";
+}
+
 TEST(listener_queue, one_command_runs_at_a_time_in_order) {
     queue q;
     calls c;

@@ -159,7 +159,7 @@ void pg_connection::consume_input() {
 }
 
 void pg_connection::send_query(const char* sql, const std::vector<pg_param>& params,
-                               bool binary_result) {
+                               bool binary_result, bool prepared) {
     std::vector<const char*> values;
     std::vector<int> lengths;
     std::vector<int> formats;
@@ -175,8 +175,13 @@ void pg_connection::send_query(const char* sql, const std::vector<pg_param>& par
         lengths.push_back(static_cast<int>(p.value.size()));
         formats.push_back(p.binary ? 1 : 0);
     }
-    if (!PQsendQueryParams(conn_, sql, static_cast<int>(params.size()), nullptr, values.data(),
-                           lengths.data(), formats.data(), binary_result ? 1 : 0)) {
+    const int sent =
+        prepared
+            ? PQsendQueryPrepared(conn_, sql, static_cast<int>(params.size()), values.data(),
+                                  lengths.data(), formats.data(), binary_result ? 1 : 0)
+            : PQsendQueryParams(conn_, sql, static_cast<int>(params.size()), nullptr, values.data(),
+                                lengths.data(), formats.data(), binary_result ? 1 : 0);
+    if (!sent) {
         fail_connection("cannot send a query");
     }
 }
@@ -192,6 +197,17 @@ asio::awaitable<pg_result> pg_connection::next_result() {
 asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_param> params,
                                                bool binary_result) {
     send_query(sql.c_str(), params, binary_result);
+    co_return co_await read_results();
+}
+
+asio::awaitable<void> pg_connection::prepare(std::string name, std::string sql) {
+    if (!PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr)) {
+        fail_connection("cannot send a query");
+    }
+    co_await read_results();
+}
+
+asio::awaitable<pg_result> pg_connection::read_results() {
     co_await flush();
     pg_result last;
     std::string error;
@@ -231,7 +247,7 @@ asio::awaitable<void> pg_connection::exec_transaction(std::vector<pg_statement> 
     }
     send_query("BEGIN ISOLATION LEVEL READ COMMITTED", {}, false);
     for (const auto& statement : statements) {
-        send_query(statement.sql.c_str(), statement.params, false);
+        send_query(statement.sql.c_str(), statement.params, false, statement.prepared);
     }
     send_query("COMMIT", {}, false);
     if (!PQpipelineSync(conn_)) {

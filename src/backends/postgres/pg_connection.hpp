@@ -34,10 +34,12 @@ struct pg_param {
     bool binary = false;
 };
 
-// One statement of a transaction.
+// One statement of a transaction: SQL text, or the name of a statement prepared on
+// the connection (`pg_connection::prepare`) when `prepared` is set.
 struct pg_statement {
     std::string sql;
     std::vector<pg_param> params;
+    bool prepared = false;
 };
 
 // One libpq connection driven by Asio: libpq's non-blocking API, its socket watched by
@@ -74,6 +76,10 @@ class pg_connection {
     // the locks the statements before it took).
     boost::asio::awaitable<void> exec_transaction(std::vector<pg_statement> statements);
 
+    // Prepares `sql` as `name` on this connection, for statements run often: Postgres
+    // then plans it once, not at every execution. Throws as `exec` does.
+    boost::asio::awaitable<void> prepare(std::string name, std::string sql);
+
     // Waits until the server sends something (or `cancel_wait` is called), then
     // reads it. Throws when the connection is lost.
     boost::asio::awaitable<void> wait_for_input();
@@ -88,7 +94,10 @@ class pg_connection {
 
   private:
     void watch_socket();
-    void send_query(const char* sql, const std::vector<pg_param>& params, bool binary_result);
+    void send_query(const char* sql, const std::vector<pg_param>& params, bool binary_result,
+                    bool prepared = false);
+    // The results of what was sent, until the last; throws broker_error on a failure.
+    boost::asio::awaitable<pg_result> read_results();
     // The next result once it is complete; null after a statement's last one.
     boost::asio::awaitable<pg_result> next_result();
     boost::asio::awaitable<void> flush();

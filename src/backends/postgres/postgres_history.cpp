@@ -24,6 +24,9 @@ namespace {
 constexpr std::size_t max_batch = 256;
 constexpr std::size_t max_batch_bytes = 1 << 20;
 constexpr auto all_rows = static_cast<std::uint64_t>(INT64_MAX);
+// Names of the statements prepared on the publisher connection.
+constexpr const char* lock_statement = "broadcaster_history_lock";
+constexpr const char* publish_statement = "broadcaster_history_publish";
 
 std::string text(const pg_result& rows, int row, int column) {
     return std::string(PQgetvalue(rows.get(), row, column),
@@ -60,6 +63,9 @@ asio::awaitable<void> postgres_client::create_history_table(pg_connection& conne
     if (!created) {
         co_await connection.exec(history_sql_->check);
     }
+    // Run at every publish: planned once per connection.
+    co_await connection.prepare(lock_statement, history_sql_->lock);
+    co_await connection.prepare(publish_statement, history_sql_->publish);
 }
 
 std::size_t postgres_client::history_batch(std::vector<pg_statement>& statements) {
@@ -79,7 +85,7 @@ std::size_t postgres_client::history_batch(std::vector<pg_statement>& statements
     }
     statements.reserve(locks.size() + count);
     for (const auto key : locks) {
-        statements.push_back({history_sql_->lock, {{std::to_string(key)}}});
+        statements.push_back({lock_statement, {{std::to_string(key)}}, true});
     }
     const auto kept = std::to_string(config_.history);
     auto it = publishes_.first_waiting();
@@ -93,7 +99,7 @@ std::size_t postgres_client::history_batch(std::vector<pg_statement>& statements
         params.push_back({kept});
         params.push_back({inline_message ? p.message : std::string()});
         params.push_back({inline_message ? "true" : "false"});
-        statements.push_back({history_sql_->publish, std::move(params)});
+        statements.push_back({publish_statement, std::move(params), true});
     }
     return count;
 }

@@ -362,10 +362,8 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
                 }
                 continue;
             }
-            // In order, so each publisher's order is the server's. Small messages go
-            // in batches: one round trip and one commit for many. Postgres folds
-            // identical notifications of one transaction into one, so a batch ends
-            // before a repeat.
+            // With history: in order too, in batches of one transaction, each message
+            // with its row (postgres_history.cpp).
             if (keeps_history()) {
                 std::vector<pg_statement> statements;
                 publishes_.mark_sent(history_batch(statements));
@@ -385,6 +383,10 @@ asio::awaitable<void> postgres_client::run_publisher(std::uint64_t generation,
                 publishes_.complete_in_flight(ec);
                 continue;
             }
+            // In order, so each publisher's order is the server's. Small messages go
+            // in batches: one round trip and one commit for many. Postgres folds
+            // identical notifications of one transaction into one, so a batch ends
+            // before a repeat.
             std::vector<std::vector<pg_param>> batch;
             std::set<std::pair<std::string_view, std::string_view>> in_batch;
             const auto first = publishes_.first_waiting();

@@ -62,6 +62,9 @@ constexpr const char* fast_reconnect = "&reconnect_min_ms=20&reconnect_max_ms=10
 // own order, and the table holds the same sequence.
 TEST(postgres_history, two_publishers_on_one_channel_commit_in_position_order) {
     const auto url = postgres_test_url() + "?history=10000";
+    // Outside the coroutine: the handlers may run after it ends (on a failure).
+    int acknowledged = 0;
+    error_code first_error;
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast listener(io, url);
         broadcast a(io, url);
@@ -73,8 +76,6 @@ TEST(postgres_history, two_publishers_on_one_channel_commit_in_position_order) {
         constexpr int each = 2000;
         auto sub =
             co_await listener.async_subscribe(channel, subscribe_options{4 * each}, use_awaitable);
-        int acknowledged = 0;
-        error_code first_error;
         for (int i = 0; i < each; ++i) {
             for (auto* bc : {&a, &b}) {
                 bc->async_publish(channel, (bc == &a ? "a" : "b") + std::to_string(i),
@@ -111,6 +112,9 @@ TEST(postgres_history, recovers_what_was_published_while_the_listener_was_down) 
     postgres_server pg;
     separate_login login(pg);
     state_log log;
+    // Outside the coroutine: the handlers may run after it ends (on a failure).
+    int acknowledged = 0;
+    error_code first_error;
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast listener(io, login.url(std::string("?history=1000") + fast_reconnect));
         broadcast publisher(io, pg.url() + "?history=1000");
@@ -120,8 +124,6 @@ TEST(postgres_history, recovers_what_was_published_while_the_listener_was_down) 
         const auto channel = unique_name("recover");
         auto sub =
             co_await listener.async_subscribe(channel, subscribe_options{1000}, use_awaitable);
-        int acknowledged = 0;
-        error_code first_error;
         const auto publish = [&](int from, int to) {
             for (int i = from; i < to; ++i) {
                 publisher.async_publish(channel, std::to_string(i), [&](error_code ec) {
@@ -200,6 +202,8 @@ TEST(postgres_history, more_than_kept_while_the_listener_was_down_is_a_gap) {
 // without `history` on the same channel gets them too (without positions).
 TEST(postgres_history, messages_notify_cannot_carry_come_from_the_table_in_order) {
     const auto url = postgres_test_url();
+    // Outside the coroutine: the handlers may run after it ends (on a failure).
+    std::size_t acknowledged = 0;
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast bc(io, url + "?history=100");
         broadcast plain(io, url);
@@ -216,8 +220,13 @@ TEST(postgres_history, messages_notify_cannot_carry_come_from_the_table_in_order
                                           "",
                                           "\x1e"
                                           "7:looks like a notification"};
+        // Not awaited one by one, so they share transactions; acknowledged by the end
+        // (a subscriber may see a message before its publisher has the COMMIT's reply).
         for (const auto& m : messages) {
-            bc.async_publish(channel, m, [](error_code ec) { EXPECT_FALSE(ec) << ec.message(); });
+            bc.async_publish(channel, m, [&](error_code ec) {
+                EXPECT_FALSE(ec) << ec.message();
+                ++acknowledged;
+            });
         }
         const auto received = co_await receive_consecutive(sub, 7, 0);
         for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -230,6 +239,7 @@ TEST(postgres_history, messages_notify_cannot_carry_come_from_the_table_in_order
         BROADCASTER_REQUIRE(kept.size() == 3u);
         EXPECT_EQ(kept[0].message(), "small again");
         EXPECT_EQ(kept[1].position(), "6");
+        co_await eventually([&] { return acknowledged == messages.size(); });
     });
 }
 

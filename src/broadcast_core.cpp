@@ -68,6 +68,9 @@ struct broadcast_core::pending_subscribe {
     bool done = false;  // completed or cancelled: later news is ignored
     // Set when the subscribe asked for history: fetched once the channels are confirmed.
     std::optional<history_query> history;
+    // `since` together with `last`: more than this many events after the position is
+    // a gap (the backend is asked for one more).
+    std::size_t since_at_most = 0;
 };
 
 namespace {
@@ -636,13 +639,17 @@ error_code broadcast_core::prepare_history(pending_subscribe& op,
     }
     // `since` is a position in one channel: it cannot stand for several (nor for a
     // pattern's channels).
-    if ((options.since && options.last != 0) ||
-        (options.since && op.state->channels().size() != 1) || options.pattern) {
+    if ((options.since && op.state->channels().size() != 1) || options.pattern) {
         return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
     }
     op.history.emplace();
     op.history->after = options.since;
     op.history->limit = options.last;
+    if (options.since && options.last != 0) {
+        // The most recent last + 1 after the position: one too many tells a gap.
+        op.since_at_most = options.last;
+        op.history->limit = options.last + 1;
+    }
     const auto* backend = backend_.get();
     for (const auto& name : op.state->channels()) {
         // Held from the start: live events may arrive before the confirmation.
@@ -698,6 +705,9 @@ void broadcast_core::history_fetched(const std::shared_ptr<pending_subscribe>& o
     }
     if (session != session_) {
         ec = error::not_connected;  // a disconnect ended the subscriber meanwhile
+    }
+    if (!ec && op->since_at_most != 0 && events.size() > op->since_at_most) {
+        ec = error::history_gap;  // more after `since` than the subscriber takes
     }
     history_seam* seam = nullptr;
     const auto it = channels_.find(name);

@@ -70,9 +70,14 @@ asio::awaitable<void> server::resolve_history() {
     if (ec) {
         throw boost::system::system_error(ec, "reading the room's history");
     }
-    // Without --history, keep the default within the send queue it waits in.
-    join_history_ =
-        config_.history.value_or(std::min(default_history, config_.client_queue_messages / 2));
+    // The history waits in the client's send queue: without --history, the default
+    // stays within it, counted in messages and in largest messages.
+    const auto largest_fit =
+        config_.client_queue_bytes / std::max<std::size_t>(config_.max_message_bytes, 1);
+    const auto fitting_default =
+        std::min({default_history, config_.client_queue_messages / 2, largest_fit});
+    join_history_ = config_.history.value_or(fitting_default);
+    resume_limit_ = std::max<std::size_t>({join_history_, fitting_default, 1});
 }
 
 asio::awaitable<void> server::listen() {

@@ -81,6 +81,9 @@ class server {
     // The messages of history a joining client receives (config::history, resolved
     // against the backend by start()).
     std::size_t join_history() const noexcept { return join_history_; }
+    // The most messages a client resuming with ?since= is given; further behind, it
+    // gets a gap frame and the recent history (so a request reads at most this many).
+    std::size_t resume_limit() const noexcept { return resume_limit_; }
 
     // Live WebSocket sessions register a function that closes them.
     std::uint64_t add_session(std::function<void()> close_going_away);
@@ -105,6 +108,7 @@ class server {
     metrics metrics_;
     unsigned short bound_port_ = 0;
     std::size_t join_history_ = 0;
+    std::size_t resume_limit_ = 1;
     std::atomic<bool> stopping_{false};
 
     mutable std::mutex sessions_mutex_;

@@ -113,6 +113,14 @@ int main(int argc, char** argv) {
                              "): the history waits in the client's send queue\n";
             return usage_error;
         }
+        if (history > config.client_queue_bytes / config.max_message_bytes) {
+            std::cerr << "--history: " + std::to_string(history) +
+                             " messages of --max-message-bytes do not fit in "
+                             "--client-queue-bytes (" +
+                             std::to_string(config.client_queue_bytes) +
+                             "): a client joining would overflow its send queue\n";
+            return usage_error;
+        }
         config.history = history;
     }
     config.handshake_timeout = std::chrono::seconds(handshake_seconds);

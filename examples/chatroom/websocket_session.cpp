@@ -122,8 +122,9 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
   private:
     // Subscribes to the room: after `since` if the client asked, else with the last
     // join_history() messages first. When the room cannot give everything after `since`
-    // (trimmed, a position it never gave, a backend without history), the client joins
-    // as a new one would and, with JSON frames, is told so first (a gap frame).
+    // (trimmed, more than resume_limit(), a position it never gave, a backend without
+    // history), the client joins as a new one would and, with JSON frames, is told so
+    // first (a gap frame).
     asio::awaitable<std::tuple<error_code, broadcaster::subscriber>> join_room(
         const std::optional<std::string>& since) {
         const auto& settings = server_.settings();
@@ -133,6 +134,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         auto& room = server_.broadcast();
         if (since) {
             options.since = *since;
+            options.last = server_.resume_limit();  // more than that after `since`: a gap
             auto [ec, sub] =
                 co_await room.async_subscribe(room_channel, options, asio::as_tuple(use_awaitable));
             if (ec != broadcaster::error::history_gap &&

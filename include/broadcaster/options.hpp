@@ -44,8 +44,10 @@ struct subscribe_options {
     std::optional<std::string> since;
     /// Start with the `last` most recent events of each channel, then continue live,
     /// with no gap and no duplicate at the seam. Needs a backend that keeps history
-    /// (else `error::history_not_supported`). Not together with `since`
-    /// (`boost::system::errc::invalid_argument`). Default 0: live only.
+    /// (else `error::history_not_supported`). Default 0: live only.
+    /// With `since`, a bound instead: everything after the position if that is at most
+    /// `last` events, else `error::history_gap` (so that a client far behind, or a
+    /// position from long ago, costs at most `last + 1` events read from the broker).
     /// History counts against `capacity` like live events: make `capacity` at least
     /// `last` (plus what arrives before the first receive) to keep all of it.
     std::size_t last = 0;

@@ -117,6 +117,30 @@ TEST(chat_history, asking_for_history_from_a_backend_without_it_fails_at_start) 
         << text.str();
 }
 
+TEST(chat_history, a_history_that_would_overflow_the_send_queue_is_a_usage_error) {
+    scratch_dir dir("broadcaster-chat-history");
+    // 100 messages of 64 KiB do not fit in the 4 MiB send queue.
+    EXPECT_EQ(run_command({BROADCASTER_CHAT_BINARY, "--port", "0", "--broadcast",
+                           "memory://?history=1000", "--history", "100"},
+                          dir.path() / "chat.log"),
+              2);
+}
+
+TEST(chat_history, a_client_too_far_behind_gets_a_gap_frame_not_everything) {
+    chat_instance chat("memory://?history=1000", {"--history", "3"});
+    json_client alice(chat.port);
+    alice.send("first");
+    const auto first = alice.next();
+    for (int i = 1; i <= 60; ++i) {
+        alice.send("m" + std::to_string(i));
+        alice.next();
+    }
+    // 60 after it: more than a resume replays (50).
+    json_client back(chat.port, "/?since=" + first.position);
+    EXPECT_TRUE(back.next().gap);
+    EXPECT_EQ(back.next().message, "m58");
+}
+
 TEST(chat_history, json_frames_carry_each_message_and_its_position) {
     chat_instance chat("memory://?history=100");
     json_client alice(chat.port);

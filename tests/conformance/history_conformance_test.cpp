@@ -118,6 +118,34 @@ TEST_P(history_conformance, since_resumes_after_the_position_then_goes_live) {
     });
 }
 
+// `since` with `last`: a bound on what is replayed (and read from the broker).
+TEST_P(history_conformance, since_with_last_replays_at_most_last_else_reports_a_gap) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        auto bc = co_await connected(io, url());
+        const auto channel = unique_name("bound");
+        auto first = co_await bc.async_subscribe(channel, use_awaitable);
+        co_await publish_numbered(bc, channel, 10);
+        std::vector<event> seen;
+        for (int i = 0; i < 10; ++i) {
+            seen.push_back(co_await receive(first));
+        }
+        auto bounded = [&](std::size_t i) {
+            auto options = with_since(std::string(seen[i].position()));
+            options.last = 3;
+            return options;
+        };
+        // Eight after the position: more than three.
+        auto [ec, far] =
+            co_await bc.async_subscribe(channel, bounded(1), asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::history_gap);
+        // Exactly three after it: all of them, then live ones.
+        auto near = co_await bc.async_subscribe(channel, bounded(6), use_awaitable);
+        co_await bc.async_publish(channel, "10", use_awaitable);
+        EXPECT_EQ(co_await messages(near, 4), "7 8 9 10");
+        EXPECT_FALSE(near.try_receive());
+    });
+}
+
 TEST_P(history_conformance, last_gives_the_most_recent_then_live) {
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         auto bc = co_await connected(io, url());

@@ -147,6 +147,29 @@ TEST(redis_stream, a_user_without_ping_connects) {
     });
 }
 
+// A stream made again since the position (a Redis restarted without its data, a DEL)
+// has lost what followed it, though nothing was trimmed: a gap, not a silent skip.
+TEST(redis_stream, since_a_position_of_a_stream_made_again_is_a_gap) {
+    own_redis redis;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis));
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("again");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        co_await bc.async_publish(channel, "seen", use_awaitable);
+        co_await bc.async_publish(channel, "never seen", use_awaitable);
+        const auto seen = std::string((co_await receive(sub)).position());
+        sub = subscriber();
+        BROADCASTER_REQUIRE(redis.cli("DEL " + channel) == 0);
+        co_await bc.async_publish(channel, "after", use_awaitable);
+        subscribe_options options;
+        options.since = seen;
+        auto [ec, resumed] =
+            co_await bc.async_subscribe(channel, options, asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::history_gap);
+    });
+}
+
 TEST(redis_stream, client_kill_loses_nothing) {
     own_redis redis;
     run_async_test(

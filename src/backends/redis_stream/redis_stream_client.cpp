@@ -135,7 +135,11 @@ bool lost_after(const redisReply& info, stream_id after) {
         }
     }
     const bool trimmed = added > length && length >= 0;
-    return (deleted && *deleted > after) || (trimmed && first && after < *first);
+    // `after` before the first entry of a stream never trimmed: the stream was made
+    // again since (a Redis restarted without its data, a DEL); what followed `after` in
+    // the old one is gone. (0-0 names no entry: nothing before the first one.)
+    const bool recreated = !trimmed && after > stream_id{};
+    return (deleted && *deleted > after) || ((trimmed || recreated) && first && after < *first);
 }
 
 asio::awaitable<void> write_all(redis_connection& connection, const std::string& data) {
@@ -313,8 +317,13 @@ void redis_stream_client::history(std::string channel, history_query query,
             return;
         }
         // Atomic: what was trimmed (XINFO) and what is left (XRANGE) at one instant.
-        r.command = encode({"MULTI"}) + encode({"XINFO", "STREAM", channel}) +
-                    encode({"XRANGE", channel, "(" + r.after->str(), "+"}) + encode({"EXEC"});
+        // With a limit, only the most recent that many are read (newest first).
+        const auto range = query.limit > 0
+                               ? encode({"XREVRANGE", channel, "+", "(" + r.after->str(), "COUNT",
+                                         std::to_string(query.limit)})
+                               : encode({"XRANGE", channel, "(" + r.after->str(), "+"});
+        r.command =
+            encode({"MULTI"}) + encode({"XINFO", "STREAM", channel}) + range + encode({"EXEC"});
         r.replies = 4;
     } else if (query.limit > 0) {
         r.command = encode({"XREVRANGE", channel, "+", "-", "COUNT", std::to_string(query.limit)});
@@ -439,9 +448,8 @@ void redis_stream_client::answer(request& r, const redisReply& reply) {
                     ec = error::history_gap;
                 } else {
                     events = events_of(r.channel, *reply.element[1]);
-                    if (r.limit > 0 && events.size() > r.limit) {
-                        events.erase(events.begin(),
-                                     events.end() - static_cast<std::ptrdiff_t>(r.limit));
+                    if (r.limit > 0) {
+                        std::reverse(events.begin(), events.end());  // XREVRANGE: oldest first
                     }
                 }
             }

@@ -350,19 +350,41 @@ TEST_F(history_fixture, a_subscribe_cancelled_while_its_history_is_fetched_compl
     EXPECT_EQ(bc.stats().active_channels, 0u);
 }
 
-TEST_F(history_fixture, since_and_last_together_or_since_on_two_channels_are_refused) {
-    subscribe_options both;
-    both.since = "1";
-    both.last = 2;
-    auto a = subscribe("c", both);
+TEST_F(history_fixture, since_on_two_channels_or_with_a_pattern_is_refused) {
     subscribe_options since;
     since.since = "1";
-    auto b = subscribe(std::vector<std::string>{"c", "d"}, since);
+    auto a = subscribe(std::vector<std::string>{"c", "d"}, since);
+    subscribe_options on_pattern = since;
+    on_pattern.pattern = true;
+    auto b = subscribe("c.*", on_pattern);
     run_until(io, [&] { return a->done && b->done; });
     EXPECT_EQ(a->ec, boost::system::errc::invalid_argument);
     EXPECT_EQ(b->ec, boost::system::errc::invalid_argument);
     EXPECT_TRUE(s.queries.empty());
     EXPECT_EQ(bc.stats().active_channels, 0u);
+}
+
+// `since` with `last`: the backend is asked for the most recent last + 1 after the
+// position; getting that many means more than `last` followed it: a gap.
+TEST_F(history_fixture, since_with_last_asks_for_one_more_and_more_is_a_gap) {
+    subscribe_options bounded;
+    bounded.since = "1-0";
+    bounded.last = 2;
+    auto far = subscribe("c", bounded);
+    run_until(io, [&] { return !s.pending.empty(); });
+    EXPECT_EQ(s.queries.front().second.after, std::optional<std::string>("1-0"));
+    EXPECT_EQ(s.queries.front().second.limit, 3u);
+    s.broker->answer({}, range(3, 5));
+    run_until(io, [&] { return far->done; });
+    EXPECT_EQ(far->ec, error::history_gap);
+
+    auto near = subscribe("c", bounded);
+    run_until(io, [&] { return !s.pending.empty(); });
+    s.broker->answer({}, range(2, 3));
+    run_until(io, [&] { return near->done; });
+    ASSERT_FALSE(near->ec);
+    EXPECT_EQ(near->sub.try_receive()->position(), "2-0");
+    EXPECT_EQ(near->sub.try_receive()->position(), "3-0");
 }
 
 TEST_F(history_fixture, a_gap_ends_the_subscribers_after_what_they_have) {

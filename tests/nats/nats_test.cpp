@@ -3,6 +3,7 @@
 // subscriber, and a three-node cluster losing a node during a stream.
 
 #include "backends/nats/nats_config.hpp"
+#include "backends/nats/nats_delivery.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
 
@@ -75,6 +76,28 @@ TEST(nats_url, subjects_nats_cannot_carry_are_refused) {
          std::vector<std::string>{"a", "chat.room-1", "room:42", "ünïcödé", "a_b.c-d"}) {
         EXPECT_TRUE(detail::valid_nats_subject(good)) << good;
     }
+}
+
+// nats.c may hand a subscription's callback a message queued before the subscription
+// was unsubscribed, when the subscription's subject is gone (null): it is dropped.
+TEST(nats, a_message_for_a_closed_subscription_is_dropped) {
+    own_nats nats;
+    natsConnection* nc = nullptr;
+    ASSERT_EQ(natsConnection_ConnectTo(&nc, nats.url("").c_str()), NATS_OK);
+    natsSubscription* sub = nullptr;
+    ASSERT_EQ(natsConnection_SubscribeSync(&sub, nc, "room"), NATS_OK);
+    natsMsg* msg = nullptr;
+    ASSERT_EQ(natsMsg_Create(&msg, "room", nullptr, "hello", 5), NATS_OK);
+    const auto open = detail::copy_delivery(sub, msg);
+    ASSERT_TRUE(open);
+    EXPECT_EQ(open->subscribed, "room");
+    EXPECT_EQ(open->subject, "room");
+    EXPECT_EQ(open->data, "hello");
+    ASSERT_EQ(natsSubscription_Unsubscribe(sub), NATS_OK);
+    EXPECT_FALSE(detail::copy_delivery(sub, msg));
+    natsMsg_Destroy(msg);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
 }
 
 TEST(nats, invalid_channels_and_oversized_payloads_fail_before_sending) {

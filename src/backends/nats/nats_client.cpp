@@ -1,5 +1,7 @@
 #include "nats_client.hpp"
 
+#include "nats_delivery.hpp"
+
 #include "../../completion.hpp"
 
 #include <broadcaster/error.hpp>
@@ -85,14 +87,13 @@ void on_reconnected(natsConnection*, void* closure) {
 
 // On nats.c's delivery thread: copy, free, hand over. No app code runs here.
 void on_nats_message(natsConnection*, natsSubscription* sub, natsMsg* msg, void* closure) {
-    std::string subject = natsMsg_GetSubject(msg);
-    std::string data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-    // Which subscription it came for: a channel's, or a pattern's.
-    std::string subscribed = natsSubscription_GetSubject(sub);
+    auto delivery = copy_delivery(sub, msg);
     natsMsg_Destroy(msg);
-    to_client(closure, [subscribed = std::move(subscribed), subject = std::move(subject),
-                        data = std::move(data)](nats_client& c) mutable {
-        c.on_message(std::move(subscribed), std::move(subject), std::move(data));
+    if (!delivery) {
+        return;  // unsubscribed meanwhile
+    }
+    to_client(closure, [d = std::move(*delivery)](nats_client& c) mutable {
+        c.on_message(std::move(d.subscribed), std::move(d.subject), std::move(d.data));
     });
 }
 

@@ -1,0 +1,23 @@
+#pragma once
+
+// A message as nats.c hands it to a subscription's callback, copied out of nats.c's
+// memory (on its delivery thread, before the message is freed).
+
+#include <nats/nats.h>
+
+#include <optional>
+#include <string>
+
+namespace broadcaster::detail {
+
+struct nats_delivery {
+    std::string subscribed;  // the subscription's subject: a channel, or a pattern
+    std::string subject;     // the subject it was published on
+    std::string data;
+};
+
+// None when the subscription was closed meanwhile: nats.c may still hand over a message
+// that was queued for a subscription being unsubscribed, whose subject is gone then.
+std::optional<nats_delivery> copy_delivery(natsSubscription* sub, natsMsg* msg);
+
+}  // namespace broadcaster::detail

@@ -15,6 +15,7 @@ namespace {
 
 using asio::use_awaitable;
 using boost::system::error_code;
+using namespace asio::experimental::awaitable_operators;
 
 std::string stream_url(const own_redis& redis, const std::string& userinfo = "",
                        const std::string& options = "") {
@@ -144,6 +145,61 @@ TEST(redis_stream, a_user_without_ping_connects) {
         auto sub = co_await bc.async_subscribe(channel, use_awaitable);
         co_await bc.async_publish(channel, "x", use_awaitable);
         EXPECT_EQ((co_await receive(sub)).message(), "x");
+    });
+}
+
+// An ACL change that takes some streams away (-NOPERM on the shared XREAD, which names
+// none) ends those streams' subscribers with subscription_refused; the others go on,
+// on the same connection. (The backend used to reconnect about 20 times a second, and
+// the refused subscribers waited in silence.)
+TEST(redis_stream, streams_an_acl_change_refuses_end_their_subscribers) {
+    own_redis redis;
+    BROADCASTER_REQUIRE(redis.cli("ACL SETUSER app on '>pw' '~*' '+@all'") == 0);
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis, "app:pw@"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto kept = unique_name("kept");
+        const auto refused = unique_name("refused");
+        auto kept_sub = co_await bc.async_subscribe(kept, use_awaitable);
+        auto refused_sub = co_await bc.async_subscribe(refused, use_awaitable);
+        BROADCASTER_REQUIRE(redis.cli("ACL SETUSER app resetkeys '~kept-*'") == 0);
+        // Ends the blocked XREAD (it was allowed when it started); the next is refused.
+        co_await bc.async_publish(kept, "before", use_awaitable);
+        EXPECT_EQ((co_await receive(kept_sub)).message(), "before");
+        asio::steady_timer bound(io, 10s);
+        auto ended = co_await (refused_sub.async_receive(asio::as_tuple(use_awaitable)) ||
+                               bound.async_wait(use_awaitable));
+        BROADCASTER_REQUIRE(ended.index() == 0);  // not the 10 s bound
+        EXPECT_EQ(std::get<0>(std::get<0>(ended)), error::subscription_refused);
+        co_await bc.async_publish(kept, "after", use_awaitable);
+        EXPECT_EQ((co_await receive(kept_sub)).message(), "after");
+        EXPECT_FALSE(log.saw(connection_state::reconnecting));
+        EXPECT_EQ(bc.stats().reconnects, 0u);
+        co_await eventually([&] { return bc.stats().active_channels == 1; });
+    });
+}
+
+// XREAD itself taken away: every stream is refused, and nothing reconnects in a loop.
+TEST(redis_stream, a_user_who_may_no_longer_read_ends_every_subscriber) {
+    own_redis redis;
+    BROADCASTER_REQUIRE(redis.cli("ACL SETUSER app on '>pw' '~*' '+@all'") == 0);
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis, "app:pw@"));
+        co_await bc.async_connect(use_awaitable);
+        const auto one = unique_name("one");
+        const auto two = unique_name("two");
+        auto one_sub = co_await bc.async_subscribe(one, use_awaitable);
+        auto two_sub = co_await bc.async_subscribe(two, use_awaitable);
+        BROADCASTER_REQUIRE(redis.cli("ACL SETUSER app -xread") == 0);
+        // Ends the blocked XREAD: Redis checks the user's rights again before serving it.
+        co_await bc.async_publish(one, "unread", use_awaitable);
+        for (auto* sub : {&one_sub, &two_sub}) {
+            auto [ec, ev] = co_await sub->async_receive(asio::as_tuple(use_awaitable));
+            EXPECT_EQ(ec, error::subscription_refused);
+        }
+        EXPECT_EQ(bc.stats().reconnects, 0u);
     });
 }
 

@@ -42,6 +42,11 @@ bool is_array(const redisReply& reply) noexcept {
     return reply.type == REDIS_REPLY_ARRAY;
 }
 
+// An ACL refusal (of a key, or of the command itself).
+bool is_denied(const redisReply& reply) noexcept {
+    return reply.type == REDIS_REPLY_ERROR && reply_text(reply).starts_with("NOPERM");
+}
+
 [[noreturn]] void unexpected(std::string_view what) {
     throw system_error(error::protocol_error,
                        "redis-stream: unexpected reply to " + std::string(what));
@@ -550,6 +555,11 @@ asio::awaitable<void> redis_stream_client::read_streams(
                 co_return;
             }
             xread_blocked_ = false;
+            if (is_denied(*reply)) {
+                // An ACL change took streams away: reconnecting would not bring them back.
+                co_await refuse_denied(*connection);
+                continue;
+            }
             if (reply->type == REDIS_REPLY_ERROR) {
                 throw system_error(error::broker_error,
                                    "redis-stream: XREAD: " + std::string(reply_text(*reply)));
@@ -583,16 +593,25 @@ asio::awaitable<void> redis_stream_client::catch_up(redis_connection& connection
     const std::vector<std::string> channels(behind_.begin(), behind_.end());
     const auto command = catch_up_command(channels);
     co_await write_all(connection, command);
+    bool denied = false;
+    std::string refusal;
     for (std::size_t i = 0; i < 1 + 2 * channels.size(); ++i) {
         const auto queued = co_await connection.read_reply();
-        if (queued->type == REDIS_REPLY_ERROR) {
-            throw system_error(error::broker_error,
-                               "redis-stream: MULTI: " + std::string(reply_text(*queued)));
+        denied = denied || is_denied(*queued);
+        if (queued->type == REDIS_REPLY_ERROR && refusal.empty()) {
+            refusal = reply_text(*queued);
         }
     }
-    const auto exec = co_await connection.read_reply();
+    const auto exec = co_await connection.read_reply();  // EXECABORT after a refusal
     if (generation != generation_) {
         co_return;
+    }
+    if (denied) {
+        co_await refuse_denied(connection);
+        co_return;
+    }
+    if (!refusal.empty()) {
+        throw system_error(error::broker_error, "redis-stream: MULTI: " + refusal);
     }
     if (!is_array(*exec) || exec->elements != 2 * channels.size()) {
         unexpected("EXEC");
@@ -632,6 +651,40 @@ asio::awaitable<void> redis_stream_client::catch_up(redis_connection& connection
         }
         if (read < config_.read_count) {
             behind_.erase(channel);
+        }
+    }
+}
+
+asio::awaitable<void> redis_stream_client::refuse_denied(redis_connection& connection) {
+    // The error names no stream: each is read alone, without blocking. What such a read
+    // returns is left for the next XREAD, which reads after the same IDs.
+    const auto generation = generation_;
+    std::vector<std::string> channels;
+    for (const auto& [channel, state] : streams_) {
+        channels.push_back(channel);
+    }
+    co_await write_all(connection, probe_command(channels));
+    std::vector<std::string> refused;
+    for (const auto& channel : channels) {
+        const auto reply = co_await connection.read_reply();
+        if (is_denied(*reply)) {
+            refused.push_back(channel);
+        }
+    }
+    if (generation != generation_) {
+        co_return;
+    }
+    if (refused.empty()) {
+        // Refused together, allowed one by one: not a refusal of streams.
+        throw system_error(error::broker_error, "redis-stream: XREAD refused, then allowed");
+    }
+    for (const auto& channel : refused) {
+        streams_.erase(channel);
+        behind_.erase(channel);
+    }
+    if (const auto sink = sink_.lock()) {
+        for (const auto& channel : refused) {
+            sink->subscription_refused(channel);
         }
     }
 }
@@ -692,6 +745,15 @@ std::string redis_stream_client::catch_up_command(const std::vector<std::string>
                            std::to_string(config_.read_count)});
     }
     command += encode({"EXEC"});
+    return command;
+}
+
+std::string redis_stream_client::probe_command(const std::vector<std::string>& channels) {
+    std::string command;
+    for (const auto& channel : channels) {
+        command +=
+            encode({"XREAD", "COUNT", "1", "STREAMS", channel, streams_[channel].last.str()});
+    }
     return command;
 }
 

@@ -85,10 +85,14 @@ class redis_stream_client : public supervised_client,
                                               std::shared_ptr<redis_connection> c);
     // The caller keeps `c` alive (see write_all).
     boost::asio::awaitable<void> catch_up(redis_connection& c);
+    // After -NOPERM on a read of many streams: ends the subscribers of each stream Redis
+    // refuses alone (the caller keeps `c` alive).
+    boost::asio::awaitable<void> refuse_denied(redis_connection& c);
     // Delivers the entries of `channel` after its last ID; returns how many it got.
     std::size_t deliver_entries(const std::string& channel, const redisReply& entries);
     std::string xread_command() const;
     std::string catch_up_command(const std::vector<std::string>& channels);
+    std::string probe_command(const std::vector<std::string>& channels);
     void restart_read();
     void send_unblock();
 

@@ -78,6 +78,17 @@ TEST(nats_url, subjects_nats_cannot_carry_are_refused) {
     }
 }
 
+// The test harness: a server that cannot listen on its port (taken meanwhile, here by
+// the test itself) is not passed for started because something else accepts there.
+// (A cluster test once ran with a node that never started, and killed it to no effect.)
+TEST(nats_harness, a_server_whose_port_is_taken_does_not_pass_for_started) {
+    asio::io_context io;
+    asio::ip::tcp::acceptor squatter(io, {asio::ip::address_v4::loopback(), 0});
+    const auto port = squatter.local_endpoint().port();
+    scratch_dir dir("broadcaster-nats-taken");
+    EXPECT_THROW(start_nats(dir, port), std::runtime_error);
+}
+
 // nats.c may hand a subscription's callback a message queued before the subscription
 // was unsubscribed, when the subscription's subject is gone (null): it is dropped.
 TEST(nats, a_message_for_a_closed_subscription_is_dropped) {

@@ -17,6 +17,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -24,12 +28,52 @@
 
 namespace broadcaster::test {
 
-// A loopback port nobody listens on right now.
+// A loopback port nobody listens on right now, and not handed out before by this
+// process (the kernel may pick a port it just released again).
 inline unsigned short free_port() {
-    boost::asio::io_context io;
-    boost::asio::ip::tcp::acceptor acceptor(
-        io, boost::asio::ip::tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
-    return acceptor.local_endpoint().port();
+    static std::mutex mutex;
+    static std::set<unsigned short> handed_out;
+    std::lock_guard lock(mutex);
+    for (;;) {
+        boost::asio::io_context io;
+        boost::asio::ip::tcp::acceptor acceptor(
+            io, boost::asio::ip::tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+        if (const auto port = acceptor.local_endpoint().port(); handed_out.insert(port).second) {
+            return port;
+        }
+    }
+}
+
+// Whether process `pid` holds a socket listening on TCP `port`: something else may
+// listen there (a port taken meanwhile by another test's server), and accepting
+// connections alone would pass it for ours.
+inline bool listens_on(pid_t pid, unsigned short port) {
+    std::set<std::string> inodes;
+    for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+        std::ifstream in(table);
+        std::string line;
+        std::getline(in, line);  // the header
+        while (std::getline(in, line)) {
+            std::istringstream fields(line);
+            std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout;
+            std::string inode;
+            fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+                timeout >> inode;
+            const auto colon = local.rfind(':');
+            if (state == "0A" && colon != std::string::npos &&
+                std::stoul(local.substr(colon + 1), nullptr, 16) == port) {
+                inodes.insert("socket:[" + inode + "]");
+            }
+        }
+    }
+    std::error_code ec;
+    const std::filesystem::path fds = "/proc/" + std::to_string(pid) + "/fd";
+    for (const auto& fd : std::filesystem::directory_iterator(fds, ec)) {
+        if (inodes.contains(std::filesystem::read_symlink(fd.path(), ec).string())) {
+            return true;
+        }
+    }
+    return false;
 }
 
 // Whether something accepts TCP connections on 127.0.0.1:`port`.
@@ -80,9 +124,9 @@ class server_process {
         if (pid_ < 0) {
             throw std::runtime_error("cannot start " + argv_[0]);
         }
-        // Bounded wait until it accepts connections.
+        // Bounded wait until it accepts connections, on a socket of its own.
         const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (!accepts_connections(port_)) {
+        while (!accepts_connections(port_) || !listens_on(pid_, port_)) {
             int status = 0;
             if (waitpid(pid_, &status, WNOHANG) == pid_) {
                 pid_ = -1;

@@ -12,6 +12,7 @@
 #include <boost/asio/as_tuple.hpp>
 
 #include <fstream>
+#include <thread>
 
 namespace broadcaster::test {
 namespace {
@@ -109,6 +110,50 @@ TEST(nats, a_message_for_a_closed_subscription_is_dropped) {
     natsMsg_Destroy(msg);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(nc);
+}
+
+// A publisher faster than the subscribing app: nats.c's delivery thread may fall behind
+// its reader, and nats.c then drops what exceeds a subscription's pending limit (65536
+// messages), silently. Every message must arrive, in order; memory is bounded by the
+// backend pausing its reads instead.
+TEST(nats, a_flood_from_a_fast_publisher_arrives_whole) {
+    own_nats nats;
+    constexpr int count = 250'000;
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            broadcast bc(io, nats.url());
+            co_await bc.async_connect(use_awaitable);
+            const auto channel = unique_name("flood");
+            auto sub =
+                co_await bc.async_subscribe(channel, subscribe_options{count}, use_awaitable);
+            natsConnection* publisher = nullptr;
+            BROADCASTER_REQUIRE(natsConnection_ConnectTo(&publisher, nats.url("").c_str()) ==
+                                NATS_OK);
+            std::thread flood([&] {
+                for (int i = 0; i < count; ++i) {
+                    const auto text = std::to_string(i);
+                    natsConnection_Publish(publisher, channel.c_str(), text.data(),
+                                           static_cast<int>(text.size()));
+                }
+                natsConnection_FlushTimeout(publisher, 30'000);
+            });
+            int received = 0;
+            try {
+                for (; received < count; ++received) {
+                    const auto ev = co_await receive(sub, 10s);
+                    if (ev.message() != std::to_string(received)) {
+                        ADD_FAILURE() << "expected " << received << ", got " << ev.message();
+                        break;
+                    }
+                }
+            } catch (const std::exception& e) {
+                ADD_FAILURE() << "after " << received << " messages: " << e.what();
+            }
+            flood.join();
+            natsConnection_Destroy(publisher);
+            EXPECT_EQ(sub.dropped(), 0u);
+        },
+        120s);
 }
 
 TEST(nats, invalid_channels_and_oversized_payloads_fail_before_sending) {

@@ -92,10 +92,24 @@ void on_nats_message(natsConnection*, natsSubscription* sub, natsMsg* msg, void*
     if (!delivery) {
         return;  // unsubscribed meanwhile
     }
-    to_client(closure, [d = std::move(*delivery)](nats_client& c) mutable {
-        c.on_message(std::move(d.subscribed), std::move(d.subject), std::move(d.data));
-    });
+    if (auto link = nats_link::find(nats_link::id_of(closure))) {
+        link->deliver(std::move(*delivery), [](nats_client& c) { c.on_deliveries(); });
+    }
 }
+
+// nats.c drops what exceeds a subscription's pending limits (65536 messages by
+// default) while its delivery thread is behind: silently, for an app. It only copies
+// into the link's queue, which is what is bounded (below).
+natsStatus unlimited_pending(natsSubscription* sub) {
+    return natsSubscription_SetPendingLimits(sub, -1, -1);
+}
+
+// What nats.c gives our subscriptions waits for the strand in the link's queue; past
+// these, the strand stops reading the socket until it has caught up (the server holds
+// the rest, up to its own slow-consumer limit, which closes the connection: a loss the
+// state observer reports). So memory stays bounded when the app is slower than NATS.
+constexpr std::size_t max_queued_messages = 16384;
+constexpr std::size_t max_queued_bytes = 8 << 20;
 
 // Exponential backoff with jitter between passes over the server list.
 int64_t reconnect_delay(natsConnection*, int attempts, void* closure) {
@@ -302,7 +316,11 @@ void nats_client::connected(natsConnection* nc) {
         s = natsConnection_Subscribe(&marker_sub_, nc_, inbox_.c_str(), on_nats_message,
                                      link_->closure());
     }
+    if (s == NATS_OK) {
+        s = unlimited_pending(marker_sub_);
+    }
     if (s != NATS_OK) {
+        natsSubscription_Destroy(marker_sub_);  // null-safe
         marker_sub_ = nullptr;
     }
     watch_read();
@@ -492,6 +510,10 @@ void nats_client::read_ready() {
     if (stopped_ || !nc_) {
         return;
     }
+    if (link_->queue_full(max_queued_messages, max_queued_bytes)) {
+        read_paused_ = true;  // on_deliveries reads again
+        return;
+    }
     natsConnection_ProcessReadEvent(nc_);
     watch_read();
 }
@@ -588,9 +610,15 @@ void nats_client::subscribe(std::string subject, completion_handler handler) {
         return;
     }
     natsSubscription* sub = nullptr;
-    const natsStatus s =
+    natsStatus s =
         natsConnection_Subscribe(&sub, nc_, subject.c_str(), on_nats_message, link_->closure());
+    if (s == NATS_OK) {
+        s = unlimited_pending(sub);
+    }
     if (s != NATS_OK) {
+        if (sub) {
+            natsSubscription_Destroy(sub);
+        }
         complete(std::move(handler), operation_error(s));
         return;
     }
@@ -686,6 +714,16 @@ void nats_client::marker_returned(std::uint64_t seq) {
                 report(connection_state::connected, {});
             }
         }
+    }
+}
+
+void nats_client::on_deliveries() {
+    for (auto& d : link_->take_deliveries()) {
+        on_message(std::move(d.subscribed), std::move(d.subject), std::move(d.data));
+    }
+    if (read_paused_) {
+        read_paused_ = false;
+        watch_read();
     }
 }
 

@@ -60,9 +60,8 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void on_detached();
     void on_disconnected();
     void on_reconnected();
-    // A message on `subject`, for the subscription to `subscribed` (the same subject, or
-    // a pattern that matches it).
-    void on_message(std::string subscribed, std::string subject, std::string data);
+    // Messages nats.c gave the link for this client.
+    void on_deliveries();
 
   private:
     using clock = std::chrono::steady_clock;
@@ -92,6 +91,9 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void send_marker();
     void drop_subscription(const std::string& subject);
     void marker_returned(std::uint64_t seq);
+    // A message on `subject`, for the subscription to `subscribed` (the same subject, or
+    // a pattern that matches it).
+    void on_message(std::string subscribed, std::string subject, std::string data);
     // Makes the expiry timer fire by `deadline` at the latest.
     void arm_expiry(clock::time_point deadline);
     void expire();
@@ -124,6 +126,7 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     bool want_read_ = false;
     bool want_write_ = false;
     bool read_armed_ = false;
+    bool read_paused_ = false;  // the link's queue is full: reading waits for the strand
     bool write_armed_ = false;
 
     std::unordered_map<std::string, natsSubscription*> subs_;

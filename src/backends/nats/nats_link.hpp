@@ -6,6 +6,8 @@
 // a callback only posts to the strand while the link is open. A link closes when its
 // client stops, or when its io_context shuts down, so nothing is posted to a dead one.
 
+#include "nats_delivery.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 
@@ -14,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 namespace broadcaster::detail {
 
@@ -56,6 +59,41 @@ class nats_link : public std::enable_shared_from_this<nats_link> {
         return true;
     }
 
+    // From nats.c's delivery thread: queues `d` for the client, and wakes the strand
+    // (`wake(client)`, posted) if nothing was queued. One wake-up per batch, not one
+    // post per message. Dropped if the link is closed.
+    template <typename Wake>
+    void deliver(nats_delivery d, Wake wake) {
+        std::lock_guard lock(mutex_);
+        if (!strand_) {
+            return;
+        }
+        queued_bytes_ += d.subject.size() + d.data.size();
+        deliveries_.push_back(std::move(d));
+        if (!wake_posted_) {
+            wake_posted_ = true;
+            boost::asio::post(strand_, [client = client_, wake = std::move(wake)]() mutable {
+                if (auto c = client.lock()) {
+                    wake(*c);
+                }
+            });
+        }
+    }
+    // On the strand: everything queued, oldest first; the next delivery wakes again.
+    std::vector<nats_delivery> take_deliveries() {
+        std::vector<nats_delivery> taken;
+        std::lock_guard lock(mutex_);
+        taken.swap(deliveries_);
+        queued_bytes_ = 0;
+        wake_posted_ = false;
+        return taken;
+    }
+    // Whether the queue holds at least `count` messages or `bytes` bytes.
+    bool queue_full(std::size_t count, std::size_t bytes) const {
+        std::lock_guard lock(mutex_);
+        return deliveries_.size() >= count || queued_bytes_ >= bytes;
+    }
+
     // Reconnect backoff bounds, for nats.c's reconnect thread.
     std::chrono::milliseconds backoff_min() const noexcept { return backoff_min_; }
     std::chrono::milliseconds backoff_max() const noexcept { return backoff_max_; }
@@ -75,6 +113,9 @@ class nats_link : public std::enable_shared_from_this<nats_link> {
     boost::asio::any_io_executor strand_;
     std::weak_ptr<nats_client> client_;
     bool context_gone_ = false;
+    std::vector<nats_delivery> deliveries_;
+    std::size_t queued_bytes_ = 0;
+    bool wake_posted_ = false;
     std::chrono::milliseconds backoff_min_{};
     std::chrono::milliseconds backoff_max_{};
 };

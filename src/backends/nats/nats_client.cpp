@@ -719,6 +719,12 @@ void nats_client::publish(std::string subject, std::string message, completion_h
     if (config_.max_payload_bytes != 0) {
         limit = limit == 0 ? config_.max_payload_bytes : std::min(limit, config_.max_payload_bytes);
     }
+    if (jetstream() && limit != 0) {
+        // The stream republishes it with headers (stream, subject, sequences, time):
+        // the republished message must fit the server's max_payload too.
+        const auto headers = 160 + 2 * config_.stored_subject(subject).size();
+        limit = limit > headers ? limit - headers : 1;
+    }
     if (limit != 0 && message.size() > limit) {
         complete(std::move(handler), error::payload_too_large);
         return;
@@ -929,7 +935,9 @@ void nats_client::release_held(const std::string& channel) {
 void nats_client::start_read(const std::string& channel) {
     auto& state = channels_[channel];
     state.reading = true;
-    const auto generation = ++state.generation;
+    // Unique across channels and subscriptions: a channel subscribed again meanwhile
+    // must not take an earlier read's result.
+    const auto generation = state.generation = ++next_id_;
     std::optional<std::uint64_t> after;
     if (state.last != 0) {
         after = state.last;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace broadcaster::detail {
 namespace {
@@ -183,10 +184,15 @@ js_read read_history(jsCtx* js, const nats_config& config, const std::string& ch
     }
     std::uint64_t remaining = info->NumPending;
     jsConsumerInfo_Destroy(info);
-    while (remaining > 0) {
+    // After a position, `limit` is a bound (the core asks for last + 1 to tell a gap):
+    // `after` itself and `limit` more are enough, however far behind the position is.
+    const bool bounded = after && *after > 0 && limit != 0;
+    const std::uint64_t wanted = bounded ? limit + 1 : std::numeric_limits<std::uint64_t>::max();
+    while (remaining > 0 && out.messages.size() < wanted) {
         jsFetchRequest request;
         jsFetchRequest_Init(&request);
-        request.Batch = static_cast<int>(std::min<std::uint64_t>(remaining, 512));
+        request.Batch = static_cast<int>(
+            std::min<std::uint64_t>({remaining, wanted - out.messages.size(), 512}));
         request.NoWait = true;
         request.Expires = opts.Wait * 1'000'000;
         natsMsgList list{};

@@ -45,7 +45,8 @@ struct js_read {
 };
 
 // The messages of `channel` the stream keeps after `after` (none: all of them, from the
-// oldest), the most recent `limit` of them (0: all), oldest first. `after` no longer
+// oldest), oldest first: the most recent `limit` of them (0: all); after a position, at
+// most the first `limit` (a bounded read: more than `limit` is what the caller asked). `after` no longer
 // kept: error::history_gap (with what is kept); not a position of `channel`, or later
 // than anything the stream had: error::invalid_position.
 js_read read_history(jsCtx* js, const nats_config& config, const std::string& channel,

@@ -234,3 +234,46 @@ TEST(nats_jetstream, a_gap_the_retention_made_during_an_outage_is_reported) {
 
 }  // namespace
 }  // namespace broadcaster::test
+
+namespace broadcaster::test {
+namespace {
+
+// The stream republishes each message with headers: a payload must leave room for them
+// within the server's max_payload (1 MiB here), and is refused before it is sent if not.
+TEST(nats_jetstream, payloads_leave_room_for_the_republished_headers) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats_jetstream_test_url() + "?jetstream=payloads");
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("big");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        auto [ec] = co_await bc.async_publish(channel, std::string(1024 * 1024 - 100, 'x'),
+                                              asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::payload_too_large);
+        co_await bc.async_publish(channel, std::string(1024 * 1024 - 2048, 'y'), use_awaitable);
+        const auto ev = co_await receive(sub);
+        EXPECT_EQ(ev.message().size(), 1024u * 1024 - 2048);
+        EXPECT_FALSE(ev.position().empty());
+    });
+}
+
+// A pattern subscriber receives the stream's events with their positions and channels.
+TEST(nats_jetstream, a_pattern_receives_events_with_positions) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats_jetstream_test_url() + "?jetstream=patterns");
+        co_await bc.async_connect(use_awaitable);
+        const auto root = unique_name("root");
+        subscribe_options options;
+        options.pattern = true;
+        auto sub = co_await bc.async_subscribe(root + ".*", options, use_awaitable);
+        co_await bc.async_publish(root + ".a", "1", use_awaitable);
+        co_await bc.async_publish(root + ".b", "2", use_awaitable);
+        const auto a = co_await receive(sub);
+        const auto b = co_await receive(sub);
+        EXPECT_EQ(a.channel(), root + ".a");
+        EXPECT_EQ(b.channel(), root + ".b");
+        EXPECT_LT(std::stoull(std::string(a.position())), std::stoull(std::string(b.position())));
+    });
+}
+
+}  // namespace
+}  // namespace broadcaster::test

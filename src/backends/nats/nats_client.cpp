@@ -944,8 +944,18 @@ void nats_client::start_read(const std::string& channel) {
     }
     run_blocking(
         [config = config_, channel, after](jsCtx* js) {
-            return js ? read_history(js, config, channel, after, 0)
-                      : js_read{error::broker_error, {}};
+            if (!js) {
+                return js_read{error::broker_error, {}};
+            }
+            // Most channels missed nothing: one request tells (the newest stored is the
+            // last delivered, so it is kept and nothing follows it).
+            if (after) {
+                if (const auto newest = last_sequence(js, config, channel);
+                    !newest.ec && newest.seq == *after) {
+                    return js_read{};
+                }
+            }
+            return read_history(js, config, channel, after, 0);
         },
         [channel, generation](nats_client& c, js_read result) {
             c.read_done(channel, generation, std::move(result));

@@ -44,6 +44,12 @@ inline std::vector<history_case> history_cases() {
     cases.push_back({"kafka", [] { return kafka_test_url(); },
                      std::getenv("BROADCASTER_TEST_KAFKA_URL") ? 0 : 8, 1024 * 1024});
 #endif
+#ifdef BROADCASTER_WITH_NATS
+    // MaxMsgsPerSubject: a publish beyond it deletes the subject's oldest message, exact.
+    cases.push_back(
+        {"nats_jetstream",
+         [] { return nats_jetstream_test_url() + "?jetstream=conformance&history=1000"; }, 1001});
+#endif
 #ifdef BROADCASTER_WITH_POSTGRES
     // Each publish deletes what falls out of the last `history`: exact.
     cases.push_back({"postgres", [] { return postgres_test_url() + "?history=1000"; }, 1001});

@@ -138,6 +138,18 @@ inline std::string nats_test_url() {
     static auto server = start_nats(dir, free_port());
     return "nats://127.0.0.1:" + std::to_string(server->port());
 }
+
+// The URL of a JetStream-enabled NATS server shared by the tests of this process
+// ($BROADCASTER_TEST_NATS_JETSTREAM_URL, or one started here with its store in a scratch
+// directory), without options.
+inline std::string nats_jetstream_test_url() {
+    if (const char* url = std::getenv("BROADCASTER_TEST_NATS_JETSTREAM_URL")) {
+        return url;
+    }
+    static scratch_dir dir("broadcaster-nats-js");
+    static auto server = start_nats(dir, free_port(), {"-js", "-sd", (dir.path() / "js").string()});
+    return "nats://127.0.0.1:" + std::to_string(server->port());
+}
 #endif
 
 #ifdef BROADCASTER_WITH_KAFKA

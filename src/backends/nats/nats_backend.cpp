@@ -1,5 +1,6 @@
 #include "nats_backend.hpp"
 
+#include "../../completion.hpp"
 #include "../client_backend.hpp"
 #include "nats_client.hpp"
 
@@ -17,6 +18,24 @@ class nats_backend final : public client_backend<nats_client> {
         if (auto* client = checked_client(channel, handler)) {
             client->publish(std::move(channel), std::move(message), std::move(handler));
         }
+    }
+
+    void async_history(std::string channel, history_query query, history_handler handler) override {
+        if (config_.stream.empty()) {
+            backend::async_history(std::move(channel), std::move(query), std::move(handler));
+            return;
+        }
+        boost::system::error_code ec;
+        auto* c = client();
+        if (!c) {
+            ec = error::not_connected;
+        } else if (!valid_nats_subject(channel)) {
+            ec = error::invalid_channel;
+        } else {
+            c->history(std::move(channel), std::move(query), std::move(handler));
+            return;
+        }
+        post_completion(std::move(handler), executor(), ec, std::vector<event>());
     }
 
     void async_subscribe_pattern(std::string pattern, completion_handler handler) override {

@@ -249,6 +249,9 @@ nats_client::~nats_client() {
     if (marker_sub_) {
         subs.push_back(marker_sub_);
     }
+    if (ack_sub_) {
+        subs.push_back(ack_sub_);
+    }
     for (auto& [subject, sub] : subs_) {
         subs.push_back(sub);
     }
@@ -297,15 +300,14 @@ void nats_client::connect(completion_handler handler) {
                 self->stop();
                 self->complete(std::move(handler), connect_error(s));
             } else {
-                self->connected(nc.release());
-                self->complete(std::move(handler), {});
+                self->connected(nc.release(), std::move(handler));
             }
         });
         work.reset();
     });
 }
 
-void nats_client::connected(natsConnection* nc) {
+void nats_client::connected(natsConnection* nc, completion_handler handler) {
     nc_ = nc;
     connected_ = true;
     natsInbox* inbox = nullptr;
@@ -323,8 +325,56 @@ void nats_client::connected(natsConnection* nc) {
         natsSubscription_Destroy(marker_sub_);  // null-safe
         marker_sub_ = nullptr;
     }
+    if (jetstream()) {
+        ack_prefix_ = inbox_ + ".";
+        if (natsConnection_Subscribe(&ack_sub_, nc_, (ack_prefix_ + "*").c_str(), on_nats_message,
+                                     link_->closure()) != NATS_OK ||
+            unlimited_pending(ack_sub_) != NATS_OK) {
+            natsSubscription_Destroy(ack_sub_);  // null-safe
+            ack_sub_ = nullptr;
+        }
+    }
     watch_read();
     write_ready();
+    if (!jetstream()) {
+        complete(std::move(handler), {});
+        return;
+    }
+    // Connected once the stream is there (a request: off the strand, which reads its reply).
+    connecting_.emplace(std::move(handler));
+    run_blocking(
+        [config = config_](jsCtx* js) {
+            return js ? ensure_stream(js, config) : error_code(error::broker_error);
+        },
+        [](nats_client& c, error_code ec) {
+            if (!c.connecting_) {
+                return;  // stopped meanwhile
+            }
+            completion_handler handler(std::move(*c.connecting_));
+            c.connecting_.reset();
+            if (ec) {
+                c.stop();
+            }
+            c.complete(std::move(handler), ec);
+        });
+}
+
+template <typename Job, typename Done>
+void nats_client::run_blocking(Job job, Done done) {
+    auto js = nc_ ? make_js_context(nc_) : nullptr;
+    blocking_.post([once = move_only{}, weak = weak_from_this(), strand = strand_,
+                    work = asio::make_work_guard(strand_), js = std::move(js), job = std::move(job),
+                    done = std::move(done)]() mutable {
+        auto result = job(js.get());
+        js.reset();
+        asio::post(strand, [weak = std::move(weak), done = std::move(done),
+                            result = std::move(result)]() mutable {
+            if (auto self = weak.lock(); self && !self->stopped_) {
+                done(*self, std::move(result));
+            }
+        });
+        work.reset();
+    });
 }
 
 void nats_client::disconnect(completion_handler handler) {
@@ -343,6 +393,24 @@ void nats_client::stop(completion_handler then) {
     if (link_) {
         link_->close();
     }
+    if (connecting_) {
+        complete(std::move(*connecting_), asio::error::operation_aborted);
+        connecting_.reset();
+    }
+    for (auto& [id, pending] : subscribing_) {
+        complete(std::move(pending.handler), error::not_connected);
+    }
+    subscribing_.clear();
+    for (auto& [id, handler] : history_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected),
+                        std::vector<event>());
+    }
+    history_.clear();
+    for (auto& [id, ack] : acks_) {
+        complete(std::move(ack.handler), error::not_connected);
+    }
+    acks_.clear();
+    channels_.clear();
     error_code ignored;
     socket_.close(ignored);
     expiry_.cancel();
@@ -367,6 +435,9 @@ void nats_client::stop(completion_handler then) {
     std::vector<natsSubscription*> subs;
     if (marker_sub_) {
         subs.push_back(std::exchange(marker_sub_, nullptr));
+    }
+    if (ack_sub_) {
+        subs.push_back(std::exchange(ack_sub_, nullptr));
     }
     for (auto& [subject, sub] : subs_) {
         subs.push_back(sub);
@@ -435,6 +506,11 @@ void nats_client::on_disconnected() {
         fail(w);
     }
     unsent_.clear();
+    // Stored or not: the acknowledgement is lost with the connection.
+    for (auto& [id, ack] : acks_) {
+        complete(std::move(ack.handler), error::connection_lost);
+    }
+    acks_.clear();
     report(connection_state::reconnecting, error::connection_lost);
 }
 
@@ -450,6 +526,13 @@ void nats_client::on_reconnected() {
     }
     // nats.c sent every SUB again before anything else: the marker confirms them.
     wait_for_marker({false, {}, {}, clock::now() + config_.connect_timeout});
+    // Each channel reads what it missed; the read's requests follow the SUBs, so what is
+    // stored after the read is republished to the subscription.
+    for (auto& [channel, state] : channels_) {
+        if (!state.subscribing) {
+            start_read(channel);
+        }
+    }
     watch_read();
     write_ready();
 }
@@ -610,8 +693,9 @@ void nats_client::subscribe(std::string subject, completion_handler handler) {
         return;
     }
     natsSubscription* sub = nullptr;
-    natsStatus s =
-        natsConnection_Subscribe(&sub, nc_, subject.c_str(), on_nats_message, link_->closure());
+    const auto nats_subject = jetstream() ? config_.live_prefix() + subject : subject;
+    natsStatus s = natsConnection_Subscribe(&sub, nc_, nats_subject.c_str(), on_nats_message,
+                                            link_->closure());
     if (s == NATS_OK) {
         s = unlimited_pending(sub);
     }
@@ -623,6 +707,22 @@ void nats_client::subscribe(std::string subject, completion_handler handler) {
         return;
     }
     subs_.emplace(subject, sub);
+    if (jetstream() && !is_nats_pattern(subject)) {
+        // Subscribed once the channel's newest position is read: the request follows the
+        // SUB, so its answer proves the SUB, and everything stored after that position is
+        // republished to the subscription. Live messages wait for it.
+        auto& state = channels_[subject];
+        state.subscribing = true;
+        state.reading = true;
+        const auto id = ++next_id_;
+        subscribing_.emplace(id, pending_subscribe{subject, std::move(handler)});
+        run_blocking(
+            [config = config_, channel = subject](jsCtx* js) {
+                return js ? last_sequence(js, config, channel) : js_last{error::broker_error, 0};
+            },
+            [id](nats_client& c, js_last result) { c.baseline_done(id, result); });
+        return;
+    }
     wait_for_marker(
         {false, std::move(subject), std::move(handler), clock::now() + config_.connect_timeout});
 }
@@ -633,6 +733,7 @@ void nats_client::unsubscribe(const std::string& subject, completion_handler han
 }
 
 void nats_client::drop_subscription(const std::string& subject) {
+    channels_.erase(subject);
     if (const auto found = subs_.find(subject); found != subs_.end()) {
         natsSubscription_Unsubscribe(found->second);
         natsSubscription_Destroy(found->second);
@@ -648,6 +749,12 @@ void nats_client::publish(std::string subject, std::string message, completion_h
     auto limit = static_cast<std::size_t>(std::max<int64_t>(0, natsConnection_GetMaxPayload(nc_)));
     if (config_.max_payload_bytes != 0) {
         limit = limit == 0 ? config_.max_payload_bytes : std::min(limit, config_.max_payload_bytes);
+    }
+    if (jetstream() && limit != 0) {
+        // The stream republishes it with headers (stream, subject, sequences, time):
+        // the republished message must fit the server's max_payload too.
+        const auto headers = 160 + 2 * config_.stored_subject(subject).size();
+        limit = limit > headers ? limit - headers : 1;
     }
     if (limit != 0 && message.size() > limit) {
         complete(std::move(handler), error::payload_too_large);
@@ -666,6 +773,25 @@ void nats_client::publish(std::string subject, std::string message, completion_h
 
 void nats_client::send_publish(const std::string& subject, const std::string& message,
                                completion_handler handler, clock::time_point deadline) {
+    if (jetstream()) {
+        // Stored when the stream acknowledges it, on a reply subject of ours.
+        if (!ack_sub_) {
+            complete(std::move(handler), error::broker_error);
+            return;
+        }
+        const auto id = ++next_id_;
+        const auto reply = ack_prefix_ + std::to_string(id);
+        const natsStatus s = natsConnection_PublishRequest(
+            nc_, config_.stored_subject(subject).c_str(), reply.c_str(), message.data(),
+            static_cast<int>(message.size()));
+        if (s != NATS_OK) {
+            complete(std::move(handler), operation_error(s));
+            return;
+        }
+        acks_.emplace(id, pending_ack{std::move(handler), deadline});
+        arm_expiry(deadline);
+        return;
+    }
     const natsStatus s = natsConnection_Publish(nc_, subject.c_str(), message.data(),
                                                 static_cast<int>(message.size()));
     if (s != NATS_OK) {
@@ -719,7 +845,7 @@ void nats_client::marker_returned(std::uint64_t seq) {
 
 void nats_client::on_deliveries() {
     for (auto& d : link_->take_deliveries()) {
-        on_message(std::move(d.subscribed), std::move(d.subject), std::move(d.data));
+        on_message(std::move(d));
     }
     if (read_paused_) {
         read_paused_ = false;
@@ -727,27 +853,257 @@ void nats_client::on_deliveries() {
     }
 }
 
-void nats_client::on_message(std::string subscribed, std::string subject, std::string data) {
+void nats_client::on_message(nats_delivery d) {
     if (stopped_) {
         return;
     }
-    if (subject == inbox_) {
+    if (d.subject == inbox_) {
         std::uint64_t seq = 0;
-        std::from_chars(data.data(), data.data() + data.size(), seq);
+        std::from_chars(d.data.data(), d.data.data() + d.data.size(), seq);
         marker_returned(seq);
         return;
     }
+    if (ack_sub_ && d.subject.starts_with(ack_prefix_)) {
+        on_ack(d.subject, d.data);
+        return;
+    }
+    if (jetstream()) {
+        // Subscriptions are to the republished subjects: back to channels and patterns.
+        const auto prefix = config_.live_prefix();
+        if (!d.subscribed.starts_with(prefix) || !d.subject.starts_with(prefix)) {
+            return;
+        }
+        d.subscribed.erase(0, prefix.size());
+        d.subject.erase(0, prefix.size());
+    }
     // A message matching a pattern and a channel, both subscribed, comes once for each.
-    if (!subs_.contains(subscribed)) {
+    if (!subs_.contains(d.subscribed)) {
         return;  // unsubscribed meanwhile
     }
+    if (jetstream() && d.seq != 0 && !is_nats_pattern(d.subscribed)) {
+        on_live(d.subscribed, js_message{d.seq, std::move(d.data)}, d.previous_seq);
+        return;
+    }
     if (auto sink = sink_.lock()) {
-        if (is_nats_pattern(subscribed)) {
-            sink->deliver_matched(subscribed, event(std::move(subject), std::move(data)));
+        auto ev = d.seq != 0 ? event(std::move(d.subject), std::move(d.data), std::to_string(d.seq))
+                             : event(std::move(d.subject), std::move(d.data));
+        if (is_nats_pattern(d.subscribed)) {
+            sink->deliver_matched(d.subscribed, std::move(ev));
         } else {
-            sink->deliver(event(std::move(subject), std::move(data)));
+            sink->deliver(std::move(ev));
         }
     }
+}
+
+// ---- history -----------------------------------------------------------------------
+
+void nats_client::on_ack(const std::string& subject, const std::string& data) {
+    std::uint64_t id = 0;
+    const auto* begin = subject.data() + ack_prefix_.size();
+    std::from_chars(begin, subject.data() + subject.size(), id);
+    const auto found = acks_.find(id);
+    if (found == acks_.end()) {
+        return;  // expired, or failed by a disconnect
+    }
+    // {"stream":"S","seq":12} once stored; {"error":{...}} refused; an empty status
+    // message (503) when no stream took it.
+    const bool stored =
+        data.find("\"seq\"") != std::string::npos && data.find("\"error\"") == std::string::npos;
+    complete(std::move(found->second.handler), stored ? error_code() : error::broker_error);
+    acks_.erase(found);
+}
+
+void nats_client::baseline_done(std::uint64_t id, js_last result) {
+    const auto found = subscribing_.find(id);
+    if (found == subscribing_.end()) {
+        return;
+    }
+    completion_handler handler(std::move(found->second.handler));
+    const auto channel = std::move(found->second.channel);
+    subscribing_.erase(found);
+    if (result.ec) {
+        drop_subscription(channel);
+        complete(std::move(handler), result.ec);
+        return;
+    }
+    auto& state = channels_[channel];
+    state.subscribing = false;
+    state.last = result.seq;
+    complete(std::move(handler), {});
+    release_held(channel);
+}
+
+void nats_client::on_live(const std::string& channel, js_message m, std::uint64_t previous) {
+    const auto found = channels_.find(channel);
+    if (found == channels_.end()) {
+        return;
+    }
+    auto& state = found->second;
+    if (state.reading) {
+        state.held.push_back({std::move(m), previous});
+        return;
+    }
+    if (m.seq <= state.last) {
+        return;  // delivered already (read from the stream, then republished)
+    }
+    if (previous > state.last) {
+        // Messages in between were missed: read them from the stream first.
+        state.held.push_back({std::move(m), previous});
+        start_read(channel);
+        return;
+    }
+    state.last = m.seq;
+    if (auto sink = sink_.lock()) {
+        sink->deliver(event(channel, std::move(m.data), std::to_string(m.seq)));
+    }
+}
+
+void nats_client::release_held(const std::string& channel) {
+    const auto found = channels_.find(channel);
+    if (found == channels_.end()) {
+        return;
+    }
+    found->second.reading = false;
+    auto held = std::move(found->second.held);
+    found->second.held.clear();
+    for (auto& h : held) {
+        // Each looked up again: delivering may unsubscribe, a hole starts another read
+        // (the rest wait for it again).
+        on_live(channel, std::move(h.message), h.previous);
+    }
+}
+
+void nats_client::start_read(const std::string& channel) {
+    auto& state = channels_[channel];
+    state.reading = true;
+    // Unique across channels and subscriptions: a channel subscribed again meanwhile
+    // must not take an earlier read's result.
+    const auto generation = state.generation = ++next_id_;
+    std::optional<std::uint64_t> after;
+    if (state.last != 0) {
+        after = state.last;
+    }
+    run_blocking(
+        [config = config_, channel, after](jsCtx* js) {
+            if (!js) {
+                return js_read{error::broker_error, {}};
+            }
+            // Most channels missed nothing: one request tells (the newest stored is the
+            // last delivered, so it is kept and nothing follows it).
+            if (after) {
+                if (const auto newest = last_sequence(js, config, channel);
+                    !newest.ec && newest.seq == *after) {
+                    return js_read{};
+                }
+            }
+            return read_history(js, config, channel, after, 0);
+        },
+        [channel, generation](nats_client& c, js_read result) {
+            c.read_done(channel, generation, std::move(result));
+        });
+}
+
+void nats_client::read_done(const std::string& channel, std::uint64_t generation, js_read result) {
+    auto found = channels_.find(channel);
+    if (found == channels_.end() || found->second.generation != generation) {
+        return;  // unsubscribed, or read again since
+    }
+    if (result.ec == error::invalid_position) {
+        // The last position is later than anything the stream has: a stream made again
+        // (what we delivered is gone). Everything it keeps follows.
+        if (auto sink = sink_.lock()) {
+            sink->history_gap(channel);
+        }
+        found = channels_.find(channel);
+        if (found != channels_.end()) {
+            found->second.last = 0;
+            start_read(channel);
+        }
+        return;
+    }
+    if (result.ec && result.ec != error::history_gap) {
+        // The connection is down (the reconnect reads again), or JetStream is not ready
+        // yet after a server restart: try again shortly.
+        if (connected_) {
+            auto timer =
+                std::make_shared<asio::steady_timer>(strand_, std::chrono::milliseconds(200));
+            timer->async_wait([timer, weak = weak_from_this(), channel, generation](error_code ec) {
+                auto self = weak.lock();
+                if (ec || !self || self->stopped_) {
+                    return;
+                }
+                const auto again = self->channels_.find(channel);
+                if (again != self->channels_.end() && again->second.generation == generation) {
+                    self->start_read(channel);
+                }
+            });
+        }
+        return;
+    }
+    if (result.ec == error::history_gap) {
+        // Trimmed before it could be read: never skipped silently. Subscribers end after
+        // what they have; what is still kept follows.
+        if (auto sink = sink_.lock()) {
+            sink->history_gap(channel);
+        }
+    }
+    for (auto& m : result.messages) {
+        found = channels_.find(channel);  // delivering may unsubscribe
+        if (found == channels_.end() || found->second.generation != generation) {
+            return;
+        }
+        if (m.seq <= found->second.last) {
+            continue;
+        }
+        found->second.last = m.seq;
+        if (auto sink = sink_.lock()) {
+            sink->deliver(event(channel, std::move(m.data), std::to_string(m.seq)));
+        }
+    }
+    release_held(channel);
+}
+
+void nats_client::history(std::string channel, history_query query,
+                          backend::history_handler handler) {
+    if (stopped_ || !nc_) {
+        post_completion(std::move(handler), strand_, error_code(error::not_connected),
+                        std::vector<event>());
+        return;
+    }
+    std::optional<std::uint64_t> after;
+    if (query.after) {
+        std::uint64_t n = 0;
+        const auto& text = *query.after;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+            post_completion(std::move(handler), strand_, error_code(error::invalid_position),
+                            std::vector<event>());
+            return;
+        }
+        after = n;
+    }
+    const auto id = ++next_id_;
+    history_.emplace(id, std::move(handler));
+    run_blocking(
+        [config = config_, channel, after, limit = query.limit](jsCtx* js) {
+            return js ? read_history(js, config, channel, after, limit)
+                      : js_read{error::broker_error, {}};
+        },
+        [id, channel](nats_client& c, js_read result) {
+            const auto found = c.history_.find(id);
+            if (found == c.history_.end()) {
+                return;
+            }
+            std::vector<event> events;
+            if (!result.ec) {
+                events.reserve(result.messages.size());
+                for (auto& m : result.messages) {
+                    events.emplace_back(channel, std::move(m.data), std::to_string(m.seq));
+                }
+            }
+            post_completion(std::move(found->second), c.strand_, result.ec, std::move(events));
+            c.history_.erase(found);
+        });
 }
 
 // ---- timeouts ----------------------------------------------------------------------
@@ -795,6 +1151,13 @@ void nats_client::expire() {
     for (auto& m : markers_) {
         expire_waiters(m.waiters);
     }
+    std::erase_if(acks_, [&](auto& entry) {
+        if (entry.second.deadline > now) {
+            return false;
+        }
+        complete(std::move(entry.second.handler), error::timeout);
+        return true;
+    });
     // The next deadline: a full scan here, so that arming stays O(1) per operation.
     auto earliest = clock::time_point::max();
     for (const auto& h : held_) {
@@ -807,6 +1170,9 @@ void nats_client::expire() {
         for (const auto& w : m.waiters) {
             earliest = std::min(earliest, w.deadline);
         }
+    }
+    for (const auto& [id, ack] : acks_) {
+        earliest = std::min(earliest, ack.deadline);
     }
     if (earliest != clock::time_point::max()) {
         arm_expiry(earliest);

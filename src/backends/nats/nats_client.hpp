@@ -2,6 +2,8 @@
 
 #include "../kafka/blocking_service.hpp"
 #include "nats_config.hpp"
+#include "nats_delivery.hpp"
+#include "nats_jetstream.hpp"
 #include "nats_link.hpp"
 
 #include <broadcaster/backend.hpp>
@@ -14,7 +16,9 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -35,6 +39,13 @@ namespace broadcaster::detail {
 // SUB and PUB sent before it was processed (what a PING/PONG flush proves, without a
 // blocking natsConnection_Flush). Subscribes and publishes complete when their marker
 // comes back.
+//
+// History (`?jetstream=STREAM`, see nats_jetstream.hpp): a publish goes to the channel's
+// stored subject with a reply subject of our own, and completes with the stream's
+// acknowledgement. Subscribers listen to the republished subject, whose messages carry
+// their stream sequence and the previous one of their subject: a channel delivers a
+// message whose previous one it delivered, and reads what it missed from the stream
+// first otherwise (a hole, a reconnect), dropping what it already delivered.
 class nats_client : public std::enable_shared_from_this<nats_client> {
   public:
     using completion_handler = backend::completion_handler;
@@ -49,6 +60,8 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void subscribe(std::string subject, completion_handler handler);
     void unsubscribe(const std::string& subject, completion_handler handler);
     void publish(std::string subject, std::string message, completion_handler handler);
+    // History on only.
+    void history(std::string channel, history_query query, backend::history_handler handler);
     // Closes everything; pending operations fail with error::not_connected. `then`
     // completes once nats.c's connection is destroyed.
     void stop(completion_handler then = {});
@@ -84,16 +97,29 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
         clock::time_point deadline;
     };
 
-    void connected(natsConnection* nc);
+    void connected(natsConnection* nc, completion_handler handler);
+    bool jetstream() const noexcept { return !config_.stream.empty(); }
+    // History: reads a channel's newest position (`baseline`, for a subscribe), or what
+    // followed its last delivered one, off the strand; then read_done on the strand.
+    void start_read(const std::string& channel);
+    void read_done(const std::string& channel, std::uint64_t generation, js_read result);
+    void baseline_done(std::uint64_t id, js_last result);
+    void on_live(const std::string& channel, js_message m, std::uint64_t previous);
+    void release_held(const std::string& channel);
+    void on_ack(const std::string& subject, const std::string& data);
+    // Runs `job(js)` on the blocking service with a JetStream context of its own, then
+    // `done(client, result)` on the strand if the client is still there.
+    template <typename Job, typename Done>
+    void run_blocking(Job job, Done done);
     void send_publish(const std::string& subject, const std::string& message,
                       completion_handler handler, clock::time_point deadline);
     void wait_for_marker(waiter w);
     void send_marker();
     void drop_subscription(const std::string& subject);
     void marker_returned(std::uint64_t seq);
-    // A message on `subject`, for the subscription to `subscribed` (the same subject, or
-    // a pattern that matches it).
-    void on_message(std::string subscribed, std::string subject, std::string data);
+    // A message on `d.subject`, for the subscription to `d.subscribed` (the same subject,
+    // or a pattern that matches it).
+    void on_message(nats_delivery d);
     // Makes the expiry timer fire by `deadline` at the latest.
     void arm_expiry(clock::time_point deadline);
     void expire();
@@ -138,6 +164,36 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     boost::asio::steady_timer expiry_;
     bool expiry_armed_ = false;
     std::uint64_t expiry_generation_ = 0;
+
+    // ---- history (jetstream() only) ----
+    struct held_live {
+        js_message message;
+        std::uint64_t previous = 0;
+    };
+    struct channel_state {
+        std::uint64_t last = 0;    // the last position delivered (or newest at subscribe)
+        bool subscribing = false;  // its subscribe waits for the newest position
+        bool reading = false;      // a read is in flight: live messages wait in `held`
+        std::uint64_t generation = 0;
+        std::vector<held_live> held;
+    };
+    struct pending_subscribe {
+        std::string channel;
+        completion_handler handler;
+    };
+    struct pending_ack {
+        completion_handler handler;
+        clock::time_point deadline;
+    };
+    std::unordered_map<std::string, channel_state> channels_;  // subscribed channels
+    // Node containers: completion handlers must never be move-assigned.
+    std::map<std::uint64_t, pending_subscribe> subscribing_;  // waiting for their baseline
+    std::map<std::uint64_t, backend::history_handler> history_;
+    std::map<std::uint64_t, pending_ack> acks_;
+    std::uint64_t next_id_ = 0;
+    std::optional<completion_handler> connecting_;  // until the stream is there
+    natsSubscription* ack_sub_ = nullptr;
+    std::string ack_prefix_;  // inbox_ + ".": an ack's subject is this and the publish's id
 };
 
 }  // namespace broadcaster::detail

@@ -93,6 +93,7 @@ nats_config parse_nats_url(const backend_config& config) {
         }
     }
 
+    bool has_history = false;
     for (const auto& param : url.params()) {
         const std::string key = param.key;
         const std::string value = param.value;
@@ -125,9 +126,31 @@ nats_config parse_nats_url(const backend_config& config) {
                 invalid_url(config, "max_payload_bytes must be between 1 and 1073741824");
             }
             out.max_payload_bytes = static_cast<std::size_t>(bytes);
+        } else if (key == "jetstream") {
+            // A stream name: no '.', '*', '>', path separators or whitespace.
+            const bool fits = !value.empty() && value.size() <= 64 &&
+                              std::all_of(value.begin(), value.end(), [](unsigned char c) {
+                                  return std::isalnum(c) || c == '-' || c == '_';
+                              });
+            if (!fits) {
+                invalid_url(config,
+                            "jetstream must be a stream name: 1 to 64 letters, digits, "
+                            "'-' or '_'");
+            }
+            out.stream = value;
+        } else if (key == "history") {
+            const auto kept = option_number(config, key, value);
+            if (kept < 1 || kept > 1'000'000'000) {
+                invalid_url(config, "history must be between 1 and 1000000000");
+            }
+            out.history = kept;
+            has_history = true;
         } else {
             invalid_url(config, "unknown option '" + key + "'");
         }
+    }
+    if (has_history && out.stream.empty()) {
+        invalid_url(config, "history needs jetstream=STREAM");
     }
     out.finish();
     return out;

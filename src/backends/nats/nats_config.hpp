@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,18 @@ struct nats_config : connection_options {
     int max_pings_out = 2;
     // Largest message a publish accepts; 0: the server's max_payload (1 MiB by default).
     std::size_t max_payload_bytes = 0;
+    // `jetstream=STREAM`: history on, kept in that JetStream stream (docs/backends/nats.md).
+    // Empty: core NATS, no history.
+    std::string stream;
+    // `history=N`: messages kept per channel (MaxMsgsPerSubject) when the stream is made.
+    std::int64_t history = 10'000;
+
+    // The subject a channel's messages are stored under, and the one the stream
+    // republishes them to (with their sequence numbers) for subscribers.
+    std::string stored_subject(std::string_view channel) const {
+        return "broadcaster." + stream + "." + std::string(channel);
+    }
+    std::string live_prefix() const { return "broadcaster-live." + stream + "."; }
 };
 
 // Parses `config.url`. Throws system_error(error::invalid_url) naming what is wrong,

@@ -1,6 +1,22 @@
 #include "nats_delivery.hpp"
 
+#include <charconv>
+#include <cstring>
+
 namespace broadcaster::detail {
+namespace {
+
+// A header's value as a decimal number; 0 if it is missing or not one.
+std::uint64_t header_number(natsMsg* msg, const char* key) {
+    const char* value = nullptr;
+    std::uint64_t n = 0;
+    if (natsMsgHeader_Get(msg, key, &value) == NATS_OK && value != nullptr) {
+        std::from_chars(value, value + std::strlen(value), n);
+    }
+    return n;
+}
+
+}  // namespace
 
 std::optional<nats_delivery> copy_delivery(natsSubscription* sub, natsMsg* msg) {
     const char* subscribed = natsSubscription_GetSubject(sub);
@@ -10,10 +26,11 @@ std::optional<nats_delivery> copy_delivery(natsSubscription* sub, natsMsg* msg) 
     }
     const char* data = natsMsg_GetData(msg);
     const int length = natsMsg_GetDataLength(msg);
-    return nats_delivery{subscribed, subject,
-                         data == nullptr || length <= 0
-                             ? std::string()
-                             : std::string(data, static_cast<std::size_t>(length))};
+    return nats_delivery{
+        subscribed, subject,
+        data == nullptr || length <= 0 ? std::string()
+                                       : std::string(data, static_cast<std::size_t>(length)),
+        header_number(msg, "Nats-Sequence"), header_number(msg, "Nats-Last-Sequence")};
 }
 
 }  // namespace broadcaster::detail

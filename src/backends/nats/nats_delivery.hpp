@@ -5,6 +5,7 @@
 
 #include <nats/nats.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -14,6 +15,11 @@ struct nats_delivery {
     std::string subscribed;  // the subscription's subject: a channel, or a pattern
     std::string subject;     // the subject it was published on
     std::string data;
+    // Republished by a JetStream stream (history on): the message's stream sequence and
+    // that of the previous message of its subject (0: none), from the Nats-Sequence and
+    // Nats-Last-Sequence headers.
+    std::uint64_t seq = 0;
+    std::uint64_t previous_seq = 0;
 };
 
 // None when the subscription was closed meanwhile: nats.c may still hand over a message

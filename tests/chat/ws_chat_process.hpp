@@ -60,6 +60,7 @@ class chat_process {
             }
             dup2(log, STDOUT_FILENO);
             dup2(log, STDERR_FILENO);
+            close_inherited_fds();
             execv(args[0], args.data());
             _exit(127);
         }

@@ -31,6 +31,7 @@ class kafka_mock {
             prctl(PR_SET_PDEATHSIG, SIGKILL);  // dies with the test, even if it crashes
             dup2(to_child[0], STDIN_FILENO);
             dup2(from_child[1], STDOUT_FILENO);
+            ::close_range(3, ~0U, 0);  // none of the test's sockets live on in the mock
             execl(BROADCASTER_KAFKA_MOCK_BINARY, BROADCASTER_KAFKA_MOCK_BINARY, "--brokers",
                   count.c_str(), static_cast<char*>(nullptr));
             _exit(127);

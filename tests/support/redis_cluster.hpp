@@ -37,6 +37,7 @@ inline std::string capture_output(std::vector<std::string> argv) {
         dup2(out[1], STDOUT_FILENO);
         const int null = ::open("/dev/null", O_WRONLY);
         dup2(null, STDERR_FILENO);
+        close_inherited_fds();
         execvp(args[0], args.data());
         _exit(127);
     }

@@ -44,9 +44,27 @@ inline unsigned short free_port() {
     }
 }
 
-// Whether process `pid` holds a socket listening on TCP `port`: something else may
-// listen there (a port taken meanwhile by another test's server), and accepting
-// connections alone would pass it for ours.
+// In a forked child before exec: closes every descriptor but stdin, stdout and stderr.
+// The test's own sockets (Asio opens them without close-on-exec) would otherwise live on
+// in the server, and one of them listening could pass for the server's.
+inline void close_inherited_fds() {
+    ::close_range(3, ~0U, 0);
+}
+
+// The socket inodes ("socket:[N]") process `pid` holds open.
+inline std::set<std::string> sockets_of(pid_t pid) {
+    std::set<std::string> sockets;
+    std::error_code ec;
+    const std::filesystem::path fds = "/proc/" + std::to_string(pid) + "/fd";
+    for (const auto& fd : std::filesystem::directory_iterator(fds, ec)) {
+        sockets.insert(std::filesystem::read_symlink(fd.path(), ec).string());
+    }
+    return sockets;
+}
+
+// Whether process `pid` holds a socket listening on TCP `port` that the test process
+// does not hold itself: something else may listen there (a port taken meanwhile by
+// another test's server), and accepting connections alone would pass it for ours.
 inline bool listens_on(pid_t pid, unsigned short port) {
     std::set<std::string> inodes;
     for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
@@ -66,10 +84,9 @@ inline bool listens_on(pid_t pid, unsigned short port) {
             }
         }
     }
-    std::error_code ec;
-    const std::filesystem::path fds = "/proc/" + std::to_string(pid) + "/fd";
-    for (const auto& fd : std::filesystem::directory_iterator(fds, ec)) {
-        if (inodes.contains(std::filesystem::read_symlink(fd.path(), ec).string())) {
+    const auto ours = sockets_of(getpid());
+    for (const auto& socket : sockets_of(pid)) {
+        if (inodes.contains(socket) && !ours.contains(socket)) {
             return true;
         }
     }
@@ -108,7 +125,7 @@ class server_process {
             args.push_back(a.data());
         }
         args.push_back(nullptr);
-        const int log = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        const int log = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         pid_ = fork();
         if (pid_ == 0) {
             become(user_);
@@ -117,6 +134,7 @@ class server_process {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             dup2(log, STDOUT_FILENO);
             dup2(log, STDERR_FILENO);
+            close_inherited_fds();
             execvp(args[0], args.data());
             _exit(127);
         }
@@ -133,6 +151,7 @@ class server_process {
                 throw std::runtime_error(argv_[0] + " exited at start; see " + log_.string());
             }
             if (std::chrono::steady_clock::now() > until) {
+                stop(SIGKILL);
                 throw std::runtime_error(argv_[0] + " did not start; see " + log_.string());
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -187,12 +206,13 @@ inline int run_command(std::vector<std::string> argv, const std::filesystem::pat
         args.push_back(a.data());
     }
     args.push_back(nullptr);
-    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     const pid_t pid = fork();
     if (pid == 0) {
         server_process::become(user);
         dup2(out, STDOUT_FILENO);
         dup2(out, STDERR_FILENO);
+        close_inherited_fds();
         execvp(args[0], args.data());
         _exit(127);
     }

@@ -781,9 +781,18 @@ void broadcast_core::subscription_refused(std::string_view channel) {
     end_subscribers(channel, error::subscription_refused);
 }
 
+void broadcast_core::pattern_gap(std::string_view pattern) {
+    end_subscribers(patterns_, pattern, error::history_gap);
+}
+
 void broadcast_core::end_subscribers(std::string_view channel, broadcaster::error ec) {
-    const auto it = channels_.find(channel);
-    if (it == channels_.end()) {
+    end_subscribers(channels_, channel, ec);
+}
+
+void broadcast_core::end_subscribers(channel_table& table, std::string_view name,
+                                     broadcaster::error ec) {
+    const auto it = table.find(name);
+    if (it == table.end()) {
         return;
     }
     // Never skipped silently: each subscriber gets what it has, then the error.

@@ -117,7 +117,7 @@ class category final : public boost::system::error_category {
             case error::invalid_position:
                 return "not a position of this backend";
             case error::subscription_refused:
-                return "the broker refused to subscribe the channel again after a reconnect";
+                return "the broker refused a channel that was subscribed (its permissions changed)";
             case error::patterns_not_supported:
                 return "this backend cannot subscribe to patterns";
         }

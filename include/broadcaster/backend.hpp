@@ -60,6 +60,10 @@ class BROADCASTER_EXPORT backend_sink {
     /// goes on delivering from the oldest event still kept.
     virtual void history_gap(std::string_view channel) { (void)channel; }
 
+    /// Patterns only: as `history_gap`, for the subscribers of `pattern` (events that
+    /// matched it were lost, e.g. dropped by a client library that fell behind).
+    virtual void pattern_gap(std::string_view pattern) { (void)pattern; }
+
     /// Reports that the broker refused to subscribe `channel` again after a reconnect
     /// (e.g. Redis `-NOPERM` after an ACL change): nothing of it will be delivered. The
     /// core ends that channel's subscribers with `error::subscription_refused` after what

@@ -4,6 +4,7 @@
 // conformance suite covers positions, `since`, `last` and trimmed positions.
 
 #include "backends/nats/nats_config.hpp"
+#include "stalled_delivery_thread.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
 
@@ -20,6 +21,7 @@ namespace {
 
 using asio::use_awaitable;
 using boost::system::error_code;
+using namespace asio::experimental::awaitable_operators;
 
 constexpr const char* fast_reconnect = "reconnect_min_ms=20&reconnect_max_ms=200";
 
@@ -29,9 +31,9 @@ struct own_jetstream {
     unsigned short port = free_port();
     std::unique_ptr<server_process> server =
         start_nats(dir, port, {"-js", "-sd", (dir.path() / "js").string()});
-    std::string url(const std::string& query) const {
-        return "nats://127.0.0.1:" + std::to_string(port) + "?" + query;
-    }
+    std::string url(const std::string& query) const { return server_url() + "?" + query; }
+    // For nats.c itself.
+    std::string server_url() const { return "nats://127.0.0.1:" + std::to_string(port); }
 };
 
 detail::nats_config parse(const std::string& url) {
@@ -273,6 +275,69 @@ TEST(nats_jetstream, a_pattern_receives_events_with_positions) {
         EXPECT_EQ(b.channel(), root + ".b");
         EXPECT_LT(std::stoull(std::string(a.position())), std::stoull(std::string(b.position())));
     });
+}
+
+}  // namespace
+}  // namespace broadcaster::test
+
+namespace broadcaster::test {
+namespace {
+
+// With history, what nats.c drops past a subscription's pending limit (65536 messages)
+// while its delivery thread is behind is read from the stream: the subscriber gets
+// every message, in order, once. (A pattern has no stream to read: it is told.)
+TEST(nats_jetstream, messages_nats_c_drops_are_read_from_the_stream) {
+    own_jetstream nats;
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            const auto url = nats.url("jetstream=drops&history=100000");
+            broadcast bc(io, url);
+            co_await bc.async_connect(use_awaitable);
+            const auto base = unique_name("js-dropped");
+            const auto channel = base + ".a";
+            subscribe_options roomy;
+            roomy.capacity = 100'000;
+            auto on_channel = co_await bc.async_subscribe(channel, roomy, use_awaitable);
+            subscribe_options as_pattern;
+            as_pattern.pattern = true;
+            auto on_pattern = co_await bc.async_subscribe(base + "-z.*", as_pattern, use_awaitable);
+
+            stalled_delivery_thread stall(nats.server_url());
+            natsConnection* publisher = nullptr;
+            BROADCASTER_REQUIRE(natsConnection_ConnectTo(&publisher, nats.server_url().c_str()) ==
+                                NATS_OK);
+            // Stored, then republished to the broadcast in the stream's order: the
+            // pattern's flood comes after the channel's, so once the pattern overflows
+            // (and is told), the channel has overflowed too.
+            const auto config = parse(url);
+            constexpr int count = 70'000;  // more than the pending limit
+            for (int i = 0; i < count; ++i) {
+                const auto text = std::to_string(i);
+                natsConnection_PublishString(publisher, config.stored_subject(channel).c_str(),
+                                             text.c_str());
+            }
+            for (int i = 0; i < count; ++i) {
+                natsConnection_PublishString(publisher,
+                                             config.stored_subject(base + "-z.x").c_str(), "z");
+            }
+            natsConnection_FlushTimeout(publisher, 30'000);
+            {
+                asio::steady_timer bound(io, 20s);
+                auto next = co_await (on_pattern.async_receive(asio::as_tuple(use_awaitable)) ||
+                                      bound.async_wait(use_awaitable));
+                BROADCASTER_REQUIRE(next.index() == 0);  // not the bound
+                EXPECT_EQ(std::get<0>(std::get<0>(next)), error::history_gap);
+            }
+            stall.release();
+            for (int i = 0; i < count; ++i) {
+                const auto ev = co_await receive(on_channel, 20s);
+                BROADCASTER_REQUIRE(ev.message() == std::to_string(i));
+            }
+            EXPECT_FALSE(on_channel.try_receive());
+            EXPECT_EQ(on_channel.dropped(), 0u);
+            natsConnection_Destroy(publisher);
+        },
+        120s);
 }
 
 }  // namespace

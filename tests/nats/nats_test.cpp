@@ -4,6 +4,7 @@
 
 #include "backends/nats/nats_config.hpp"
 #include "backends/nats/nats_delivery.hpp"
+#include "stalled_delivery_thread.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
 
@@ -19,6 +20,7 @@ namespace {
 
 using asio::use_awaitable;
 using boost::system::error_code;
+using namespace asio::experimental::awaitable_operators;
 
 constexpr const char* fast_reconnect = "reconnect_min_ms=20&reconnect_max_ms=200";
 
@@ -114,8 +116,9 @@ TEST(nats, a_message_for_a_closed_subscription_is_dropped) {
 
 // A publisher faster than the subscribing app: nats.c's delivery thread may fall behind
 // its reader, and nats.c then drops what exceeds a subscription's pending limit (65536
-// messages), silently. Every message must arrive, in order; memory is bounded by the
-// backend pausing its reads instead.
+// messages). That was silent: a subscriber missed messages and was not told. Now every
+// message arrives in order, or the subscriber gets an in-order prefix and then
+// history_gap; never a silent hole.
 TEST(nats, a_flood_from_a_fast_publisher_arrives_whole) {
     own_nats nats;
     constexpr int count = 250'000;
@@ -138,9 +141,18 @@ TEST(nats, a_flood_from_a_fast_publisher_arrives_whole) {
                 natsConnection_FlushTimeout(publisher, 30'000);
             });
             int received = 0;
+            error_code ended;
             try {
                 for (; received < count; ++received) {
-                    const auto ev = co_await receive(sub, 10s);
+                    asio::steady_timer bound(io, 10s);
+                    auto next = co_await (sub.async_receive(asio::as_tuple(use_awaitable)) ||
+                                          bound.async_wait(use_awaitable));
+                    BROADCASTER_REQUIRE(next.index() == 0);  // not the 10 s bound
+                    auto [ec, ev] = std::get<0>(std::move(next));
+                    if (ec) {
+                        ended = ec;
+                        break;
+                    }
                     if (ev.message() != std::to_string(received)) {
                         ADD_FAILURE() << "expected " << received << ", got " << ev.message();
                         break;
@@ -150,10 +162,50 @@ TEST(nats, a_flood_from_a_fast_publisher_arrives_whole) {
                 ADD_FAILURE() << "after " << received << " messages: " << e.what();
             }
             flood.join();
+            if (ended) {
+                EXPECT_EQ(ended, error::history_gap) << ended.message();
+            }
             natsConnection_Destroy(publisher);
             EXPECT_EQ(sub.dropped(), 0u);
         },
         120s);
+}
+
+// nats.c drops what exceeds a subscription's pending limit (65536 messages) while its
+// delivery thread is behind: the bound on its memory. That loss used to be silent; now
+// the subscribers of the channel and of a pattern that matched are told (history_gap),
+// even when nothing is published after the drop.
+TEST(nats, messages_nats_c_drops_end_the_subscribers_with_history_gap) {
+    own_nats nats;
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            broadcast bc(io, nats.url());
+            co_await bc.async_connect(use_awaitable);
+            const auto base = unique_name("dropped");
+            const auto channel = base + ".a";
+            auto on_channel = co_await bc.async_subscribe(channel, use_awaitable);
+            subscribe_options as_pattern;
+            as_pattern.pattern = true;
+            auto on_pattern = co_await bc.async_subscribe(base + ".*", as_pattern, use_awaitable);
+            stalled_delivery_thread stall(nats.url(""));
+            natsConnection* publisher = nullptr;
+            BROADCASTER_REQUIRE(natsConnection_ConnectTo(&publisher, nats.url("").c_str()) ==
+                                NATS_OK);
+            for (int i = 0; i < 70'000; ++i) {  // more than the pending limit
+                natsConnection_PublishString(publisher, channel.c_str(), "m");
+            }
+            natsConnection_FlushTimeout(publisher, 30'000);
+            for (auto* sub : {&on_channel, &on_pattern}) {
+                asio::steady_timer bound(io, 10s);
+                auto next = co_await (sub->async_receive(asio::as_tuple(use_awaitable)) ||
+                                      bound.async_wait(use_awaitable));
+                BROADCASTER_REQUIRE(next.index() == 0);  // not the 10 s bound
+                EXPECT_EQ(std::get<0>(std::get<0>(next)), error::history_gap);
+            }
+            stall.release();
+            natsConnection_Destroy(publisher);
+        },
+        60s);
 }
 
 TEST(nats, invalid_channels_and_oversized_payloads_fail_before_sending) {

@@ -85,6 +85,19 @@ void on_reconnected(natsConnection*, void* closure) {
     to_client(closure, [](nats_client& c) { c.on_reconnected(); });
 }
 
+// On nats.c's callback thread: a subscription's pending limits were exceeded and nats.c
+// began dropping its messages (reported once per such episode).
+void on_nats_error(natsConnection*, natsSubscription* sub, natsStatus status, void* closure) {
+    if (status != NATS_SLOW_CONSUMER || sub == nullptr) {
+        return;
+    }
+    if (const char* subject = natsSubscription_GetSubject(sub)) {
+        to_client(closure, [subject = std::string(subject)](nats_client& c) {
+            c.on_messages_dropped(subject);
+        });
+    }
+}
+
 // On nats.c's delivery thread: copy, free, hand over. No app code runs here.
 void on_nats_message(natsConnection*, natsSubscription* sub, natsMsg* msg, void* closure) {
     auto delivery = copy_delivery(sub, msg);
@@ -97,9 +110,10 @@ void on_nats_message(natsConnection*, natsSubscription* sub, natsMsg* msg, void*
     }
 }
 
-// nats.c drops what exceeds a subscription's pending limits (65536 messages by
-// default) while its delivery thread is behind: silently, for an app. It only copies
-// into the link's queue, which is what is bounded (below).
+// nats.c drops what exceeds a subscription's pending limits (65536 messages or 64 MiB
+// by default) while its delivery thread is behind: the bound on its memory. For the
+// channels' subscriptions that stays (a drop is reported: on_messages_dropped); the marker
+// and acknowledgement subscriptions carry no more than the operations in flight.
 natsStatus unlimited_pending(natsSubscription* sub) {
     return natsSubscription_SetPendingLimits(sub, -1, -1);
 }
@@ -197,6 +211,7 @@ options_ptr make_options(const nats_config& config, const nats_link& link) {
     set(natsOptions_SetSendAsap(opts.get(), true));
     set(natsOptions_SetDisconnectedCB(opts.get(), on_disconnected, closure));
     set(natsOptions_SetReconnectedCB(opts.get(), on_reconnected, closure));
+    set(natsOptions_SetErrorHandler(opts.get(), on_nats_error, closure));
     // One delivery thread for every subscription (not one thread per subscription).
     set(natsOptions_UseGlobalMessageDelivery(opts.get(), true));
     set(natsOptions_SetEventLoop(opts.get(), closure, on_attach, on_read, on_write, on_detach));
@@ -694,11 +709,8 @@ void nats_client::subscribe(std::string subject, completion_handler handler) {
     }
     natsSubscription* sub = nullptr;
     const auto nats_subject = jetstream() ? config_.live_prefix() + subject : subject;
-    natsStatus s = natsConnection_Subscribe(&sub, nc_, nats_subject.c_str(), on_nats_message,
-                                            link_->closure());
-    if (s == NATS_OK) {
-        s = unlimited_pending(sub);
-    }
+    const natsStatus s = natsConnection_Subscribe(&sub, nc_, nats_subject.c_str(), on_nats_message,
+                                                  link_->closure());
     if (s != NATS_OK) {
         if (sub) {
             natsSubscription_Destroy(sub);
@@ -730,6 +742,35 @@ void nats_client::subscribe(std::string subject, completion_handler handler) {
 void nats_client::unsubscribe(const std::string& subject, completion_handler handler) {
     drop_subscription(subject);
     complete(std::move(handler), {});
+}
+
+void nats_client::on_messages_dropped(std::string subscribed) {
+    if (stopped_) {
+        return;
+    }
+    if (jetstream()) {
+        // Patterns only: a channel reads what was dropped from the stream once nats.c
+        // delivers again (on_message), when the drops are over.
+        const auto prefix = config_.live_prefix();
+        if (!subscribed.starts_with(prefix) ||
+            !is_nats_pattern(std::string_view(subscribed).substr(prefix.size()))) {
+            return;
+        }
+        subscribed.erase(0, prefix.size());
+    }
+    if (subs_.contains(subscribed)) {
+        report_gap(subscribed);
+    }
+}
+
+void nats_client::report_gap(const std::string& subscribed) {
+    if (const auto sink = sink_.lock()) {
+        if (is_nats_pattern(subscribed)) {
+            sink->pattern_gap(subscribed);
+        } else {
+            sink->history_gap(subscribed);
+        }
+    }
 }
 
 void nats_client::drop_subscription(const std::string& subject) {
@@ -880,6 +921,13 @@ void nats_client::on_message(nats_delivery d) {
     if (!subs_.contains(d.subscribed)) {
         return;  // unsubscribed meanwhile
     }
+    if (jetstream() && !is_nats_pattern(d.subscribed)) {
+        if (const auto found = channels_.find(d.subscribed);
+            found != channels_.end() && d.dropped_before > found->second.dropped_seen) {
+            found->second.dropped_seen = d.dropped_before;
+            read_dropped(d.subscribed);
+        }
+    }
     if (jetstream() && d.seq != 0 && !is_nats_pattern(d.subscribed)) {
         on_live(d.subscribed, js_message{d.seq, std::move(d.data)}, d.previous_seq);
         return;
@@ -970,6 +1018,20 @@ void nats_client::release_held(const std::string& channel) {
         // Each looked up again: delivering may unsubscribe, a hole starts another read
         // (the rest wait for it again).
         on_live(channel, std::move(h.message), h.previous);
+    }
+    if (const auto again = channels_.find(channel); again != channels_.end() &&
+                                                    !again->second.reading &&
+                                                    std::exchange(again->second.dropped, false)) {
+        start_read(channel);
+    }
+}
+
+void nats_client::read_dropped(const std::string& channel) {
+    auto& state = channels_[channel];
+    if (state.subscribing || state.reading) {
+        state.dropped = true;
+    } else {
+        start_read(channel);
     }
 }
 

@@ -75,6 +75,9 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void on_reconnected();
     // Messages nats.c gave the link for this client.
     void on_deliveries();
+    // nats.c began dropping messages of the subscription to `subscribed` (a NATS
+    // subject): its pending limits were exceeded while its delivery thread was behind.
+    void on_messages_dropped(std::string subscribed);
 
   private:
     using clock = std::chrono::steady_clock;
@@ -102,6 +105,9 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     // History: reads a channel's newest position (`baseline`, for a subscribe), or what
     // followed its last delivered one, off the strand; then read_done on the strand.
     void start_read(const std::string& channel);
+    // Reads what nats.c dropped of `channel` from the stream, now or after the read or
+    // subscribe in flight.
+    void read_dropped(const std::string& channel);
     void read_done(const std::string& channel, std::uint64_t generation, js_read result);
     void baseline_done(std::uint64_t id, js_last result);
     void on_live(const std::string& channel, js_message m, std::uint64_t previous);
@@ -120,6 +126,8 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     // A message on `d.subject`, for the subscription to `d.subscribed` (the same subject,
     // or a pattern that matches it).
     void on_message(nats_delivery d);
+    // Ends the subscribers of `subscribed` (a channel or a pattern) with history_gap.
+    void report_gap(const std::string& subscribed);
     // Makes the expiry timer fire by `deadline` at the latest.
     void arm_expiry(clock::time_point deadline);
     void expire();
@@ -171,9 +179,11 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
         std::uint64_t previous = 0;
     };
     struct channel_state {
-        std::uint64_t last = 0;    // the last position delivered (or newest at subscribe)
-        bool subscribing = false;  // its subscribe waits for the newest position
-        bool reading = false;      // a read is in flight: live messages wait in `held`
+        std::uint64_t last = 0;         // the last position delivered (or newest at subscribe)
+        bool subscribing = false;       // its subscribe waits for the newest position
+        bool reading = false;           // a read is in flight: live messages wait in `held`
+        bool dropped = false;           // nats.c dropped some during a read: read again
+        std::int64_t dropped_seen = 0;  // nats.c's drop count for it, as last seen
         std::uint64_t generation = 0;
         std::vector<held_live> held;
     };

@@ -26,11 +26,16 @@ std::optional<nats_delivery> copy_delivery(natsSubscription* sub, natsMsg* msg) 
     }
     const char* data = natsMsg_GetData(msg);
     const int length = natsMsg_GetDataLength(msg);
-    return nats_delivery{
-        subscribed, subject,
-        data == nullptr || length <= 0 ? std::string()
-                                       : std::string(data, static_cast<std::size_t>(length)),
-        header_number(msg, "Nats-Sequence"), header_number(msg, "Nats-Last-Sequence")};
+    int64_t dropped = 0;
+    natsSubscription_GetDropped(sub, &dropped);
+    return nats_delivery{subscribed,
+                         subject,
+                         data == nullptr || length <= 0
+                             ? std::string()
+                             : std::string(data, static_cast<std::size_t>(length)),
+                         header_number(msg, "Nats-Sequence"),
+                         header_number(msg, "Nats-Last-Sequence"),
+                         dropped};
 }
 
 }  // namespace broadcaster::detail

@@ -20,6 +20,9 @@ struct nats_delivery {
     // Nats-Last-Sequence headers.
     std::uint64_t seq = 0;
     std::uint64_t previous_seq = 0;
+    // How many messages nats.c had dropped for the subscription by the time this one
+    // was delivered (it drops past the subscription's pending limits).
+    std::int64_t dropped_before = 0;
 };
 
 // None when the subscription was closed meanwhile: nats.c may still hand over a message

@@ -4,6 +4,8 @@
 // reads the bootstrap list from its first line of output, and drives it (brokers down
 // and up, topics) through its standard input.
 
+#include "server_process.hpp"
+
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -31,7 +33,7 @@ class kafka_mock {
             prctl(PR_SET_PDEATHSIG, SIGKILL);  // dies with the test, even if it crashes
             dup2(to_child[0], STDIN_FILENO);
             dup2(from_child[1], STDOUT_FILENO);
-            ::close_range(3, ~0U, 0);  // none of the test's sockets live on in the mock
+            close_inherited_fds();
             execl(BROADCASTER_KAFKA_MOCK_BINARY, BROADCASTER_KAFKA_MOCK_BINARY, "--brokers",
                   count.c_str(), static_cast<char*>(nullptr));
             _exit(127);

@@ -921,14 +921,12 @@ void nats_client::on_message(nats_delivery d) {
     if (!subs_.contains(d.subscribed)) {
         return;  // unsubscribed meanwhile
     }
-    if (jetstream() && !is_nats_pattern(d.subscribed)) {
+    if (jetstream() && d.seq != 0 && !is_nats_pattern(d.subscribed)) {
         if (const auto found = channels_.find(d.subscribed);
             found != channels_.end() && d.dropped_before > found->second.dropped_seen) {
             found->second.dropped_seen = d.dropped_before;
             read_dropped(d.subscribed);
         }
-    }
-    if (jetstream() && d.seq != 0 && !is_nats_pattern(d.subscribed)) {
         on_live(d.subscribed, js_message{d.seq, std::move(d.data)}, d.previous_seq);
         return;
     }

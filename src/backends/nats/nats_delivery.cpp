@@ -26,14 +26,19 @@ std::optional<nats_delivery> copy_delivery(natsSubscription* sub, natsMsg* msg) 
     }
     const char* data = natsMsg_GetData(msg);
     const int length = natsMsg_GetDataLength(msg);
+    const auto seq = header_number(msg, "Nats-Sequence");
+    // Only a stream's messages use the drop count (to read the dropped ones back), and
+    // asking takes nats.c's locks: not for every message.
     int64_t dropped = 0;
-    natsSubscription_GetDropped(sub, &dropped);
+    if (seq != 0) {
+        natsSubscription_GetDropped(sub, &dropped);
+    }
     return nats_delivery{subscribed,
                          subject,
                          data == nullptr || length <= 0
                              ? std::string()
                              : std::string(data, static_cast<std::size_t>(length)),
-                         header_number(msg, "Nats-Sequence"),
+                         seq,
                          header_number(msg, "Nats-Last-Sequence"),
                          dropped};
 }

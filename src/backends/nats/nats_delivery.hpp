@@ -21,7 +21,8 @@ struct nats_delivery {
     std::uint64_t seq = 0;
     std::uint64_t previous_seq = 0;
     // How many messages nats.c had dropped for the subscription by the time this one
-    // was delivered (it drops past the subscription's pending limits).
+    // was delivered (it drops past the subscription's pending limits); stream
+    // messages (seq set) only.
     std::int64_t dropped_before = 0;
 };
 

@@ -4,6 +4,7 @@
 
 #include "backends/nats/nats_config.hpp"
 #include "backends/nats/nats_delivery.hpp"
+#include "stalled_callback_thread.hpp"
 #include "stalled_delivery_thread.hpp"
 #include "test_servers.hpp"
 #include "test_support.hpp"
@@ -395,6 +396,47 @@ TEST(nats, publishes_during_an_outage_wait_for_the_server) {
         co_await eventually([&] { return published.has_value(); }, 10s);
         EXPECT_FALSE(*published) << published->message();
         EXPECT_EQ((co_await receive(sub)).message(), "while-down");
+    });
+}
+
+// nats.c attaches the new socket from its reconnect thread, but reports the loss from
+// its callback thread, which a busy machine can hold up: the report then comes after
+// the attach, and must not close the new connection (it did: the subscriber never
+// received again and `connected` never came).
+TEST(nats, a_loss_reported_after_the_reconnect_leaves_the_new_connection_alone) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url());
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto channel = unique_name("overtaken");
+        auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+        {
+            stalled_callback_thread stall(nats.url(""));
+            nats.server->stop(SIGKILL);
+            nats.server->start();
+            broadcast pub(io, nats.url());
+            co_await pub.async_connect(use_awaitable);
+            // nats.c resubscribed on the new socket: probes reach the subscriber while
+            // the loss is still unreported.
+            asio::steady_timer pace(io);
+            for (int probe = 0; !sub.try_receive(); ++probe) {
+                BROADCASTER_REQUIRE(probe < 1000);
+                co_await pub.async_publish(channel, "probe", use_awaitable);
+                pace.expires_after(10ms);
+                co_await pace.async_wait(use_awaitable);
+            }
+            EXPECT_FALSE(log.saw(connection_state::reconnecting));
+        }
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        co_await eventually([&] { return log.states.back() == connection_state::connected; });
+        co_await bc.async_publish(channel, "after", use_awaitable);
+        auto ev = co_await receive(sub);
+        while (ev.message() == "probe") {
+            ev = co_await receive(sub);
+        }
+        EXPECT_EQ(ev.message(), "after");
     });
 }
 

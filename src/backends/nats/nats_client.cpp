@@ -92,9 +92,8 @@ void on_nats_error(natsConnection*, natsSubscription* sub, natsStatus status, vo
         return;
     }
     if (const char* subject = natsSubscription_GetSubject(sub)) {
-        to_client(closure, [subject = std::string(subject)](nats_client& c) {
-            c.on_messages_dropped(subject);
-        });
+        to_client(closure, [subject = std::string(subject), id = natsSubscription_GetID(sub)](
+                               nats_client& c) { c.on_messages_dropped(subject, id); });
     }
 }
 
@@ -268,7 +267,7 @@ nats_client::~nats_client() {
         subs.push_back(ack_sub_);
     }
     for (auto& [subject, sub] : subs_) {
-        subs.push_back(sub);
+        subs.push_back(sub.handle);
     }
     if (link_->context_gone()) {
         destroy_connection(nc_, std::move(subs));  // no io_context left to run it
@@ -455,7 +454,7 @@ void nats_client::stop(completion_handler then) {
         subs.push_back(std::exchange(ack_sub_, nullptr));
     }
     for (auto& [subject, sub] : subs_) {
-        subs.push_back(sub);
+        subs.push_back(sub.handle);
     }
     subs_.clear();
     if (!nc_) {
@@ -496,11 +495,9 @@ void nats_client::on_disconnected() {
     }
     connected_ = false;
     reconnecting_ = true;
-    error_code ignored;
-    socket_.close(ignored);
-    ++socket_generation_;
-    read_armed_ = write_armed_ = false;
-    // What was sent on the lost connection may or may not have arrived: unconfirmed
+    // The socket stays: nats.c reports the loss from its callback thread, so the
+    // reconnect may have attached the next socket already (on_want_read closed the lost
+    // one). What was sent on the lost connection may or may not have arrived: unconfirmed
     // publishes and subscribes fail with connection_lost (a failed subscribe is dropped
     // here too, or nats.c would restore it).
     const auto fail = [this](waiter& w) {
@@ -554,15 +551,20 @@ void nats_client::on_reconnected() {
 
 // ---- the socket --------------------------------------------------------------------
 
+void nats_client::close_socket() {
+    error_code ignored;
+    socket_.close(ignored);
+    ++socket_generation_;
+    read_armed_ = write_armed_ = false;
+}
+
 void nats_client::on_attached(int fd) {
     if (stopped_) {
         ::close(fd);
         return;
     }
+    close_socket();
     error_code ec;
-    socket_.close(ec);
-    ++socket_generation_;
-    read_armed_ = write_armed_ = false;
     socket_.assign(fd, ec);
     if (ec) {
         ::close(fd);
@@ -574,6 +576,12 @@ void nats_client::on_attached(int fd) {
 
 void nats_client::on_want_read(bool add) {
     want_read_ = add;
+    if (!add) {
+        // nats.c stops polling only once it has closed its socket (a loss, or the
+        // close): our duplicate goes with it, before a reconnect attaches the next.
+        close_socket();
+        return;
+    }
     watch_read();
 }
 
@@ -585,10 +593,7 @@ void nats_client::on_want_write(bool add) {
 }
 
 void nats_client::on_detached() {
-    error_code ignored;
-    socket_.close(ignored);
-    ++socket_generation_;
-    read_armed_ = write_armed_ = false;
+    close_socket();
 }
 
 std::size_t nats_client::readable_bytes() {
@@ -718,7 +723,7 @@ void nats_client::subscribe(std::string subject, completion_handler handler) {
         complete(std::move(handler), operation_error(s));
         return;
     }
-    subs_.emplace(subject, sub);
+    subs_.emplace(subject, subscription{sub, natsSubscription_GetID(sub)});
     if (jetstream() && !is_nats_pattern(subject)) {
         // Subscribed once the channel's newest position is read: the request follows the
         // SUB, so its answer proves the SUB, and everything stored after that position is
@@ -744,7 +749,7 @@ void nats_client::unsubscribe(const std::string& subject, completion_handler han
     complete(std::move(handler), {});
 }
 
-void nats_client::on_messages_dropped(std::string subscribed) {
+void nats_client::on_messages_dropped(std::string subscribed, std::int64_t subscription_id) {
     if (stopped_) {
         return;
     }
@@ -758,9 +763,14 @@ void nats_client::on_messages_dropped(std::string subscribed) {
         }
         subscribed.erase(0, prefix.size());
     }
-    if (subs_.contains(subscribed)) {
+    if (is_current(subscribed, subscription_id)) {
         report_gap(subscribed);
     }
+}
+
+bool nats_client::is_current(const std::string& subscribed, std::int64_t id) const {
+    const auto found = subs_.find(subscribed);
+    return found != subs_.end() && found->second.id == id;
 }
 
 void nats_client::report_gap(const std::string& subscribed) {
@@ -776,8 +786,8 @@ void nats_client::report_gap(const std::string& subscribed) {
 void nats_client::drop_subscription(const std::string& subject) {
     channels_.erase(subject);
     if (const auto found = subs_.find(subject); found != subs_.end()) {
-        natsSubscription_Unsubscribe(found->second);
-        natsSubscription_Destroy(found->second);
+        natsSubscription_Unsubscribe(found->second.handle);
+        natsSubscription_Destroy(found->second.handle);
         subs_.erase(found);
     }
 }
@@ -918,8 +928,8 @@ void nats_client::on_message(nats_delivery d) {
         d.subject.erase(0, prefix.size());
     }
     // A message matching a pattern and a channel, both subscribed, comes once for each.
-    if (!subs_.contains(d.subscribed)) {
-        return;  // unsubscribed meanwhile
+    if (!is_current(d.subscribed, d.subscription_id)) {
+        return;  // unsubscribed meanwhile (and maybe subscribed again)
     }
     if (jetstream() && d.seq != 0 && !is_nats_pattern(d.subscribed)) {
         if (const auto found = channels_.find(d.subscribed);

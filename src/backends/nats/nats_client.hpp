@@ -77,7 +77,7 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void on_deliveries();
     // nats.c began dropping messages of the subscription to `subscribed` (a NATS
     // subject): its pending limits were exceeded while its delivery thread was behind.
-    void on_messages_dropped(std::string subscribed);
+    void on_messages_dropped(std::string subscribed, std::int64_t subscription_id);
 
   private:
     using clock = std::chrono::steady_clock;
@@ -133,6 +133,8 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void expire();
     void read_ready();
     void write_ready();
+    // Closes our duplicate of nats.c's socket; waits started on it come to nothing.
+    void close_socket();
     void watch_read();
     void watch_write();
     std::size_t readable_bytes();
@@ -163,7 +165,16 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     bool read_paused_ = false;  // the link's queue is full: reading waits for the strand
     bool write_armed_ = false;
 
-    std::unordered_map<std::string, natsSubscription*> subs_;
+    struct subscription {
+        natsSubscription* handle = nullptr;
+        // nats.c's ID: a message or drop report for an earlier subscription to the same
+        // subject (still queued when it was replaced) carries another one.
+        std::int64_t id = 0;
+    };
+    // Whether `subscribed` is subscribed, by the subscription nats.c's `id` names.
+    bool is_current(const std::string& subscribed, std::int64_t id) const;
+
+    std::unordered_map<std::string, subscription> subs_;
     std::deque<held_publish> held_;  // published while disconnected, in order
     std::vector<waiter> unsent_;     // for the next marker
     bool marker_posted_ = false;

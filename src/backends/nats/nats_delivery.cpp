@@ -34,6 +34,7 @@ std::optional<nats_delivery> copy_delivery(natsSubscription* sub, natsMsg* msg) 
         natsSubscription_GetDropped(sub, &dropped);
     }
     return nats_delivery{subscribed,
+                         natsSubscription_GetID(sub),
                          subject,
                          data == nullptr || length <= 0
                              ? std::string()

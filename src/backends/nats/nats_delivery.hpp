@@ -12,8 +12,9 @@
 namespace broadcaster::detail {
 
 struct nats_delivery {
-    std::string subscribed;  // the subscription's subject: a channel, or a pattern
-    std::string subject;     // the subject it was published on
+    std::string subscribed;            // the subscription's subject: a channel, or a pattern
+    std::int64_t subscription_id = 0;  // nats.c's ID of that subscription
+    std::string subject;               // the subject it was published on
     std::string data;
     // Republished by a JetStream stream (history on): the message's stream sequence and
     // that of the previous message of its subject (0: none), from the Nats-Sequence and

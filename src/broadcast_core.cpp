@@ -210,7 +210,7 @@ void broadcast_core::disconnect(error_handler handler) {
     });
 }
 
-void broadcast_core::do_disconnect(error_handler handler) {
+void broadcast_core::do_disconnect(error_handler handler, error_code reason) {
     if (!connected_ && !connecting_) {
         if (handler) {
             post_completion(std::move(handler), executor_, error_code());
@@ -232,7 +232,7 @@ void broadcast_core::do_disconnect(error_handler handler) {
             }
             for (auto& op : entry.waiters) {
                 // The app disconnected: its own doing, as for a waiting connect.
-                channel_confirmed(op, asio::error::operation_aborted);
+                channel_confirmed(op, reason ? reason : asio::error::operation_aborted);
             }
         }
     }
@@ -779,6 +779,17 @@ void broadcast_core::history_gap(std::string_view channel) {
 
 void broadcast_core::subscription_refused(std::string_view channel) {
     end_subscribers(channel, error::subscription_refused);
+}
+
+void broadcast_core::connection_failed(error_code ec) {
+    // Posted: disconnecting calls into the backend, which is still in its own call.
+    asio::post(strand_, [self = shared_from_this(), session = session_, ec] {
+        if (!self->connected_ || session != self->session_) {
+            return;  // the app disconnected meanwhile, or connected again
+        }
+        self->do_disconnect({}, ec);
+        self->set_state(connection_state::disconnected, ec);
+    });
 }
 
 void broadcast_core::pattern_gap(std::string_view pattern) {

@@ -65,6 +65,7 @@ class broadcast_core final : public backend_sink,
     void state_changed(connection_state state, boost::system::error_code ec) override;
     void history_gap(std::string_view channel) override;
     void subscription_refused(std::string_view channel) override;
+    void connection_failed(boost::system::error_code ec) override;
     void pattern_gap(std::string_view pattern) override;
     void deliver_matched(std::string_view pattern, event ev) override;
 
@@ -110,7 +111,9 @@ class broadcast_core final : public backend_sink,
     void do_connect(connect_waiter waiter);
     void cancel_connect(std::uint64_t id);
     void finish_connect_waiter(connect_waiter waiter, boost::system::error_code ec);
-    void do_disconnect(error_handler handler);
+    // `reason`: why the backend's connection ended, when it did so by itself (the
+    // subscribes still waiting fail with it); none when the app disconnects.
+    void do_disconnect(error_handler handler, boost::system::error_code reason = {});
     void do_subscribe(std::vector<std::string> channels, subscribe_options options,
                       const std::shared_ptr<pending_subscribe>& op);
     void cancel_subscribe(const std::shared_ptr<pending_subscribe>& op);

@@ -71,6 +71,14 @@ class BROADCASTER_EXPORT backend_sink {
     /// channel. The default does nothing.
     virtual void subscription_refused(std::string_view channel) { (void)channel; }
 
+    /// Reports that the connection ended for good and the backend will not reconnect
+    /// by itself (e.g. its client library gave up after a broker error it does not
+    /// retry). The broadcast becomes disconnected, with `ec` as the reason: every
+    /// subscriber ends with `error::end_of_stream` after what it already has, a
+    /// subscribe still waiting fails with `ec`, the backend is disconnected, and the app
+    /// may connect again. The default does nothing.
+    virtual void connection_failed(boost::system::error_code ec) { (void)ec; }
+
     /// Patterns only (see `backend::async_subscribe_pattern`): hands over an event that
     /// arrived for the subscription to `pattern`; `ev.channel()` is the channel it was
     /// published on. The core fans it out to that pattern's subscribers. Events of one

@@ -4,6 +4,7 @@
 
 #include "backends/nats/nats_config.hpp"
 #include "backends/nats/nats_delivery.hpp"
+#include "silent_server.hpp"
 #include "stalled_callback_thread.hpp"
 #include "stalled_delivery_thread.hpp"
 #include "test_servers.hpp"
@@ -235,6 +236,40 @@ TEST(nats, invalid_channels_and_oversized_payloads_fail_before_sending) {
     });
 }
 
+// nats.c closes a connection for good after a server error it does not retry (here:
+// a subscription over the server's max_subscriptions). That used to leave the broadcast
+// `reconnecting` for ever, its subscribers waiting in silence; now it is disconnected
+// with the reason, its subscribers end, and it can connect again.
+TEST(nats, a_connection_nats_c_gives_up_on_disconnects_the_broadcast) {
+    scratch_dir config_dir("broadcaster-nats-conf");
+    const auto config = (config_dir.path() / "nats.conf").string();
+    std::ofstream(config) << "max_subscriptions: 3\n";  // ours: the marker's, then two
+    own_nats nats({"-c", config});
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, nats.url());
+        std::vector<std::pair<connection_state, error_code>> states;
+        bc.on_state_change([&](connection_state s, error_code ec) { states.emplace_back(s, ec); });
+        co_await bc.async_connect(use_awaitable);
+        const auto base = unique_name("limited");
+        auto first = co_await bc.async_subscribe(base + ".1", use_awaitable);
+        auto second = co_await bc.async_subscribe(base + ".2", use_awaitable);
+        auto [ec, third] = co_await bc.async_subscribe(base + ".3", asio::as_tuple(use_awaitable));
+        EXPECT_TRUE(ec);
+        co_await eventually([&] {
+            return !states.empty() && states.back().first == connection_state::disconnected;
+        });
+        EXPECT_EQ(states.back().second, error::broker_error);
+        for (auto* sub : {&first, &second}) {
+            auto [end, ev] = co_await sub->async_receive(asio::as_tuple(use_awaitable));
+            EXPECT_EQ(end, error::end_of_stream);
+        }
+        co_await bc.async_connect(use_awaitable);
+        auto again = co_await bc.async_subscribe(base + ".1", use_awaitable);
+        co_await bc.async_publish(base + ".1", "again", use_awaitable);
+        EXPECT_EQ((co_await receive(again)).message(), "again");
+    });
+}
+
 subscribe_options patterns() {
     subscribe_options options;
     options.pattern = true;
@@ -399,11 +434,11 @@ TEST(nats, publishes_during_an_outage_wait_for_the_server) {
     });
 }
 
-// nats.c attaches the new socket from its reconnect thread, but reports the loss from
-// its callback thread, which a busy machine can hold up: the report then comes after
-// the attach, and must not close the new connection (it did: the subscriber never
-// received again and `connected` never came).
-TEST(nats, a_loss_reported_after_the_reconnect_leaves_the_new_connection_alone) {
+// nats.c attaches the new socket from its reconnect thread, but reports the loss and
+// the reconnect from its callback thread, which a busy machine can hold up. The loss is
+// taken from the event loop's side, at once, and the late report must not close the new
+// connection (it did: the subscriber never received again and `connected` never came).
+TEST(nats, a_reconnect_reported_late_by_nats_c_keeps_the_new_connection) {
     own_nats nats;
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast bc(io, nats.url());
@@ -415,11 +450,12 @@ TEST(nats, a_loss_reported_after_the_reconnect_leaves_the_new_connection_alone) 
         {
             stalled_callback_thread stall(nats.url(""));
             nats.server->stop(SIGKILL);
+            co_await eventually([&] { return log.saw(connection_state::reconnecting); });
             nats.server->start();
             broadcast pub(io, nats.url());
             co_await pub.async_connect(use_awaitable);
             // nats.c resubscribed on the new socket: probes reach the subscriber while
-            // the loss is still unreported.
+            // its callback thread is still held.
             asio::steady_timer pace(io);
             for (int probe = 0; !sub.try_receive(); ++probe) {
                 BROADCASTER_REQUIRE(probe < 1000);
@@ -427,9 +463,8 @@ TEST(nats, a_loss_reported_after_the_reconnect_leaves_the_new_connection_alone) 
                 pace.expires_after(10ms);
                 co_await pace.async_wait(use_awaitable);
             }
-            EXPECT_FALSE(log.saw(connection_state::reconnecting));
+            EXPECT_EQ(log.states.back(), connection_state::reconnecting);
         }
-        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
         co_await eventually([&] { return log.states.back() == connection_state::connected; });
         co_await bc.async_publish(channel, "after", use_awaitable);
         auto ev = co_await receive(sub);
@@ -437,6 +472,32 @@ TEST(nats, a_loss_reported_after_the_reconnect_leaves_the_new_connection_alone) 
             ev = co_await receive(sub);
         }
         EXPECT_EQ(ev.message(), "after");
+    });
+}
+
+// nats.c's reconnect thread holds the connection's lock through a whole handshake, here
+// with a server that accepts and never answers. A publish meanwhile must not wait for that
+// lock on the I/O thread (it did, for the whole connect timeout): it is held, and fails
+// after its own publish_timeout_ms while the handshake still hangs.
+TEST(nats, a_publish_during_a_hanging_reconnect_does_not_block_the_io_thread) {
+    own_nats nats;
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        silent_server hanging(io);
+        broadcast bc(io, "nats://127.0.0.1:" + std::to_string(nats.port) +
+                             ",127.0.0.1:" + std::to_string(hanging.port()) + "?" + fast_reconnect +
+                             "&connect_timeout_ms=2000&publish_timeout_ms=100");
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);  // may have tried the hanging one first
+        const int accepted = hanging.accepted();
+        const int closed = hanging.closed_by_client();
+        nats.server->stop(SIGKILL);
+        co_await eventually([&] { return log.saw(connection_state::reconnecting); });
+        co_await eventually([&] { return hanging.accepted() > accepted; }, 10s);
+        auto [ec] =
+            co_await bc.async_publish(unique_name("held"), "x", asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::reconnect_timeout);
+        EXPECT_EQ(hanging.closed_by_client(), closed);  // the handshake still hangs
     });
 }
 

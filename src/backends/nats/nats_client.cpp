@@ -77,12 +77,12 @@ natsStatus on_detach(void* user_data) {
     return NATS_OK;
 }
 
-void on_disconnected(natsConnection*, void* closure) {
-    to_client(closure, [](nats_client& c) { c.on_disconnected(); });
-}
-
 void on_reconnected(natsConnection*, void* closure) {
     to_client(closure, [](nats_client& c) { c.on_reconnected(); });
+}
+
+void on_closed(natsConnection*, void* closure) {
+    to_client(closure, [](nats_client& c) { c.on_closed(); });
 }
 
 // On nats.c's callback thread: a subscription's pending limits were exceeded and nats.c
@@ -208,8 +208,8 @@ options_ptr make_options(const nats_config& config, const nats_link& link) {
     set(natsOptions_SetCustomReconnectDelay(opts.get(), reconnect_delay, closure));
     // No flusher thread: every write request reaches the strand at once.
     set(natsOptions_SetSendAsap(opts.get(), true));
-    set(natsOptions_SetDisconnectedCB(opts.get(), on_disconnected, closure));
     set(natsOptions_SetReconnectedCB(opts.get(), on_reconnected, closure));
+    set(natsOptions_SetClosedCB(opts.get(), on_closed, closure));
     set(natsOptions_SetErrorHandler(opts.get(), on_nats_error, closure));
     // One delivery thread for every subscription (not one thread per subscription).
     set(natsOptions_UseGlobalMessageDelivery(opts.get(), true));
@@ -324,6 +324,7 @@ void nats_client::connect(completion_handler handler) {
 void nats_client::connected(natsConnection* nc, completion_handler handler) {
     nc_ = nc;
     connected_ = true;
+    read_max_payload();
     natsInbox* inbox = nullptr;
     natsStatus s = natsInbox_Create(&inbox);
     if (s == NATS_OK) {
@@ -489,15 +490,18 @@ void nats_client::complete(completion_handler handler, error_code ec) {
     post_completion(std::move(handler), strand_, ec);
 }
 
-void nats_client::on_disconnected() {
+// The loss is taken from the event loop's side (nats.c stops polling the socket it
+// closed), not from nats.c's disconnected callback: that one comes from nats.c's
+// callback thread, which a busy process can hold up until after the reconnect. Until
+// then nothing must call into nats.c expecting a live connection: its reconnect thread
+// holds the connection's lock through a whole handshake.
+void nats_client::connection_lost() {
     if (stopped_ || !connected_) {
         return;
     }
     connected_ = false;
     reconnecting_ = true;
-    // The socket stays: nats.c reports the loss from its callback thread, so the
-    // reconnect may have attached the next socket already (on_want_read closed the lost
-    // one). What was sent on the lost connection may or may not have arrived: unconfirmed
+    // What was sent on the lost connection may or may not have arrived: unconfirmed
     // publishes and subscribes fail with connection_lost (a failed subscribe is dropped
     // here too, or nats.c would restore it).
     const auto fail = [this](waiter& w) {
@@ -531,6 +535,7 @@ void nats_client::on_reconnected() {
         return;
     }
     connected_ = true;
+    read_max_payload();  // the server may be another one
     while (!held_.empty()) {
         auto h = std::move(held_.front());
         held_.pop_front();
@@ -547,6 +552,23 @@ void nats_client::on_reconnected() {
     }
     watch_read();
     write_ready();
+}
+
+void nats_client::read_max_payload() {
+    max_payload_ =
+        static_cast<std::size_t>(std::max<int64_t>(0, natsConnection_GetMaxPayload(nc_)));
+}
+
+void nats_client::on_closed() {
+    if (stopped_) {
+        return;  // our own close
+    }
+    // nats.c closed the connection for good: it does so after a server error it does
+    // not retry (e.g. -ERR 'Maximum Subscriptions Exceeded'). Nobody would hear of it
+    // again, so the broadcast is told, and becomes disconnected.
+    if (auto sink = sink_.lock()) {
+        sink->connection_failed(error::broker_error);
+    }
 }
 
 // ---- the socket --------------------------------------------------------------------
@@ -580,6 +602,7 @@ void nats_client::on_want_read(bool add) {
         // nats.c stops polling only once it has closed its socket (a loss, or the
         // close): our duplicate goes with it, before a reconnect attaches the next.
         close_socket();
+        connection_lost();
         return;
     }
     watch_read();
@@ -797,7 +820,7 @@ void nats_client::publish(std::string subject, std::string message, completion_h
         complete(std::move(handler), error::not_connected);
         return;
     }
-    auto limit = static_cast<std::size_t>(std::max<int64_t>(0, natsConnection_GetMaxPayload(nc_)));
+    auto limit = max_payload_;
     if (config_.max_payload_bytes != 0) {
         limit = limit == 0 ? config_.max_payload_bytes : std::min(limit, config_.max_payload_bytes);
     }

@@ -71,8 +71,8 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     void on_want_read(bool add);
     void on_want_write(bool add);
     void on_detached();
-    void on_disconnected();
     void on_reconnected();
+    void on_closed();
     // Messages nats.c gave the link for this client.
     void on_deliveries();
     // nats.c began dropping messages of the subscription to `subscribed` (a NATS
@@ -136,6 +136,10 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     // Closes our duplicate of nats.c's socket; waits started on it come to nothing.
     void close_socket();
     void watch_read();
+    // The loss of the connection, as nats.c's event loop calls show it.
+    void connection_lost();
+    // The server's max_payload, asked once per connection: asking takes nats.c's lock.
+    void read_max_payload();
     void watch_write();
     std::size_t readable_bytes();
     bool socket_ready(short events);
@@ -151,7 +155,7 @@ class nats_client : public std::enable_shared_from_this<nats_client> {
     natsConnection* nc_ = nullptr;
     natsSubscription* marker_sub_ = nullptr;
     std::string inbox_;
-    std::size_t max_payload_ = 0;
+    std::size_t max_payload_ = 0;  // the server's; 0 until connected
     bool stopped_ = false;
     bool connected_ = false;     // nats.c is connected, as far as the strand knows
     bool reconnecting_ = false;  // "reconnecting" reported, "connected" not yet

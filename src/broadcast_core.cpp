@@ -781,6 +781,10 @@ void broadcast_core::subscription_refused(std::string_view channel) {
     end_subscribers(channel, error::subscription_refused);
 }
 
+void broadcast_core::subscription_refused(std::string_view channel, std::string_view reason) {
+    end_subscribers(channel, error::subscription_refused, reason);
+}
+
 void broadcast_core::connection_failed(error_code ec) {
     // Posted: disconnecting calls into the backend, which is still in its own call.
     asio::post(strand_, [self = shared_from_this(), session = session_, ec] {
@@ -796,12 +800,13 @@ void broadcast_core::pattern_gap(std::string_view pattern) {
     end_subscribers(patterns_, pattern, error::history_gap);
 }
 
-void broadcast_core::end_subscribers(std::string_view channel, broadcaster::error ec) {
-    end_subscribers(channels_, channel, ec);
+void broadcast_core::end_subscribers(std::string_view channel, broadcaster::error ec,
+                                     std::string_view detail) {
+    end_subscribers(channels_, channel, ec, detail);
 }
 
 void broadcast_core::end_subscribers(channel_table& table, std::string_view name,
-                                     broadcaster::error ec) {
+                                     broadcaster::error ec, std::string_view detail) {
     const auto it = table.find(name);
     if (it == table.end()) {
         return;
@@ -809,7 +814,7 @@ void broadcast_core::end_subscribers(channel_table& table, std::string_view name
     // Never skipped silently: each subscriber gets what it has, then the error.
     const auto subscribers = it->second.subscribers;
     for (const auto& state : subscribers) {
-        state->close(ec);
+        state->close(ec, std::string(detail));
         detach(state);
     }
 }

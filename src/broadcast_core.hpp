@@ -65,6 +65,7 @@ class broadcast_core final : public backend_sink,
     void state_changed(connection_state state, boost::system::error_code ec) override;
     void history_gap(std::string_view channel) override;
     void subscription_refused(std::string_view channel) override;
+    void subscription_refused(std::string_view channel, std::string_view reason) override;
     void connection_failed(boost::system::error_code ec) override;
     void pattern_gap(std::string_view pattern) override;
     void deliver_matched(std::string_view pattern, event ev) override;
@@ -135,8 +136,11 @@ class broadcast_core final : public backend_sink,
     void fan_out(channel_entry& entry, const event& ev);
     void detach(const std::shared_ptr<subscriber_state>& state);
     // Ends every subscriber of `channel` with `ec`, after what it already has.
-    void end_subscribers(std::string_view channel, broadcaster::error ec);
-    void end_subscribers(channel_table& table, std::string_view name, broadcaster::error ec);
+    // `detail`: what the backend said about it, for subscriber::error_message().
+    void end_subscribers(std::string_view channel, broadcaster::error ec,
+                         std::string_view detail = {});
+    void end_subscribers(channel_table& table, std::string_view name, broadcaster::error ec,
+                         std::string_view detail = {});
 
     // History (the history section of broadcast_core.cpp). Checks `options` and, if they ask for
     // history, sets `op`'s query and starts holding its live events; an error refuses

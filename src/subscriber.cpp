@@ -79,6 +79,10 @@ boost::system::error_code subscriber::error() const {
     return state_ ? state_->error() : boost::system::error_code(broadcaster::error::end_of_stream);
 }
 
+std::string subscriber::error_message() const {
+    return state_ ? state_->error_message() : error().message();
+}
+
 const std::vector<std::string>& subscriber::channels() const noexcept {
     static const std::vector<std::string> none;
     return state_ ? state_->channels() : none;

@@ -100,13 +100,14 @@ void subscriber_state::count_dropped(std::uint64_t n) {
     dropped_ += n;
 }
 
-void subscriber_state::close(error_code reason) {
+void subscriber_state::close(error_code reason, std::string detail) {
     std::unique_lock lock(mutex_);
     if (closed_) {
         return;
     }
     closed_ = true;
     close_reason_ = reason;
+    close_detail_ = std::move(detail);
     blocking_ready_.notify_all();
     if (pending_) {
         auto receive = take_pending();
@@ -128,6 +129,7 @@ void subscriber_state::end(error_code reason, bool replace) {
     if (!closed_ || replace) {
         closed_ = true;
         close_reason_ = reason;
+        close_detail_.clear();
     }
     queue_.clear();
     queued_bytes_ = 0;
@@ -293,6 +295,15 @@ bool subscriber_state::is_open() const {
 error_code subscriber_state::error() const {
     std::lock_guard lock(mutex_);
     return closed_ && queue_.empty() ? close_reason_ : error_code();
+}
+
+std::string subscriber_state::error_message() const {
+    std::lock_guard lock(mutex_);
+    if (!closed_ || !queue_.empty()) {
+        return {};
+    }
+    return close_detail_.empty() ? close_reason_.message()
+                                 : close_reason_.message() + ": " + close_detail_;
 }
 
 std::uint64_t subscriber_state::dropped() const {

@@ -35,7 +35,8 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     void count_dropped(std::uint64_t n);
 
     // Ends the subscriber: queued events can still be received, then `reason`.
-    void close(boost::system::error_code reason);
+    // `detail`: what the backend said about it, for error_message().
+    void close(boost::system::error_code reason, std::string detail = {});
 
     // Ends the subscriber at once (handle destroyed): the queue is discarded and a
     // pending receive completes with operation_aborted.
@@ -63,6 +64,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
 
     bool is_open() const;
     boost::system::error_code error() const;
+    std::string error_message() const;
     std::uint64_t dropped() const;
     std::size_t queued() const;
     const std::vector<std::string>& channels() const noexcept { return channels_; }
@@ -104,6 +106,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     std::uint64_t dropped_ = 0;
     bool closed_ = false;
     boost::system::error_code close_reason_;
+    std::string close_detail_;  // of close_reason_, if the backend gave one
     receive_handler pending_;
     boost::asio::cancellation_slot pending_slot_;
     boost::asio::any_completion_executor pending_work_;

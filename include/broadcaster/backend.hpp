@@ -64,12 +64,21 @@ class BROADCASTER_EXPORT backend_sink {
     /// matched it were lost, e.g. dropped by a client library that fell behind).
     virtual void pattern_gap(std::string_view pattern) { (void)pattern; }
 
-    /// Reports that the broker refused to subscribe `channel` again after a reconnect
-    /// (e.g. Redis `-NOPERM` after an ACL change): nothing of it will be delivered. The
-    /// core ends that channel's subscribers with `error::subscription_refused` after what
-    /// they already have, so none waits in silence; the backend no longer holds the
-    /// channel. The default does nothing.
+    /// Reports that the broker refused `channel`, which was subscribed, when the backend
+    /// subscribed it again after a reconnect or read it later (e.g. Redis `-NOPERM` after
+    /// an ACL change): nothing of it will be delivered. The core ends that channel's
+    /// subscribers with `error::subscription_refused` after what they already have, so
+    /// none waits in silence; the backend no longer holds the channel. The default does
+    /// nothing.
     virtual void subscription_refused(std::string_view channel) { (void)channel; }
+
+    /// As `subscription_refused(channel)`, with what the broker refused in words (e.g.
+    /// the command an ACL refuses), which the subscribers' `error_message()` then
+    /// includes. Never put a secret in it. The default drops `reason`.
+    virtual void subscription_refused(std::string_view channel, std::string_view reason) {
+        (void)reason;
+        subscription_refused(channel);
+    }
 
     /// Reports that the connection ended for good and the backend will not reconnect
     /// by itself (e.g. its client library gave up after a broker error it does not

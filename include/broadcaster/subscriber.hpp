@@ -157,6 +157,11 @@ class BROADCASTER_EXPORT subscriber {
     /// callback of a callback subscription threw), or an empty code while it is open.
     boost::system::error_code error() const;
 
+    /// `error()` in words: its message, then what the backend said about it when it
+    /// said something (redis-stream: the command an ACL refused, with Redis's reply),
+    /// e.g. for a log. Empty while `error()` is. Never holds a password.
+    std::string error_message() const;
+
     /// The channels this subscriber listens to.
     const std::vector<std::string>& channels() const noexcept;
 

@@ -34,6 +34,9 @@ class BROADCASTER_EXPORT subscription {
     /// Why the subscription ended (see `subscriber::error()`), or an empty code.
     boost::system::error_code error() const { return subscriber_.error(); }
 
+    /// `error()` in words (see `subscriber::error_message()`), or an empty string.
+    std::string error_message() const { return subscriber_.error_message(); }
+
     /// True unless empty or moved from.
     explicit operator bool() const noexcept { return static_cast<bool>(subscriber_); }
 

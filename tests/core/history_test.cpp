@@ -176,6 +176,10 @@ class scripted_history_backend final : public backend {
     void gap(std::string channel) {
         boost::asio::post(executor(), [this, channel] { sink().history_gap(channel); });
     }
+    void refuse(std::string channel, std::string reason) {
+        boost::asio::post(
+            executor(), [this, channel, reason] { sink().subscription_refused(channel, reason); });
+    }
     // Answers the oldest pending history request.
     void answer(error_code ec, std::vector<event> events) {
         auto handler = std::move(script_.pending.front());
@@ -399,6 +403,24 @@ TEST_F(history_fixture, a_gap_ends_the_subscribers_after_what_they_have) {
     EXPECT_EQ(sub.try_receive()->position(), "1-0");
     EXPECT_FALSE(sub.try_receive());
     EXPECT_EQ(sub.error(), error::history_gap);
+    run_until(io, [&] { return s.unsubscribes == 1; });
+}
+
+// What the backend says about a refusal reaches the app in error_message(), once the
+// subscriber has handed out what it had.
+TEST_F(history_fixture, a_refusal_ends_the_subscribers_with_the_backends_reason) {
+    auto result = subscribe("c", {});
+    run_until(io, [&] { return result->done; });
+    s.broker->live(at(1));
+    s.broker->refuse("c", "XINFO STREAM refused: NOPERM");
+    io.restart();
+    io.poll();
+    auto& sub = result->sub;
+    EXPECT_EQ(sub.error_message(), "");
+    EXPECT_EQ(sub.try_receive()->position(), "1-0");
+    EXPECT_EQ(sub.error(), error::subscription_refused);
+    EXPECT_EQ(sub.error_message(),
+              error_code(error::subscription_refused).message() + ": XINFO STREAM refused: NOPERM");
     run_until(io, [&] { return s.unsubscribes == 1; });
 }
 

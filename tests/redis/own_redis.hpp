@@ -4,8 +4,11 @@
 
 #include "test_servers.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,34 @@ struct own_redis {
                              (auth.empty() ? "" : " -a " + auth + " --no-auth-warning") + " " +
                              args + " > /dev/null 2>&1";
         return std::system(command.c_str());
+    }
+
+    // Runs redis-cli against this server; returns what it printed ("" if it failed).
+    std::string cli_output(const std::string& args) const {
+        const auto command = "redis-cli -p " + std::to_string(port) + " " + args + " 2>/dev/null";
+        std::string out;
+        if (FILE* pipe = ::popen(command.c_str(), "r")) {
+            char buffer[4096];
+            for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) {
+                out.append(buffer, n);
+            }
+            ::pclose(pipe);
+        }
+        return out;
+    }
+
+    // The IDs of the connections of ACL user `user` (CLIENT LIST). Redis gives every
+    // connection a new ID, so the same set later means nothing reconnected meanwhile.
+    std::set<std::string> connection_ids(const std::string& user) const {
+        std::set<std::string> ids;
+        std::istringstream lines(cli_output("CLIENT LIST"));
+        for (std::string line; std::getline(lines, line);) {
+            if (line.find(" user=" + user + " ") != std::string::npos &&
+                line.rfind("id=", 0) == 0) {
+                ids.insert(line.substr(3, line.find(' ') - 3));
+            }
+        }
+        return ids;
     }
 };
 

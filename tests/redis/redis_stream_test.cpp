@@ -173,6 +173,9 @@ TEST(redis_stream, streams_an_acl_change_refuses_end_their_subscribers) {
                                bound.async_wait(use_awaitable));
         BROADCASTER_REQUIRE(ended.index() == 0);  // not the 10 s bound
         EXPECT_EQ(std::get<0>(std::get<0>(ended)), error::subscription_refused);
+        EXPECT_NE(refused_sub.error_message().find("XREAD of the stream refused: NOPERM"),
+                  std::string::npos)
+            << refused_sub.error_message();
         co_await bc.async_publish(kept, "after", use_awaitable);
         EXPECT_EQ((co_await receive(kept_sub)).message(), "after");
         EXPECT_FALSE(log.saw(connection_state::reconnecting));
@@ -199,6 +202,161 @@ TEST(redis_stream, a_user_who_may_no_longer_read_ends_every_subscriber) {
             auto [ec, ev] = co_await sub->async_receive(asio::as_tuple(use_awaitable));
             EXPECT_EQ(ec, error::subscription_refused);
         }
+        EXPECT_EQ(bc.stats().reconnects, 0u);
+    });
+}
+
+// Runs an ACL command, failing the test unless Redis answered OK (redis-cli's exit
+// status does not tell).
+void acl(const own_redis& redis, const std::string& args) {
+    const auto reply = redis.cli_output(args);
+    if (reply.rfind("OK", 0) != 0) {
+        throw std::runtime_error(args + ": " + reply);
+    }
+}
+
+// Receives until `sub` ends, bounded: a subscriber that waits in silence fails the test.
+asio::awaitable<error_code> ended(subscriber& sub) {
+    asio::steady_timer bound(co_await asio::this_coro::executor, 10s);
+    for (;;) {
+        auto result = co_await (sub.async_receive(asio::as_tuple(use_awaitable)) ||
+                                bound.async_wait(use_awaitable));
+        BROADCASTER_REQUIRE(result.index() == 0);  // not the 10 s bound
+        if (const auto ec = std::get<0>(std::get<0>(result))) {
+            co_return ec;
+        }
+    }
+}
+
+// `sub` ended naming what Redis refused, and no password.
+void expect_refused(const subscriber& sub, const std::string& what) {
+    const auto message = sub.error_message();
+    EXPECT_NE(message.find(what), std::string::npos) << message;
+    EXPECT_EQ(message.find("s3cret"), std::string::npos) << message;
+}
+
+// Subscribes; the result's error, the handle if none.
+asio::awaitable<std::pair<error_code, subscriber>> try_subscribe(broadcast& bc,
+                                                                 std::string channel) {
+    auto [ec, sub] = co_await bc.async_subscribe(channel, asio::as_tuple(use_awaitable));
+    co_return std::make_pair(ec, std::move(sub));
+}
+
+// An ACL change that refuses MULTI, which a catch-up needs (here after a full read),
+// refuses no stream: each is still read alone. No stream is to blame, and a reconnect
+// would meet the same refusal: every subscriber ends with subscription_refused and the
+// connection stays. (The backend used to reconnect about 12 times a second, forever,
+// while every subscriber waited in silence.) A later subscribe is checked for what
+// reading needs: refused while the ACL refuses MULTI, fine once it allows it again.
+TEST(redis_stream, an_acl_that_refuses_multi_ends_every_subscriber_without_reconnecting) {
+    own_redis redis;
+    acl(redis, "ACL SETUSER app on '>s3cret-pw' '~*' '+@all'");
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis, "app:s3cret-pw@", "&read_count=2"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto one = unique_name("one");
+        const auto two = unique_name("two");
+        auto one_sub = co_await bc.async_subscribe(one, use_awaitable);
+        auto two_sub = co_await bc.async_subscribe(two, use_awaitable);
+        const auto connections = redis.connection_ids("app");
+        BROADCASTER_REQUIRE(connections.size() == 2);
+        acl(redis, "ACL SETUSER app -multi");
+        // Two entries at once (a script): a full read, so a catch-up follows.
+        BROADCASTER_REQUIRE(redis.cli("EVAL \"redis.call('XADD', KEYS[1], '*', 'm', 'a') "
+                                      "redis.call('XADD', KEYS[1], '*', 'm', 'b')\" 1 " +
+                                      one) == 0);
+        EXPECT_EQ((co_await receive(one_sub)).message(), "a");
+        EXPECT_EQ((co_await receive(one_sub)).message(), "b");
+        EXPECT_EQ(co_await ended(one_sub), error::subscription_refused);
+        EXPECT_EQ(co_await ended(two_sub), error::subscription_refused);
+        expect_refused(one_sub, "MULTI refused: NOPERM");
+        expect_refused(two_sub, "MULTI refused: NOPERM");
+        co_await eventually([&] { return bc.stats().active_channels == 0; });
+
+        auto [refused, none] = co_await try_subscribe(bc, unique_name("later"));
+        EXPECT_EQ(refused, error::broker_error);
+        acl(redis, "ACL SETUSER app +multi");
+        const auto later = unique_name("later");
+        auto later_sub = co_await bc.async_subscribe(later, use_awaitable);
+        co_await bc.async_publish(later, "x", use_awaitable);
+        EXPECT_EQ((co_await receive(later_sub)).message(), "x");
+        EXPECT_EQ(redis.connection_ids("app"), connections);
+        EXPECT_FALSE(log.saw(connection_state::reconnecting));
+        EXPECT_EQ(bc.stats().reconnects, 0u);
+    });
+}
+
+// The same with XINFO refused, met by the catch-up after a reconnect: one reconnect, then
+// the subscribers end, and none follows.
+TEST(redis_stream, an_acl_that_refuses_xinfo_ends_every_subscriber_after_one_reconnect) {
+    own_redis redis;
+    acl(redis, "ACL SETUSER app on '>s3cret-pw' '~*' '+@all'");
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis, "app:s3cret-pw@"));
+        co_await bc.async_connect(use_awaitable);
+        const auto one = unique_name("one");
+        const auto two = unique_name("two");
+        auto one_sub = co_await bc.async_subscribe(one, use_awaitable);
+        auto two_sub = co_await bc.async_subscribe(two, use_awaitable);
+        acl(redis, "ACL SETUSER app -xinfo");
+        BROADCASTER_REQUIRE(redis.cli("CLIENT KILL USER app") == 0);
+        EXPECT_EQ(co_await ended(one_sub), error::subscription_refused);
+        EXPECT_EQ(co_await ended(two_sub), error::subscription_refused);
+        expect_refused(one_sub, "XINFO STREAM refused: NOPERM");
+        expect_refused(two_sub, "XINFO STREAM refused: NOPERM");
+        const auto connections = redis.connection_ids("app");
+        EXPECT_EQ(connections.size(), 2u);
+
+        auto [refused, none] = co_await try_subscribe(bc, unique_name("later"));
+        EXPECT_EQ(refused, error::broker_error);
+        acl(redis, "ACL SETUSER app +xinfo");
+        const auto later = unique_name("later");
+        auto later_sub = co_await bc.async_subscribe(later, use_awaitable);
+        co_await bc.async_publish(later, "x", use_awaitable);
+        EXPECT_EQ((co_await receive(later_sub)).message(), "x");
+        EXPECT_EQ(redis.connection_ids("app"), connections);
+        EXPECT_EQ(bc.stats().reconnects, 1u);
+    });
+}
+
+// ACL selectors (Redis 7) that allow XREAD of each stream alone but not of several
+// together: no stream is refused alone, so every subscriber ends, without a reconnect.
+// A later subscribe succeeds when its stream may be read with the others, and fails at
+// once when not.
+TEST(redis_stream, an_acl_that_refuses_streams_read_together_ends_every_subscriber) {
+    own_redis redis;
+    acl(redis, "ACL SETUSER app on '>s3cret-pw' '~*' '+@all'");
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, stream_url(redis, "app:s3cret-pw@"));
+        state_log log;
+        log.attach(bc);
+        co_await bc.async_connect(use_awaitable);
+        const auto one = unique_name("one");
+        const auto two = unique_name("two");
+        auto one_sub = co_await bc.async_subscribe(one, use_awaitable);
+        auto two_sub = co_await bc.async_subscribe(two, use_awaitable);
+        const auto connections = redis.connection_ids("app");
+        acl(redis, "ACL SETUSER app -xread '(~" + one + " +xread)' '(~" + two + " +xread)'");
+        // Ends the blocked XREAD; it, or the next, is refused.
+        co_await bc.async_publish(one, "unread", use_awaitable);
+        EXPECT_EQ(co_await ended(one_sub), error::subscription_refused);
+        EXPECT_EQ(co_await ended(two_sub), error::subscription_refused);
+        expect_refused(one_sub, "XREAD of 2 streams together refused: NOPERM");
+        expect_refused(two_sub, "XREAD of 2 streams together refused: NOPERM");
+
+        auto again = co_await bc.async_subscribe(one, use_awaitable);
+        auto [refused, none] = co_await try_subscribe(bc, two);
+        EXPECT_EQ(refused, error::broker_error);
+        co_await bc.async_publish(one, "x", use_awaitable);
+        EXPECT_EQ((co_await receive(again)).message(), "x");
+        acl(redis, "ACL SETUSER app +xread");
+        auto two_again = co_await bc.async_subscribe(two, use_awaitable);
+        co_await bc.async_publish(two, "y", use_awaitable);
+        EXPECT_EQ((co_await receive(two_again)).message(), "y");
+        EXPECT_EQ(redis.connection_ids("app"), connections);
+        EXPECT_FALSE(log.saw(connection_state::reconnecting));
         EXPECT_EQ(bc.stats().reconnects, 0u);
     });
 }

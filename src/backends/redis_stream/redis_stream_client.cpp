@@ -156,6 +156,16 @@ std::string client_id_command() {
     return encode({"CLIENT", "ID"});
 }
 
+// The command of reply `i` to catch_up_command's MULTI { XINFO STREAM; XRANGE }...
+std::string catch_up_step(std::size_t i) {
+    return i == 0 ? "MULTI" : i % 2 == 1 ? "XINFO STREAM" : "XRANGE";
+}
+
+// An XREAD of `streams` streams, in words.
+std::string xread_of(std::size_t streams) {
+    return streams > 1 ? "XREAD of " + std::to_string(streams) + " streams together" : "XREAD";
+}
+
 }  // namespace
 
 redis_stream_client::redis_stream_client(asio::any_io_executor strand,
@@ -288,9 +298,9 @@ void redis_stream_client::subscribe(std::string channel, completion_handler hand
                         error_code(stopping_ ? error::not_connected : error::connection_lost));
         return;
     }
-    // Where the stream ends now: everything added after it is delivered.
     request r(request_kind::subscribe);
-    r.command = encode({"XREVRANGE", channel, "+", "-", "COUNT", "1"});
+    r.command = subscribe_command(channel);
+    r.replies = 6;
     r.channel = std::move(channel);
     r.handler.swap(handler);
     enqueue(std::move(r));
@@ -387,8 +397,9 @@ asio::awaitable<void> redis_stream_client::read_command_replies(
             if (in_flight_ == 0) {
                 unexpected("nothing");
             }
-            if (replies_skipped_ + 1 < requests_.front().replies) {
+            if (auto& front = requests_.front(); replies_skipped_ + 1 < front.replies) {
                 ++replies_skipped_;  // MULTI's OK, a QUEUED
+                front.denied = front.denied || is_denied(*reply);
                 continue;
             }
             replies_skipped_ = 0;
@@ -412,12 +423,17 @@ void redis_stream_client::answer(request& r, const redisReply& reply) {
                             failed ? error_code(error::broker_error) : error_code());
             return;
         case request_kind::subscribe: {
-            if (failed || !is_array(reply)) {
-                // e.g. WRONGTYPE: the key holds something else than a stream.
+            // EXEC's reply; XREVRANGE's is the last.
+            const auto* range =
+                !failed && is_array(reply) && reply.elements == 4 ? reply.element[3] : nullptr;
+            if (r.denied || range == nullptr || !is_array(*range)) {
+                // -NOPERM: the ACL refuses something reading the stream needs; or e.g.
+                // WRONGTYPE: the key holds something else than a stream.
                 post_completion(std::move(r.handler), strand_, error_code(error::broker_error));
                 return;
             }
-            streams_[r.channel].last = reply.elements > 0 ? id_of(*reply.element[0]) : stream_id{};
+            streams_[r.channel].last =
+                range->elements > 0 ? id_of(*range->element[0]) : stream_id{};
             behind_.erase(r.channel);
             ++version_;
             restart_read();
@@ -556,8 +572,11 @@ asio::awaitable<void> redis_stream_client::read_streams(
             }
             xread_blocked_ = false;
             if (is_denied(*reply)) {
-                // An ACL change took streams away: reconnecting would not bring them back.
-                co_await refuse_denied(*connection);
+                // An ACL change: reconnecting would meet it again. (The text serves when
+                // no stream is refused alone.)
+                const auto refused =
+                    xread_of(streams_.size()) + " refused: " + std::string(reply_text(*reply));
+                co_await refuse_denied(*connection, refused);
                 continue;
             }
             if (reply->type == REDIS_REPLY_ERROR) {
@@ -593,11 +612,13 @@ asio::awaitable<void> redis_stream_client::catch_up(redis_connection& connection
     const std::vector<std::string> channels(behind_.begin(), behind_.end());
     const auto command = catch_up_command(channels);
     co_await write_all(connection, command);
-    bool denied = false;
+    std::string denied;  // the first -NOPERM: which command, and Redis's reply
     std::string refusal;
     for (std::size_t i = 0; i < 1 + 2 * channels.size(); ++i) {
         const auto queued = co_await connection.read_reply();
-        denied = denied || is_denied(*queued);
+        if (is_denied(*queued) && denied.empty()) {
+            denied = catch_up_step(i) + " refused: " + std::string(reply_text(*queued));
+        }
         if (queued->type == REDIS_REPLY_ERROR && refusal.empty()) {
             refusal = reply_text(*queued);
         }
@@ -606,8 +627,8 @@ asio::awaitable<void> redis_stream_client::catch_up(redis_connection& connection
     if (generation != generation_) {
         co_return;
     }
-    if (denied) {
-        co_await refuse_denied(connection);
+    if (!denied.empty()) {
+        co_await refuse_denied(connection, denied);
         co_return;
     }
     if (!refusal.empty()) {
@@ -655,7 +676,8 @@ asio::awaitable<void> redis_stream_client::catch_up(redis_connection& connection
     }
 }
 
-asio::awaitable<void> redis_stream_client::refuse_denied(redis_connection& connection) {
+asio::awaitable<void> redis_stream_client::refuse_denied(redis_connection& connection,
+                                                         const std::string& refused) {
     // The error names no stream: each is read alone, without blocking. What such a read
     // returns is left for the next XREAD, which reads after the same IDs.
     const auto generation = generation_;
@@ -664,27 +686,31 @@ asio::awaitable<void> redis_stream_client::refuse_denied(redis_connection& conne
         channels.push_back(channel);
     }
     co_await write_all(connection, probe_command(channels));
-    std::vector<std::string> refused;
+    std::vector<std::pair<std::string, std::string>> ended;  // channel, why
     for (const auto& channel : channels) {
         const auto reply = co_await connection.read_reply();
         if (is_denied(*reply)) {
-            refused.push_back(channel);
+            ended.emplace_back(channel,
+                               "XREAD of the stream refused: " + std::string(reply_text(*reply)));
         }
     }
     if (generation != generation_) {
         co_return;
     }
-    if (refused.empty()) {
-        // Refused together, allowed one by one: not a refusal of streams.
-        throw system_error(error::broker_error, "redis-stream: XREAD refused, then allowed");
+    if (ended.empty()) {
+        // A command (MULTI, XINFO) or streams read together (ACL selectors) refused, no
+        // stream alone: nothing goes on without it, and a reconnect would meet it again.
+        for (const auto& channel : channels) {
+            ended.emplace_back(channel, refused);
+        }
     }
-    for (const auto& channel : refused) {
+    for (const auto& [channel, why] : ended) {
         streams_.erase(channel);
         behind_.erase(channel);
     }
     if (const auto sink = sink_.lock()) {
-        for (const auto& channel : refused) {
-            sink->subscription_refused(channel);
+        for (const auto& [channel, why] : ended) {
+            sink->subscription_refused(channel, why);
         }
     }
 }
@@ -734,6 +760,29 @@ std::string redis_stream_client::xread_command() const {
     }
     std::string command;
     append_args(command, args);
+    return command;
+}
+
+// What reading `channel` needs, checked in one transaction so that a subscribe fails
+// rather than its reads later: the catch-up's XINFO and XRANGE, and XREAD of it together
+// with the streams read already (ACL selectors may allow each alone, not together).
+// `+ +` and `$` read nothing. Then XREVRANGE: where the stream ends now; everything
+// added after it is delivered.
+std::string redis_stream_client::subscribe_command(const std::string& channel) const {
+    std::vector<std::string> xread{"XREAD", "STREAMS"};
+    for (const auto& [name, state] : streams_) {
+        if (name != channel) {
+            xread.push_back(name);
+        }
+    }
+    xread.push_back(channel);
+    xread.insert(xread.end(), xread.size() - 2, "$");
+    std::string command = encode({"MULTI"});
+    command += encode({"XINFO", "STREAM", channel});
+    command += encode({"XRANGE", channel, "+", "+"});
+    append_args(command, xread);
+    command += encode({"XREVRANGE", channel, "+", "-", "COUNT", "1"});
+    command += encode({"EXEC"});
     return command;
 }
 

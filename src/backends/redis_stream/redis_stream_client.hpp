@@ -19,8 +19,9 @@ namespace broadcaster::detail {
 // The `redis-stream://` backend's state and connections, shared with its pending work
 // so it outlives the backend object until that finishes. One stream per channel.
 // Two connections:
-// - `commands_`: pipelined XADD (publish), XREVRANGE (a subscribe reads where the
-//   stream ends), history queries and CLIENT UNBLOCK, each answered in order;
+// - `commands_`: pipelined XADD (publish), subscribes (checking what reading the stream
+//   needs, and where it ends), history queries and CLIENT UNBLOCK, each answered in
+//   order;
 // - `reader_`: one XREAD BLOCK over every subscribed stream at a time, from the last ID
 //   delivered per channel. A changed channel set interrupts the blocked read (CLIENT
 //   UNBLOCK from `commands_`) so the next read includes it.
@@ -53,6 +54,7 @@ class redis_stream_client : public supervised_client,
         request_kind kind;
         std::string command;      // RESP-encoded
         std::size_t replies = 1;  // MULTI/EXEC: every reply but the last is skipped
+        bool denied = false;      // -NOPERM among the skipped ones
         std::string channel;
         completion_handler handler;        // publish, subscribe
         backend::history_handler history;  // history_*
@@ -85,12 +87,14 @@ class redis_stream_client : public supervised_client,
                                               std::shared_ptr<redis_connection> c);
     // The caller keeps `c` alive (see write_all).
     boost::asio::awaitable<void> catch_up(redis_connection& c);
-    // After -NOPERM on a read of many streams: ends the subscribers of each stream Redis
-    // refuses alone (the caller keeps `c` alive).
-    boost::asio::awaitable<void> refuse_denied(redis_connection& c);
+    // After -NOPERM (`refused`: the command, then Redis's reply): ends the subscribers
+    // of each stream Redis refuses to read alone, or of every stream if it refuses none
+    // (the caller keeps `c` and `refused` alive).
+    boost::asio::awaitable<void> refuse_denied(redis_connection& c, const std::string& refused);
     // Delivers the entries of `channel` after its last ID; returns how many it got.
     std::size_t deliver_entries(const std::string& channel, const redisReply& entries);
     std::string xread_command() const;
+    std::string subscribe_command(const std::string& channel) const;
     std::string catch_up_command(const std::vector<std::string>& channels);
     std::string probe_command(const std::vector<std::string>& channels);
     void restart_read();

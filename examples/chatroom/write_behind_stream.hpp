@@ -179,12 +179,18 @@ class write_behind_stream {
     using read_handler =
         boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
 
-    // Frame headers are read through this buffer; payloads bypass it.
+    // Frame headers are read through this buffer; payloads bypass it. It exists only
+    // while the client is sending: an idle client waits for input without one.
     static constexpr std::size_t input_capacity = 8 * 1024;
 
     struct state {
         state(next_layer_type s, std::size_t pause)
-            : socket(std::move(s)), read_pause_bytes(pause) {}
+            : socket(std::move(s)), read_pause_bytes(pause) {
+            // Input is read without blocking once the socket is readable (see read()).
+            // Only a bad descriptor can refuse this, and reading then fails at once.
+            boost::system::error_code ignored;
+            socket.non_blocking(true, ignored);
+        }
         bool idle() const noexcept { return pending.empty() && !flush_scheduled; }
         std::size_t backlog() const noexcept {
             return pending.size() + (on_the_wire.size() - wire_offset);
@@ -204,7 +210,8 @@ class write_behind_stream {
         // Reading.
         const std::size_t read_pause_bytes;
         incoming_frames in_frames;
-        std::unique_ptr<unsigned char[]> input;  // received, the first `input_ready` checked
+        std::unique_ptr<unsigned char[]> input;  // received, the first `input_ready` checked;
+                                                 // null while nothing is held
         std::size_t input_size = 0;
         std::size_t input_ready = 0;
         boost::system::error_code read_error;  // delivered once `input` is handed on
@@ -334,23 +341,40 @@ class write_behind_stream {
                 });
             return;
         }
+        // Whatever the client has sent is taken without waiting; only when there is
+        // nothing does the read wait, for readability, with no input buffer: most
+        // clients are idle most of the time.
         if (!s->input) {
             s->input = std::make_unique<unsigned char[]>(input_capacity);
         }
-        s->socket.async_read_some(
+        boost::system::error_code ec;
+        const auto n = s->socket.read_some(
             boost::asio::buffer(s->input.get() + s->input_size, input_capacity - s->input_size),
-            [s, buffer, handler = std::move(handler)](boost::system::error_code ec,
-                                                      std::size_t n) mutable {
-                s->input_size += n;
-                if (ec) {
-                    s->read_error = ec;
-                    s->input_ready = s->input_size;
-                } else {
-                    s->input_ready += s->in_frames.scan(s->input.get() + s->input_ready,
-                                                        s->input_size - s->input_ready);
-                }
-                read(s, buffer, std::move(handler), false);  // or more for a split header
-            });
+            ec);
+        if (ec == boost::asio::error::would_block || ec == boost::asio::error::interrupted) {
+            if (s->input_size == 0) {
+                s->input.reset();
+            }
+            s->socket.async_wait(
+                next_layer_type::wait_read,
+                [s, buffer, handler = std::move(handler)](boost::system::error_code ec) mutable {
+                    if (ec) {
+                        s->read_error = ec;
+                        s->input_ready = s->input_size;
+                    }
+                    read(s, buffer, std::move(handler), false);
+                });
+            return;
+        }
+        s->input_size += n;
+        if (ec) {
+            s->read_error = ec;
+            s->input_ready = s->input_size;
+        } else {
+            s->input_ready +=
+                s->in_frames.scan(s->input.get() + s->input_ready, s->input_size - s->input_ready);
+        }
+        read(s, buffer, std::move(handler), initiating);  // or more for a split header
     }
 
     static void linger(const std::shared_ptr<state>& s, teardown_handler handler) {

@@ -1,6 +1,8 @@
 // One chat client: a reader that publishes what the client sends, a writer that
 // sends what the room receives, and a watchdog that drops a client whose socket has
-// stopped draining.
+// stopped draining. The handshake runs before them, in a coroutine of its own that ends
+// with it: what only the handshake needs (the HTTP request) is not kept for the
+// client's lifetime.
 //
 // Only the writer writes data frames and the close it decides on; Beast writes pongs
 // and its own close frames (answering the client's, or failing the connection). All of
@@ -22,7 +24,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -50,15 +51,29 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
   public:
     // The WebSocket layer has its own timeouts, so it runs on the bare socket: the
     // HTTP stream's timer would only cost time on every write.
-    websocket_session(server& srv, beast::tcp_stream stream)
+    websocket_session(server& srv, asio::ip::tcp::socket socket)
         : server_(srv),
-          ws_(stream.release_socket(), max_backlog_bytes),
+          ws_(std::move(socket), max_backlog_bytes),
           watchdog_(ws_.get_executor()),
-          publish_done_(ws_.get_executor()),
-          publishes_settled_(ws_.get_executor()) {}
+          publish_done_(ws_.get_executor()) {
+        // Never expires: waiting on it ends when cancel() wakes every waiter.
+        publish_done_.expires_at(asio::steady_timer::time_point::max());
+    }
 
-    asio::awaitable<void> run(beast::http::request<beast::http::string_body> request,
-                              join_request join) {
+    void start(beast::http::request<beast::http::string_body> request, join_request join) {
+        asio::co_spawn(ws_.get_executor(), open(std::move(request), std::move(join)),
+                       [self = shared_from_this()](std::exception_ptr e) {
+                           if (e) {
+                               log_connection_failure(e);
+                           }
+                       });
+    }
+
+  private:
+    // Joins the room and accepts the WebSocket, then starts the reader, the writer and
+    // the watchdog.
+    asio::awaitable<void> open(beast::http::request<beast::http::string_body> request,
+                               join_request join) {
         const auto self = shared_from_this();
         const auto& settings = server_.settings();
         // The WebSocket layer times out from here on (handshake, idle with pings).
@@ -101,7 +116,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         auto& stats = server_.stats();
         stats.clients.fetch_add(1, std::memory_order_relaxed);
         stats.connections_total.fetch_add(1, std::memory_order_relaxed);
-        const auto id = server_.add_session([weak = weak_from_this()] {
+        session_id_ = server_.add_session([weak = weak_from_this()] {
             if (auto session = weak.lock()) {
                 asio::dispatch(session->ws_.get_executor(), [session] {
                     session->request_close(websocket::close_code::going_away,
@@ -110,16 +125,32 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             }
         });
 
-        asio::co_spawn(ws_.get_executor(), write_loop(), asio::detached);
-        asio::co_spawn(ws_.get_executor(), watch_stalls(), asio::detached);
-        co_await read_loop();
-        request_close(websocket::close_code::normal, "");
-        task_done();
-        server_.remove_session(id);
-        stats.clients.fetch_sub(1, std::memory_order_relaxed);
+        asio::co_spawn(ws_.get_executor(), read_loop(), [self](std::exception_ptr e) {
+            if (e) {
+                self->fail(e);
+            }
+            self->request_close(websocket::close_code::normal, "");
+            self->task_done();
+            self->server_.remove_session(self->session_id_);
+            self->server_.stats().clients.fetch_sub(1, std::memory_order_relaxed);
+        });
+        asio::co_spawn(ws_.get_executor(), write_loop(), [self](std::exception_ptr e) {
+            if (e) {
+                self->fail(e);
+            }
+            self->task_done();
+        });
+        watch_stalls();
     }
 
-  private:
+    // An exception out of the reader or the writer (std::bad_alloc, say): the
+    // connection is dropped, and the log says why.
+    void fail(const std::exception_ptr& e) {
+        log_connection_failure(e);
+        error_code ignored;
+        beast::get_lowest_layer(ws_).close(ignored);
+        subscriber_.unsubscribe();  // ends the writer's wait
+    }
     // Subscribes to the room: after `since` if the client asked, else with the last
     // join_history() messages first. When the room cannot give everything after `since`
     // (trimmed, more than resume_limit(), a position it never gave, a backend without
@@ -178,7 +209,6 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             }
             while (publishing_messages_ >= max_publishing_messages ||
                    publishing_bytes_ >= max_publishing_bytes) {
-                publish_done_.expires_at(asio::steady_timer::time_point::max());
                 co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
             }
             if (publish_failed_) {
@@ -204,7 +234,6 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         --publishing_messages_;
         publishing_bytes_ -= size;
         publish_done_.cancel();
-        publishes_settled_.cancel();
         auto& stats = server_.stats();
         if (!ec) {
             stats.messages_in.fetch_add(1, std::memory_order_relaxed);
@@ -306,8 +335,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             // The client's messages read so far are published first, so that a refusal
             // can still change the close frame.
             while (publishing_messages_ > 0) {
-                publishes_settled_.expires_at(asio::steady_timer::time_point::max());
-                co_await publishes_settled_.async_wait(asio::as_tuple(use_awaitable));
+                co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
             }
             if (can_close()) {
                 close_frame_sent_ = true;
@@ -315,31 +343,30 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                                          asio::as_tuple(use_awaitable));
             }
         }
-        task_done();
     }
 
     bool can_close() { return ws_.is_open() && !ws_.next_layer().close_started(); }
 
     // A client whose socket takes nothing while the server has something for it (its
-    // messages, pongs, a close frame) is dropped: no frame can reach it any more.
-    asio::awaitable<void> watch_stalls() {
-        const auto self = shared_from_this();
+    // messages, pongs, a close frame) is dropped: no frame can reach it any more. Runs
+    // until the reader and the writer have ended (a timer, not a coroutine: it costs an
+    // idle client less).
+    void watch_stalls() {
         const auto timeout = server_.settings().slow_client_timeout;
-        const auto tick = std::clamp<std::chrono::steady_clock::duration>(timeout / 4, 10ms, 250ms);
-        while (tasks_running_ > 0) {
-            watchdog_.expires_after(tick);
-            auto [ec] = co_await watchdog_.async_wait(asio::as_tuple(use_awaitable));
-            if (ec) {
-                co_return;
+        watchdog_.expires_after(
+            std::clamp<std::chrono::steady_clock::duration>(timeout / 4, 10ms, 250ms));
+        watchdog_.async_wait([self = shared_from_this(), timeout](error_code ec) {
+            if (ec || self->tasks_running_ == 0) {
+                return;
             }
-            const auto now = std::chrono::steady_clock::now();
-            if (ws_.next_layer().stalled_for(now) >= timeout) {
-                count_slow_client();
+            if (self->ws_.next_layer().stalled_for(std::chrono::steady_clock::now()) >= timeout) {
+                self->count_slow_client();
                 error_code ignored;
-                beast::get_lowest_layer(ws_).close(ignored);
-                co_return;
+                beast::get_lowest_layer(self->ws_).close(ignored);
+                return;
             }
-        }
+            self->watch_stalls();
+        });
     }
 
     void count_slow_client() {
@@ -381,8 +408,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     websocket::stream<write_behind_stream> ws_;
     broadcaster::subscriber subscriber_;
     asio::steady_timer watchdog_;
-    asio::steady_timer publish_done_;       // wakes the reader when a publish completes
-    asio::steady_timer publishes_settled_;  // and the writer, waiting to close
+    // Wakes the reader (waiting for room in the window) and the writer (waiting to
+    // close) when a publish completes.
+    asio::steady_timer publish_done_;
+    std::uint64_t session_id_ = 0;  // server::add_session's
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
     int tasks_running_ = 2;  // the reader and the writer
@@ -397,11 +426,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
 
 }  // namespace
 
-asio::awaitable<void> run_websocket(server& srv, beast::tcp_stream stream,
-                                    beast::http::request<beast::http::string_body> request,
-                                    join_request join) {
-    auto session = std::make_shared<websocket_session>(srv, std::move(stream));
-    co_await session->run(std::move(request), std::move(join));
+void start_websocket(server& srv, asio::ip::tcp::socket socket,
+                     beast::http::request<beast::http::string_body> request, join_request join) {
+    std::make_shared<websocket_session>(srv, std::move(socket))
+        ->start(std::move(request), std::move(join));
 }
 
 }  // namespace chat

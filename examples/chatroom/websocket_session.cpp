@@ -1,8 +1,7 @@
-// One chat client: a reader that publishes what the client sends, a writer that
-// sends what the room receives, and a watchdog that drops a client whose socket has
-// stopped draining. The handshake runs before them, in a coroutine of its own that ends
-// with it: what only the handshake needs (the HTTP request) is not kept for the
-// client's lifetime.
+// One chat client: a reader that publishes what the client sends, and a writer that
+// sends what the room receives. The handshake runs before them, in a coroutine of its
+// own that ends with it: what only the handshake needs (the HTTP request) is not kept
+// for the client's lifetime.
 //
 // Only the writer writes data frames and the close it decides on; Beast writes pongs
 // and its own close frames (answering the client's, or failing the connection). All of
@@ -14,7 +13,8 @@
 // Slow clients: the send queue is the subscriber's, bounded in bytes
 // (--client-queue-bytes); a client whose queue overflows is closed with 1008. A burst
 // is not slowness: a client is dropped only when its socket has taken nothing for
-// --slow-client-timeout while the server had something to send.
+// --slow-client-timeout while the server had something to send (the write-behind
+// stream watches that).
 
 #include "websocket_session.hpp"
 
@@ -43,7 +43,6 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using asio::use_awaitable;
 using boost::system::error_code;
-using namespace std::chrono_literals;
 
 namespace {
 
@@ -53,8 +52,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // HTTP stream's timer would only cost time on every write.
     websocket_session(server& srv, asio::ip::tcp::socket socket)
         : server_(srv),
-          ws_(std::move(socket), max_backlog_bytes),
-          watchdog_(ws_.get_executor()),
+          ws_(std::move(socket), max_backlog_bytes, srv.settings().slow_client_timeout),
           publish_done_(ws_.get_executor()) {
         // Never expires: waiting on it ends when cancel() wakes every waiter.
         publish_done_.expires_at(asio::steady_timer::time_point::max());
@@ -70,8 +68,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     }
 
   private:
-    // Joins the room and accepts the WebSocket, then starts the reader, the writer and
-    // the watchdog.
+    // Joins the room and accepts the WebSocket, then starts the reader and the writer.
     asio::awaitable<void> open(beast::http::request<beast::http::string_body> request,
                                join_request join) {
         const auto self = shared_from_this();
@@ -130,7 +127,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 self->fail(e);
             }
             self->request_close(websocket::close_code::normal, "");
-            self->task_done();
+            self->count_if_stalled();
             self->server_.remove_session(self->session_id_);
             self->server_.stats().clients.fetch_sub(1, std::memory_order_relaxed);
         });
@@ -138,9 +135,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             if (e) {
                 self->fail(e);
             }
-            self->task_done();
+            self->count_if_stalled();
         });
-        watch_stalls();
     }
 
     // An exception out of the reader or the writer (std::bad_alloc, say): the
@@ -267,7 +263,6 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     asio::awaitable<void> write_loop() {
         const auto self = shared_from_this();
         auto& stats = server_.stats();
-        std::vector<broadcaster::event> batch;
         if (gap_ && json_frames_) {
             ws_.text(true);
             error_code ignored;  // a failed write shows in the next one
@@ -294,7 +289,9 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             if (ec) {
                 break;
             }
-            batch.clear();
+            // Only while it is being written: an idle client holds no batch.
+            std::vector<broadcaster::event> batch;
+            batch.reserve(std::min(max_batch, 1 + subscriber_.queued()));
             std::size_t bytes = ev.message().size();
             batch.push_back(std::move(ev));
             while (batch.size() < max_batch && bytes < max_batch_bytes) {
@@ -310,6 +307,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             // close frame is written (by Beast, answering the client or failing the
             // connection), no data frame may follow.
             ws_.text(true);
+            ws_.next_layer().reserve(bytes + batch.size() * frame_overhead_bytes);
             error_code write_ec;
             for (const auto& message : batch) {
                 if (ws_.next_layer().close_started()) {
@@ -357,28 +355,6 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
 
     bool can_close() { return ws_.is_open() && !ws_.next_layer().close_started(); }
 
-    // A client whose socket takes nothing while the server has something for it (its
-    // messages, pongs, a close frame) is dropped: no frame can reach it any more. Runs
-    // until the reader and the writer have ended (a timer, not a coroutine: it costs an
-    // idle client less).
-    void watch_stalls() {
-        const auto timeout = server_.settings().slow_client_timeout;
-        watchdog_.expires_after(
-            std::clamp<std::chrono::steady_clock::duration>(timeout / 4, 10ms, 250ms));
-        watchdog_.async_wait([self = shared_from_this(), timeout](error_code ec) {
-            if (ec || self->tasks_running_ == 0) {
-                return;
-            }
-            if (self->ws_.next_layer().stalled_for(std::chrono::steady_clock::now()) >= timeout) {
-                self->count_slow_client();
-                error_code ignored;
-                beast::get_lowest_layer(self->ws_).close(ignored);
-                return;
-            }
-            self->watch_stalls();
-        });
-    }
-
     void count_slow_client() {
         if (!counted_slow_) {
             counted_slow_ = true;
@@ -386,10 +362,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         }
     }
 
-    // The reader and the writer have each ended: the watchdog goes too.
-    void task_done() {
-        if (--tasks_running_ == 0) {
-            watchdog_.cancel();
+    // The stream dropped the client, which ends the reader or the writer, or both.
+    void count_if_stalled() {
+        if (ws_.next_layer().stalled()) {
+            count_slow_client();
         }
     }
 
@@ -407,6 +383,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // Frames sent together: at most this many, and about this many bytes, per system call.
     static constexpr std::size_t max_batch = 64;
     static constexpr std::size_t max_batch_bytes = 256 * 1024;
+    // A frame's header, and some of the JSON around a message with broadcaster.v1.
+    static constexpr std::size_t frame_overhead_bytes = 16;
     // Bytes written for the client and not yet taken by its socket beyond which it is
     // not read (it could make the server write more: pongs).
     static constexpr std::size_t max_backlog_bytes = 256 * 1024;
@@ -423,14 +401,12 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
 
     websocket::stream<write_behind_stream> ws_;
     broadcaster::subscriber subscriber_;
-    asio::steady_timer watchdog_;
     // Wakes the reader (waiting for room in the window) and the writer (waiting to
     // close) when a publish completes.
     asio::steady_timer publish_done_;
     std::uint64_t session_id_ = 0;  // server::add_session's
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
-    int tasks_running_ = 2;  // the reader and the writer
     bool publish_failed_ = false;
     bool close_frame_sent_ = false;
     bool counted_slow_ = false;

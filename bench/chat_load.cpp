@@ -242,7 +242,8 @@ long status_kib(const std::string& pid, const std::string& field) {
 
 // --idle: what the servers' memory grows by per client joined to the room. Sampled once
 // every client has joined, and again once one message has reached them all (buffers
-// a first message makes a server allocate stay counted), each after a settling second.
+// a first message makes a server allocate stay counted), each after a settling second;
+// then the servers' CPU while the clients stay idle for two seconds.
 int report_idle(asio::io_context& io, std::vector<std::shared_ptr<client>>& all, totals& t,
                 const std::vector<std::string>& pids, const std::vector<long>& rss_before_kib,
                 const std::vector<long>& private_before_kib) {
@@ -268,6 +269,12 @@ int report_idle(asio::io_context& io, std::vector<std::shared_ptr<client>>& all,
     settle();
     const auto rss_message = sample("VmRSS");
     const auto private_message = sample("RssAnon");
+    std::vector<cpu_times> cpu_before;
+    for (const auto& pid : pids) {
+        cpu_before.push_back(cpu_seconds(pid));
+    }
+    constexpr int idle_seconds = 2;
+    io.run_for(std::chrono::seconds(idle_seconds));
     const auto mib = [](long kib) { return kib / 1024.0; };
     const auto per_client = [&](long after, long before) {
         return static_cast<double>(after - before) / static_cast<double>(clients);
@@ -285,6 +292,11 @@ int report_idle(asio::io_context& io, std::vector<std::shared_ptr<client>>& all,
             mib(private_joined[i]), mib(private_message[i]),
             per_client(private_joined[i], private_before_kib[i]),
             per_client(private_message[i], private_before_kib[i]));
+        const auto cpu = cpu_seconds(pids[i]);
+        std::printf("server %s: CPU while the clients are idle %.1f%% of one core\n",
+                    pids[i].c_str(),
+                    100 * (cpu.user + cpu.system - cpu_before[i].user - cpu_before[i].system) /
+                        idle_seconds);
     }
     return t.delivered == clients ? 0 : 1;
 }

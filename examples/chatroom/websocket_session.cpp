@@ -268,7 +268,14 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             error_code ignored;  // a failed write shows in the next one
             ws_.write(asio::buffer(gap_frame()), ignored);
         }
+        std::vector<broadcaster::event> batch;
         for (;;) {
+            if (subscriber_.queued() == 0) {
+                // Probably idle for a while: it holds no batch and no write buffer
+                // meanwhile (a busy client keeps them from batch to batch).
+                batch = {};
+                ws_.next_layer().release_buffers();
+            }
             auto [ec, ev] = co_await subscriber_.async_receive(asio::as_tuple(use_awaitable));
             if (ec == broadcaster::error::subscriber_overflow && !close_code_) {
                 count_slow_client();
@@ -289,9 +296,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             if (ec) {
                 break;
             }
-            // Only while it is being written: an idle client holds no batch.
-            std::vector<broadcaster::event> batch;
-            batch.reserve(std::min(max_batch, 1 + subscriber_.queued()));
+            batch.clear();
             std::size_t bytes = ev.message().size();
             batch.push_back(std::move(ev));
             while (batch.size() < max_batch && bytes < max_batch_bytes) {
@@ -340,16 +345,22 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             stats.batches_out.fetch_add(1, std::memory_order_relaxed);
         }
         if (close_code_ && can_close()) {
-            // The client's messages read so far are published first, so that a refusal
-            // can still change the close frame.
-            while (publishing_messages_ > 0) {
-                co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
-            }
-            if (can_close()) {
-                close_frame_sent_ = true;
-                co_await ws_.async_close(websocket::close_reason(*close_code_, close_text_),
-                                         asio::as_tuple(use_awaitable));
-            }
+            co_await send_close();
+        }
+    }
+
+    // The writer's last words. A coroutine of its own: what it awaits would otherwise
+    // take room in the writer's frame for the client's whole life.
+    asio::awaitable<void> send_close() {
+        // The client's messages read so far are published first, so that a refusal can
+        // still change the close frame.
+        while (publishing_messages_ > 0) {
+            co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
+        }
+        if (can_close()) {
+            close_frame_sent_ = true;
+            co_await ws_.async_close(websocket::close_reason(*close_code_, close_text_),
+                                     asio::as_tuple(use_awaitable));
         }
     }
 

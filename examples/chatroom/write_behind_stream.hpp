@@ -104,6 +104,16 @@ class write_behind_stream {
     // Room for `n` more bytes, so that a batch written frame by frame takes its buffer
     // at once (a hint).
     void reserve(std::size_t n) { state_->pending.reserve(state_->pending.size() + n); }
+    // Frees the write buffers if nothing waits to go out: for a client that may stay
+    // idle a long time. (A busy one keeps them: allocating them for every batch cost
+    // the flood 1.7% more instructions.)
+    void release_buffers() {
+        auto& s = *state_;
+        if (s.idle()) {
+            std::string().swap(s.pending);
+            std::string().swap(s.on_the_wire);
+        }
+    }
 
     // SyncWriteStream: appends, never blocks.
     template <typename ConstBuffers>
@@ -294,10 +304,9 @@ class write_behind_stream {
             if (s->wire_offset == s->on_the_wire.size()) {
                 s->wire_offset = 0;
                 if (s->pending.empty() || s->error) {
-                    // All sent: an idle client holds no write buffer.
                     s->flush_scheduled = false;
-                    std::string().swap(s->on_the_wire);
-                    std::string().swap(s->pending);
+                    release(s->on_the_wire);
+                    release(s->pending);
                     // Posted: a writer resumed at once would write its next batch
                     // before others have written theirs, with fewer frames in it.
                     auto waiters = std::exchange(s->flushed_waiters, {});

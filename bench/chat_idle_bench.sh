@@ -3,7 +3,8 @@
 # WebSocket clients joined to the room (each as the page is: upgraded on /, subscribed),
 # then one message to all of them. bench_chat_load --idle prints the server's RSS before,
 # once all have joined and after the message, and the growth per client. N = 100 and
-# 10,000 (each on a fresh server). Takes about 20 s.
+# 10,000 (each on a fresh server), and the server's CPU while they stay idle. Takes about
+# 10 s.
 #   bench/chat_idle_bench.sh [build-dir] [clients...]
 set -euo pipefail
 build=${1:-build}

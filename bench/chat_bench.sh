@@ -5,9 +5,12 @@
 # messages/s = 50,000 deliveries/s), driven by bench_chat_load. In the flood each
 # sender sends as fast as it can, with at most 100 of its messages not yet back to it:
 # the run measures what the room delivers, not how far queues grow behind it.
-#   bench/chat_bench.sh [build-dir]
+#   bench/chat_bench.sh [build-dir] [scenario]
+# With a scenario, only the runs whose label contains it (and only the brokers they
+# need): bench/chat_bench.sh build "memory://, 1 instance, flood".
 set -euo pipefail
 build=${1:-build}
+only=${2:-}
 chat=$build/examples/chatroom/broadcaster-chat
 load=$build/bench/bench_chat_load
 dir=$(mktemp -d)
@@ -47,34 +50,45 @@ start_chat() {  # URL; sets chat_port and chat_pid
   wait_port "$chat_port"
 }
 
+wanted() { [[ $1 == *"$only"* ]]; }
+wanted_backend() { wanted "$1, 2 instances, flood" || wanted "$1, 2 instances, 500 msg/s"; }
+
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
-  --logfile "$dir/redis.log" &
-pids+=($!)
-wait_port "$redis_port"
+redis_port= pg_port= kafka_bootstrap=
+if wanted_backend redis://; then
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    --logfile "$dir/redis.log" &
+  pids+=($!)
+  wait_port "$redis_port"
+fi
 
 # A throwaway PostgreSQL 15 cluster (as the postgres user when root).
-pg_bin=/usr/lib/postgresql/15/bin
-pg_as=()
-if [[ $(id -u) -eq 0 ]]; then
-  chown postgres "$dir"
-  pg_as=(runuser -u postgres --)
+if wanted_backend postgres://; then
+  pg_bin=/usr/lib/postgresql/15/bin
+  pg_as=()
+  if [[ $(id -u) -eq 0 ]]; then
+    chown postgres "$dir"
+    pg_as=(runuser -u postgres --)
+  fi
+  pg_port=$(free_port)
+  "${pg_as[@]}" "$pg_bin/initdb" -D "$dir/pg" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+    --no-sync >"$dir/initdb.log"
+  "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
+    -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >/dev/null
+  trap '"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -m immediate stop >/dev/null; cleanup' EXIT
 fi
-pg_port=$(free_port)
-"${pg_as[@]}" "$pg_bin/initdb" -D "$dir/pg" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-  --no-sync >"$dir/initdb.log"
-"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
-  -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >/dev/null
-trap '"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -m immediate stop >/dev/null; cleanup' EXIT
 
-coproc kafka { exec "$build/broadcaster-kafka-mock" --brokers 3; }
-pids+=("$kafka_PID")
-read -r -t 10 kafka_bootstrap <&"${kafka[0]}"
+if wanted_backend kafka://; then
+  coproc kafka { exec "$build/broadcaster-kafka-mock" --brokers 3; }
+  pids+=("$kafka_PID")
+  read -r -t 10 kafka_bootstrap <&"${kafka[0]}"
+fi
 
 run() {  # LABEL URL INSTANCES LOAD-ARGS...
   local label=$1 url=$2 instances=$3
   shift 3
+  wanted "$label" || return 0
   local ports=() server_pids=()
   for _ in $(seq "$instances"); do
     start_chat "$url"

@@ -5,9 +5,12 @@
 //   bench_chat_load --ports 8001,8002 --clients 100 --senders 10 --messages 5000 --window 100
 //   bench_chat_load --ports 8001 --rate 500 --duration 10       # fixed rate, all senders
 //   ... --pids 1234,1235   # also report those servers' CPU per delivery and peak RSS
+//   bench_chat_load --ports 8001 --pids 1234 --clients 10000 --idle   # memory per idle client
 //
 // Reports deliveries/s, loss, duplicates, per-sender order violations, latency
-// p50/p90/p99, and this process's own CPU share (to tell when it is the limit).
+// p50/p90/p99, and this process's own CPU share (to tell when it is the limit). With
+// --idle, it only joins the clients to the room and reports the servers' memory per
+// client instead.
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -52,8 +55,9 @@ struct totals {
 
 class client : public std::enable_shared_from_this<client> {
   public:
-    client(asio::io_context& io, totals& t, int senders, int index)
-        : ws_(io), totals_(t), last_(senders, 0), index_(index) {}
+    // `read_buffer`: bytes read from the socket at once, to start with.
+    client(asio::io_context& io, totals& t, int senders, int index, std::size_t read_buffer)
+        : ws_(io), in_(read_buffer, '\0'), totals_(t), last_(senders, 0), index_(index) {}
 
     void start(unsigned short port) {
         ws_.next_layer().async_connect(
@@ -185,7 +189,7 @@ class client : public std::enable_shared_from_this<client> {
     }
 
     websocket::stream<tcp::socket> ws_;
-    std::string in_ = std::string(65536, '\0');
+    std::string in_;
     std::size_t have_ = 0;  // bytes of `in_` read, not yet taken
     std::string outgoing_;
     totals& totals_;
@@ -225,7 +229,7 @@ cpu_times cpu_seconds(const std::string& pid) {
     return {utime / tick, stime / tick};
 }
 
-// A field of /proc/PID/status, in KiB: VmHWM (peak RSS), RssAnon (private memory).
+// A field of /proc/PID/status, in KiB: VmRSS, VmHWM (peak RSS), RssAnon (private memory).
 long status_kib(const std::string& pid, const std::string& field) {
     std::ifstream status("/proc/" + pid + "/status");
     for (std::string line; std::getline(status, line);) {
@@ -234,6 +238,67 @@ long status_kib(const std::string& pid, const std::string& field) {
         }
     }
     return 0;
+}
+
+// --idle: what the servers' memory grows by per client joined to the room. Sampled once
+// every client has joined, and again once one message has reached them all (buffers
+// a first message makes a server allocate stay counted), each after a settling second;
+// then the servers' CPU while the clients stay idle for two seconds.
+int report_idle(asio::io_context& io, std::vector<std::shared_ptr<client>>& all, totals& t,
+                const std::vector<std::string>& pids, const std::vector<long>& rss_before_kib,
+                const std::vector<long>& private_before_kib) {
+    const auto settle = [&] { io.run_for(std::chrono::seconds(1)); };
+    const auto sample = [&](const char* field) {
+        std::vector<long> kib;
+        for (const auto& pid : pids) {
+            kib.push_back(status_kib(pid, field));
+        }
+        return kib;
+    };
+    settle();
+    const auto rss_joined = sample("VmRSS");
+    const auto private_joined = sample("RssAnon");
+    t.expected_per_client = 1;
+    // "sender seq timestamp", as every message of this generator.
+    all[0]->send("0 1 " + std::to_string(clock_type::now().time_since_epoch().count()), [] {});
+    const auto clients = all.size();
+    const auto until = clock_type::now() + std::chrono::seconds(30);
+    while (t.delivered < clients && clock_type::now() < until) {
+        io.run_one_for(std::chrono::milliseconds(20));
+    }
+    settle();
+    const auto rss_message = sample("VmRSS");
+    const auto private_message = sample("RssAnon");
+    std::vector<cpu_times> cpu_before;
+    for (const auto& pid : pids) {
+        cpu_before.push_back(cpu_seconds(pid));
+    }
+    constexpr int idle_seconds = 2;
+    io.run_for(std::chrono::seconds(idle_seconds));
+    const auto mib = [](long kib) { return kib / 1024.0; };
+    const auto per_client = [&](long after, long before) {
+        return static_cast<double>(after - before) / static_cast<double>(clients);
+    };
+    std::printf("idle clients %zu, joined to the room; the message reached %llu of them\n", clients,
+                static_cast<unsigned long long>(t.delivered));
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        std::printf(
+            "server %s: RSS before %.1f MiB, joined %.1f MiB, after a message %.1f MiB; per "
+            "client %.2f KiB joined, %.2f KiB after a message (private memory: %.1f, %.1f, "
+            "%.1f MiB; %.2f KiB, %.2f KiB)\n",
+            pids[i].c_str(), mib(rss_before_kib[i]), mib(rss_joined[i]), mib(rss_message[i]),
+            per_client(rss_joined[i], rss_before_kib[i]),
+            per_client(rss_message[i], rss_before_kib[i]), mib(private_before_kib[i]),
+            mib(private_joined[i]), mib(private_message[i]),
+            per_client(private_joined[i], private_before_kib[i]),
+            per_client(private_message[i], private_before_kib[i]));
+        const auto cpu = cpu_seconds(pids[i]);
+        std::printf("server %s: CPU while the clients are idle %.1f%% of one core\n",
+                    pids[i].c_str(),
+                    100 * (cpu.user + cpu.system - cpu_before[i].user - cpu_before[i].system) /
+                        idle_seconds);
+    }
+    return t.delivered == clients ? 0 : 1;
 }
 
 double own_cpu_seconds() {
@@ -255,6 +320,7 @@ int main(int argc, char** argv) {
     double rate = 0;                // messages/s over all senders; 0: flood
     double duration = 10;
     std::size_t size = 64;
+    bool idle = false;
     CLI::App app{"Load generator for broadcaster-chat"};
     app.add_option("--ports", ports_text, "Instance ports, comma-separated")->capture_default_str();
     app.add_option("--pids", pids_text, "Server PIDs for CPU and RSS, comma-separated");
@@ -268,20 +334,39 @@ int main(int argc, char** argv) {
     app.add_option("--rate", rate, "Messages/s over all senders (fixed-rate mode)");
     app.add_option("--duration", duration, "Seconds (fixed-rate mode)")->capture_default_str();
     app.add_option("--size", size, "Message size in bytes")->capture_default_str();
+    app.add_flag("--idle", idle,
+                 "Only join the clients to the room, send one message, and report the "
+                 "servers' memory (--pids) per client");
     CLI11_PARSE(app, argc, argv);
     const auto ports = split(ports_text);
     const auto pids = split(pids_text);
     senders = std::min(senders, clients);
 
+    std::vector<long> rss_before_kib;
+    std::vector<long> private_before_kib;
+    for (const auto& pid : pids) {
+        rss_before_kib.push_back(status_kib(pid, "VmRSS"));
+        private_before_kib.push_back(status_kib(pid, "RssAnon"));
+    }
     asio::io_context io(1);
     totals t;
     std::vector<std::shared_ptr<client>> all;
-    for (int i = 0; i < clients; ++i) {
-        all.push_back(std::make_shared<client>(io, t, senders, i));
-        all.back()->start(static_cast<unsigned short>(std::stoi(ports[i % ports.size()])));
-    }
+    // At most this many handshakes at once: thousands of connects at once would
+    // overflow the server's listen backlog, and SYN retries take a second or more.
+    constexpr std::uint64_t connecting_at_most = 256;
+    // An idle client receives little: a small read buffer (it grows when needed).
+    const std::size_t read_buffer = idle ? 4096 : 65536;
     while (t.connected < static_cast<std::uint64_t>(clients)) {
+        while (all.size() < static_cast<std::size_t>(clients) &&
+               all.size() - t.connected < connecting_at_most) {
+            const auto i = static_cast<int>(all.size());
+            all.push_back(std::make_shared<client>(io, t, senders, i, read_buffer));
+            all.back()->start(static_cast<unsigned short>(std::stoi(ports[i % ports.size()])));
+        }
         io.run_one();
+    }
+    if (idle) {
+        return report_idle(io, all, t, pids, rss_before_kib, private_before_kib);
     }
 
     const std::uint64_t per_sender =

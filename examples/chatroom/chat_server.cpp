@@ -16,19 +16,15 @@ namespace asio = boost::asio;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 
-namespace {
-
-std::string describe(const std::exception_ptr& e) {
+void log_connection_failure(const std::exception_ptr& e) {
     try {
         std::rethrow_exception(e);
     } catch (const std::exception& error) {
-        return error.what();
+        log("connection dropped: " + std::string(error.what()));
     } catch (...) {
-        return "unknown exception";
+        log("connection dropped: unknown exception");
     }
 }
-
-}  // namespace
 
 server::server(asio::io_context& io, config cfg)
     : io_(io),
@@ -147,7 +143,7 @@ asio::awaitable<void> server::accept_loop() {
         asio::co_spawn(socket.get_executor(), serve_connection(*this, std::move(socket)),
                        [](std::exception_ptr e) {
                            if (e) {
-                               log("connection dropped: " + describe(e));
+                               log_connection_failure(e);
                            }
                        });
     }

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -118,6 +119,10 @@ class server {
 
 // Serves one TCP connection: HTTP requests until it upgrades to a WebSocket.
 boost::asio::awaitable<void> serve_connection(server& srv, boost::asio::ip::tcp::socket socket);
+
+// Logs the exception that ended one connection's code (std::bad_alloc, say); only that
+// connection is dropped.
+void log_connection_failure(const std::exception_ptr& e);
 
 // The chat page, embedded at build time.
 extern const std::string_view page_html;

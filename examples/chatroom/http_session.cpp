@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -185,7 +186,9 @@ asio::awaitable<void> serve_connection(server& srv, asio::ip::tcp::socket socket
                                 "pages of that origin (see --allow-origin)");
                 break;
             }
-            co_await run_websocket(srv, std::move(stream), std::move(request), std::move(join));
+            // The WebSocket runs on its own: this coroutine, its HTTP buffer and parser,
+            // and the HTTP stream's timers are freed (an idle client costs less).
+            start_websocket(srv, stream.release_socket(), std::move(request), std::move(join));
             co_return;
         }
         auto response = route(srv, request);

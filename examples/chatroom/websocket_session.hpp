@@ -3,16 +3,16 @@
 #include "chat_server.hpp"
 #include "join_request.hpp"
 
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 namespace chat {
 
-// Upgrades `stream` to a WebSocket with `request`, which asked for `join`, and runs the
-// client until it leaves.
-boost::asio::awaitable<void> run_websocket(
-    server& srv, boost::beast::tcp_stream stream,
-    boost::beast::http::request<boost::beast::http::string_body> request, join_request join);
+// Upgrades `socket` to a WebSocket with `request`, which asked for `join`, and runs the
+// client, on the socket's executor, until it leaves. Returns at once.
+void start_websocket(server& srv, boost::asio::ip::tcp::socket socket,
+                     boost::beast::http::request<boost::beast::http::string_body> request,
+                     join_request join);
 
 }  // namespace chat

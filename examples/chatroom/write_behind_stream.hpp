@@ -12,8 +12,8 @@
 //   to stop.
 // - A bound on what a client makes the server write: while more than
 //   `read_pause_bytes` wait to go out (pongs, messages, a close frame), the client is
-//   not read, so it cannot make the server write more. `stalled_for()` tells how long
-//   the socket has taken nothing: the session drops a client that stalls too long.
+//   not read, so it cannot make the server write more; and a client whose socket takes
+//   nothing for `stall_timeout` while bytes wait for it is dropped (`stalled()`).
 // - Frame checks Beast lacks (frame_scanner.hpp), and a closing handshake that reaches
 //   the client: after the close frame, a half-close, then the client's input is read
 //   and discarded until it closes too (bounded in time), so the socket is never closed
@@ -57,14 +57,16 @@ class write_behind_stream {
     // How long the closing handshake waits for the client to close its side.
     static constexpr std::chrono::seconds linger_timeout{2};
 
-    explicit write_behind_stream(next_layer_type socket, std::size_t read_pause_bytes = 256 * 1024)
-        : state_(std::make_shared<state>(std::move(socket), read_pause_bytes)) {}
+    write_behind_stream(next_layer_type socket, std::size_t read_pause_bytes,
+                        clock::duration stall_timeout)
+        : state_(std::make_shared<state>(std::move(socket), read_pause_bytes, stall_timeout)) {}
     write_behind_stream(write_behind_stream&&) = default;
     write_behind_stream& operator=(write_behind_stream&&) = delete;
     ~write_behind_stream() {
         if (state_) {
             boost::system::error_code ignored;
             state_->socket.close(ignored);
+            state_->stall_timer.cancel();
         }
     }
 
@@ -73,10 +75,9 @@ class write_behind_stream {
 
     // Bytes written and not yet taken by the socket.
     std::size_t backlog() const noexcept { return state_->backlog(); }
-    // How long the socket has taken nothing while bytes wait; zero when none wait.
-    clock::duration stalled_for(clock::time_point now) const noexcept {
-        return backlog() == 0 ? clock::duration::zero() : now - state_->last_progress;
-    }
+    // The client was dropped: its socket took nothing for the stall timeout while bytes
+    // waited for it.
+    bool stalled() const noexcept { return state_->stalled; }
     // A close frame was written: data frames may not follow.
     bool close_started() const noexcept { return state_->out_frames.close_started(); }
 
@@ -98,6 +99,20 @@ class write_behind_stream {
                 s.flushed_waiters.emplace_back(std::move(handler));
             },
             token);
+    }
+
+    // Room for `n` more bytes, so that a batch written frame by frame takes its buffer
+    // at once (a hint).
+    void reserve(std::size_t n) { state_->pending.reserve(state_->pending.size() + n); }
+    // Frees the write buffers if nothing waits to go out: for a client that may stay
+    // idle a long time. (A busy one keeps them: allocating them for every batch cost
+    // the flood 1.7% more instructions.)
+    void release_buffers() {
+        auto& s = *state_;
+        if (s.idle()) {
+            std::string().swap(s.pending);
+            std::string().swap(s.on_the_wire);
+        }
     }
 
     // SyncWriteStream: appends, never blocks.
@@ -179,12 +194,21 @@ class write_behind_stream {
     using read_handler =
         boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
 
-    // Frame headers are read through this buffer; payloads bypass it.
+    // Frame headers are read through this buffer; payloads bypass it. It exists only
+    // while the client is sending: an idle client waits for input without one.
     static constexpr std::size_t input_capacity = 8 * 1024;
 
     struct state {
-        state(next_layer_type s, std::size_t pause)
-            : socket(std::move(s)), read_pause_bytes(pause) {}
+        state(next_layer_type s, std::size_t pause, clock::duration stall)
+            : socket(std::move(s)),
+              stall_timer(socket.get_executor()),
+              stall_timeout(stall),
+              read_pause_bytes(pause) {
+            // Input is read without blocking once the socket is readable (see read()).
+            // Only a bad descriptor can refuse this, and reading then fails at once.
+            boost::system::error_code ignored;
+            socket.non_blocking(true, ignored);
+        }
         bool idle() const noexcept { return pending.empty() && !flush_scheduled; }
         std::size_t backlog() const noexcept {
             return pending.size() + (on_the_wire.size() - wire_offset);
@@ -199,12 +223,17 @@ class write_behind_stream {
         boost::system::error_code error;
         std::vector<waiter_type> flushed_waiters;
         clock::time_point last_progress = clock::now();
+        boost::asio::steady_timer stall_timer;  // runs only while bytes wait
+        const clock::duration stall_timeout;
+        bool watching = false;  // stall_timer is running
+        bool stalled = false;
         bool framing = false;  // past the HTTP upgrade
         outgoing_frames out_frames;
         // Reading.
         const std::size_t read_pause_bytes;
         incoming_frames in_frames;
-        std::unique_ptr<unsigned char[]> input;  // received, the first `input_ready` checked
+        std::unique_ptr<unsigned char[]> input;  // received, the first `input_ready` checked;
+                                                 // null while nothing is held
         std::size_t input_size = 0;
         std::size_t input_ready = 0;
         boost::system::error_code read_error;  // delivered once `input` is handed on
@@ -236,6 +265,30 @@ class write_behind_stream {
         return size;
     }
 
+    // Drops the client once its socket has taken nothing for `stall_timeout` while bytes
+    // wait: no frame can reach it any more. Runs from the moment the socket is full
+    // until nothing waits, checking a few times per timeout; most clients, whose socket
+    // takes everything at once, never need it.
+    static void watch_stalls(const std::shared_ptr<state>& s) {
+        using namespace std::chrono_literals;
+        s->watching = true;
+        s->stall_timer.expires_after(
+            std::clamp<clock::duration>(s->stall_timeout / 4, 10ms, 250ms));
+        s->stall_timer.async_wait([s](boost::system::error_code ec) {
+            s->watching = false;
+            if (ec || s->error || s->backlog() == 0) {
+                return;
+            }
+            if (clock::now() - s->last_progress >= s->stall_timeout) {
+                s->stalled = true;
+                boost::system::error_code ignored;
+                s->socket.close(ignored);
+                return;
+            }
+            watch_stalls(s);
+        });
+    }
+
     // Empties a buffer; one that a burst of big messages grew does not keep its memory.
     static void release(std::string& buffer) {
         constexpr std::size_t kept_capacity = 64 * 1024;
@@ -247,35 +300,61 @@ class write_behind_stream {
     }
 
     static void flush(const std::shared_ptr<state>& s) {
-        if (s->wire_offset == s->on_the_wire.size()) {
-            release(s->on_the_wire);
-            s->wire_offset = 0;
-            if (s->pending.empty() || s->error) {
-                s->flush_scheduled = false;
-                release(s->pending);
-                auto waiters = std::exchange(s->flushed_waiters, {});
-                for (auto& waiter : waiters) {
-                    boost::asio::dispatch(boost::asio::append(std::move(waiter), s->error));
+        for (;;) {
+            if (s->wire_offset == s->on_the_wire.size()) {
+                s->wire_offset = 0;
+                if (s->pending.empty() || s->error) {
+                    s->flush_scheduled = false;
+                    release(s->on_the_wire);
+                    release(s->pending);
+                    // Posted: a writer resumed at once would write its next batch
+                    // before others have written theirs, with fewer frames in it.
+                    auto waiters = std::exchange(s->flushed_waiters, {});
+                    for (auto& waiter : waiters) {
+                        boost::asio::post(s->socket.get_executor(),
+                                          boost::asio::append(std::move(waiter), s->error));
+                    }
+                    return;
                 }
-                return;
+                release(s->on_the_wire);
+                s->on_the_wire.swap(s->pending);
             }
-            s->on_the_wire.swap(s->pending);
+            // Most of the time the socket takes it all at once: no asynchronous
+            // operation, and no stall watch.
+            boost::system::error_code ec;
+            const auto n =
+                s->socket.write_some(boost::asio::buffer(s->on_the_wire) + s->wire_offset, ec);
+            if (ec == boost::asio::error::would_block || ec == boost::asio::error::interrupted) {
+                break;
+            }
+            wrote(s, ec, n);
         }
-        s->socket.async_write_some(boost::asio::buffer(s->on_the_wire) + s->wire_offset,
-                                   [s](boost::system::error_code ec, std::size_t n) {
-                                       s->wire_offset += n;
-                                       if (n > 0) {
-                                           s->last_progress = clock::now();
-                                       }
-                                       if (ec && !s->error) {
-                                           s->error = ec;
-                                       }
-                                       if (s->error) {
-                                           s->wire_offset = s->on_the_wire.size();
-                                       }
-                                       resume_paused_read(s);
-                                       flush(s);  // the rest, then what was written meanwhile
-                                   });
+        // The socket is full: the rest, then what is written meanwhile, once it takes more.
+        if (!s->watching) {
+            watch_stalls(s);
+        }
+        s->socket.async_wait(next_layer_type::wait_write, [s](boost::system::error_code ec) {
+            if (ec) {
+                wrote(s, ec, 0);
+            }
+            flush(s);
+        });
+    }
+
+    // Accounts for `n` bytes the socket took, or for the error that stopped it.
+    static void wrote(const std::shared_ptr<state>& s, boost::system::error_code ec,
+                      std::size_t n) {
+        s->wire_offset += n;
+        if (n > 0) {
+            s->last_progress = clock::now();
+        }
+        if (ec && !s->error) {
+            s->error = ec;
+        }
+        if (s->error) {
+            s->wire_offset = s->on_the_wire.size();
+        }
+        resume_paused_read(s);
     }
 
     static void resume_paused_read(const std::shared_ptr<state>& s) {
@@ -334,23 +413,40 @@ class write_behind_stream {
                 });
             return;
         }
+        // Whatever the client has sent is taken without waiting; only when there is
+        // nothing does the read wait, for readability, with no input buffer: most
+        // clients are idle most of the time.
         if (!s->input) {
             s->input = std::make_unique<unsigned char[]>(input_capacity);
         }
-        s->socket.async_read_some(
+        boost::system::error_code ec;
+        const auto n = s->socket.read_some(
             boost::asio::buffer(s->input.get() + s->input_size, input_capacity - s->input_size),
-            [s, buffer, handler = std::move(handler)](boost::system::error_code ec,
-                                                      std::size_t n) mutable {
-                s->input_size += n;
-                if (ec) {
-                    s->read_error = ec;
-                    s->input_ready = s->input_size;
-                } else {
-                    s->input_ready += s->in_frames.scan(s->input.get() + s->input_ready,
-                                                        s->input_size - s->input_ready);
-                }
-                read(s, buffer, std::move(handler), false);  // or more for a split header
-            });
+            ec);
+        if (ec == boost::asio::error::would_block || ec == boost::asio::error::interrupted) {
+            if (s->input_size == 0) {
+                s->input.reset();
+            }
+            s->socket.async_wait(
+                next_layer_type::wait_read,
+                [s, buffer, handler = std::move(handler)](boost::system::error_code ec) mutable {
+                    if (ec) {
+                        s->read_error = ec;
+                        s->input_ready = s->input_size;
+                    }
+                    read(s, buffer, std::move(handler), false);
+                });
+            return;
+        }
+        s->input_size += n;
+        if (ec) {
+            s->read_error = ec;
+            s->input_ready = s->input_size;
+        } else {
+            s->input_ready +=
+                s->in_frames.scan(s->input.get() + s->input_ready, s->input_size - s->input_ready);
+        }
+        read(s, buffer, std::move(handler), initiating);  // or more for a split header
     }
 
     static void linger(const std::shared_ptr<state>& s, teardown_handler handler) {

@@ -32,6 +32,8 @@
 #include <boost/beast/websocket.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -45,6 +47,31 @@ using asio::use_awaitable;
 using boost::system::error_code;
 
 namespace {
+
+// Every client of the room is sent the same events, each client a batch of them in
+// turn: a message is checked once per thread, not once per client. The last checked
+// ones are remembered by address (at most 64, of at most 4 KiB, so what they keep alive
+// stays small); holding them means no other message can take their address meanwhile.
+bool is_valid_utf8_once(const broadcaster::event& ev) {
+    struct checked {
+        broadcaster::event event;
+        bool valid = false;
+    };
+    constexpr std::size_t slots = 64;
+    constexpr std::size_t max_remembered = 4096;
+    thread_local std::array<checked, slots> remembered;
+    const auto message = ev.message();
+    if (message.size() > max_remembered) {
+        return broadcaster::is_valid_utf8(message);
+    }
+    auto& slot = remembered[(reinterpret_cast<std::uintptr_t>(message.data()) >> 4) % slots];
+    if (!slot.event || slot.event.message().data() != message.data() ||
+        slot.event.message().size() != message.size()) {
+        slot.event = ev;
+        slot.valid = broadcaster::is_valid_utf8(message);
+    }
+    return slot.valid;
+}
 
 class websocket_session : public std::enable_shared_from_this<websocket_session> {
   public:
@@ -321,7 +348,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 if (json_frames_) {
                     ws_.write(asio::buffer(message_frame(message.position(), message.message())),
                               write_ec);
-                } else if (broadcaster::is_valid_utf8(message.message())) {
+                } else if (is_valid_utf8_once(message)) {
                     ws_.write(asio::buffer(message.message()), write_ec);
                 } else {
                     // A text frame holds UTF-8 (a browser drops the connection

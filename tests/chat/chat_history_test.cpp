@@ -256,6 +256,15 @@ TEST(chat_history, bytes_that_are_not_utf8_reach_clients_as_valid_text) {
     EXPECT_EQ(plain.receive(), repaired);
     json_client joining(chat.port);  // from the history too
     EXPECT_EQ(joining.next().message, repaired);
+    // Each message is checked once for all clients: the next ones get their own answer.
+    client second(chat.port);
+    EXPECT_EQ(second.receive(), repaired);  // from the history
+    other.publish("chatroom", "fine");
+    other.publish("chatroom", "also\xfe");
+    for (auto* c : {&plain, &second}) {
+        EXPECT_EQ(c->receive(), "fine");
+        EXPECT_EQ(c->receive(), "also\xef\xbf\xbd");
+    }
 }
 
 // What the chat server's connection to Redis was carrying when Redis died may or may

@@ -38,9 +38,10 @@ class stalled_callback_thread {
 
   private:
     static void on_closed(natsConnection*, void* self) {
-        auto& stall = *static_cast<stalled_callback_thread*>(self);
-        stall.entered_.set_value();
-        stall.release_future_.wait();
+        // A copy: once released, the object may be destroyed while this still waits.
+        auto release = static_cast<stalled_callback_thread*>(self)->release_future_;
+        static_cast<stalled_callback_thread*>(self)->entered_.set_value();
+        release.wait();
     }
     natsConnection* nc_ = nullptr;
     std::promise<void> entered_;

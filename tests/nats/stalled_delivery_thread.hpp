@@ -42,9 +42,10 @@ class stalled_delivery_thread {
   private:
     static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
         natsMsg_Destroy(msg);
-        auto& stall = *static_cast<stalled_delivery_thread*>(self);
-        stall.entered_.set_value();
-        stall.release_future_.wait();
+        // A copy: once released, the object may be destroyed while this still waits.
+        auto release = static_cast<stalled_delivery_thread*>(self)->release_future_;
+        static_cast<stalled_delivery_thread*>(self)->entered_.set_value();
+        release.wait();
     }
     natsConnection* nc_ = nullptr;
     natsSubscription* sub_ = nullptr;

@@ -357,7 +357,9 @@ struct give_back {
 
 // A publish whose slot no master serves (CLUSTER DELSLOTS on every node: -CLUSTERDOWN,
 // then a slot map without it) waits for one, at most publish_timeout_ms, and then
-// fails with reconnect_timeout.
+// fails with reconnect_timeout; or, when its node did not answer the written publish
+// within that time (seen once on a loaded machine), with connection_lost, as any
+// written publish without an answer does. Never later.
 TEST(redis_cluster_chaos, a_publish_waits_for_a_slot_without_a_master_at_most_its_timeout) {
     wait_cluster_settled(chaos());
     const auto masters = master_ports(chaos());
@@ -382,7 +384,8 @@ TEST(redis_cluster_chaos, a_publish_waits_for_a_slot_without_a_master_at_most_it
             finished = clock::now();
         });
         co_await eventually([&] { return result.has_value(); }, 10s);
-        EXPECT_EQ(*result, error::reconnect_timeout) << result->message();
+        EXPECT_TRUE(*result == error::reconnect_timeout || *result == error::connection_lost)
+            << result->message();
         EXPECT_GE(finished - started, 450ms);
         EXPECT_LT(finished - started, 5s);
     });

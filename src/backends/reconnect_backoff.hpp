@@ -34,15 +34,6 @@ class reconnect_backoff {
     // After a success: the next loss starts again from the shortest delay.
     void reset() { ceiling_ = min_; }
 
-    // After the loss of a connection that was up for `up`: one that stayed up at least
-    // the longest delay was a success; one lost sooner (a server that drops it, a
-    // refusal met on every connection) keeps the delays growing.
-    void lost_after(std::chrono::steady_clock::duration up) {
-        if (up >= max_) {
-            reset();
-        }
-    }
-
   private:
     std::chrono::milliseconds min_;
     std::chrono::milliseconds max_;

@@ -76,20 +76,19 @@ asio::awaitable<void> supervised_client::supervise([[maybe_unused]] std::shared_
             ready_ = true;
             try {
                 on_connected();
+                backoff_.reset();
             } catch (...) {
                 ready_ = false;
                 ec = attempt_error(std::current_exception());
             }
         }
         if (!ec) {
-            const auto up_since = asio::steady_timer::clock_type::now();
             lost_signal_.expires_at(asio::steady_timer::time_point::max());
             co_await lost_signal_.async_wait(asio::as_tuple(asio::use_awaitable));
             if (stopping_) {
                 break;
             }
             ec = lost_reason_;
-            backoff_.lost_after(asio::steady_timer::clock_type::now() - up_since);
         }
         ready_ = false;
         close_connections();

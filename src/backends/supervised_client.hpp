@@ -3,8 +3,6 @@
 // What the Redis and Postgres clients share: each keeps two connections of its own,
 // and a supervisor loop opens them, waits until one is lost, backs off (exponential,
 // with jitter) and opens them again, reporting the state changes to the broadcast.
-// The delays start again from the shortest only after connections that stayed up for
-// the longest delay (see reconnect_backoff::lost_after).
 
 #include "reconnect_backoff.hpp"
 #include "url_options.hpp"

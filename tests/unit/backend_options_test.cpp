@@ -60,16 +60,6 @@ TEST(reconnect_backoff, doubles_up_to_the_maximum) {
     EXPECT_LE(backoff.next(), 100ms);
 }
 
-TEST(reconnect_backoff, only_a_connection_that_stayed_up_resets_it) {
-    reconnect_backoff backoff(100ms, 400ms);
-    backoff.next();
-    backoff.next();
-    backoff.lost_after(399ms);  // lost sooner than the longest delay: still growing
-    EXPECT_GE(backoff.next(), 200ms);
-    backoff.lost_after(400ms);
-    EXPECT_LE(backoff.next(), 100ms);
-}
-
 TEST(connection_options, raise_a_zero_reconnect_delay_to_the_minimum) {
     broadcast_options zero;
     zero.reconnect_backoff_min = 0ms;

@@ -1,10 +1,10 @@
 #pragma once
 
+#include "held_nats_thread.hpp"
 #include "test_support.hpp"
 
 #include <nats/nats.h>
 
-#include <future>
 #include <string>
 
 namespace broadcaster::test {
@@ -13,7 +13,7 @@ namespace broadcaster::test {
 // disconnected, reconnected, closed and error callbacks) in a closed callback until
 // released: the connection events nats.c reports meanwhile wait behind it, as when the
 // process is starved of CPU.
-class stalled_callback_thread {
+class stalled_callback_thread : public held_nats_thread {
   public:
     explicit stalled_callback_thread(const std::string& url) {
         natsOptions* opts = nullptr;
@@ -23,31 +23,18 @@ class stalled_callback_thread {
         BROADCASTER_REQUIRE(natsConnection_Connect(&nc_, opts) == NATS_OK);
         natsOptions_Destroy(opts);
         natsConnection_Close(nc_);
-        entered_.get_future().wait();
+        wait_until_held();
     }
     ~stalled_callback_thread() {
         release();
         natsConnection_Destroy(nc_);
     }
-    void release() {
-        if (!released_) {
-            released_ = true;
-            release_.set_value();
-        }
-    }
 
   private:
     static void on_closed(natsConnection*, void* self) {
-        // A copy: once released, the object may be destroyed while this still waits.
-        auto release = static_cast<stalled_callback_thread*>(self)->release_future_;
-        static_cast<stalled_callback_thread*>(self)->entered_.set_value();
-        release.wait();
+        hold(static_cast<stalled_callback_thread*>(self));
     }
     natsConnection* nc_ = nullptr;
-    std::promise<void> entered_;
-    std::promise<void> release_;
-    std::shared_future<void> release_future_ = release_.get_future().share();
-    bool released_ = false;
 };
 
 }  // namespace broadcaster::test

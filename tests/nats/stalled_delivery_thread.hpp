@@ -1,10 +1,10 @@
 #pragma once
 
+#include "held_nats_thread.hpp"
 #include "test_support.hpp"
 
 #include <nats/nats.h>
 
-#include <future>
 #include <string>
 
 namespace broadcaster::test {
@@ -12,7 +12,7 @@ namespace broadcaster::test {
 // Holds nats.c's delivery thread (shared by every connection of the process that uses
 // global delivery, as the backend does) in a callback until released: messages then
 // pile up in each subscription's pending list, as when the app's process is starved.
-class stalled_delivery_thread {
+class stalled_delivery_thread : public held_nats_thread {
   public:
     explicit stalled_delivery_thread(const std::string& url) {
         natsOptions* opts = nullptr;
@@ -24,7 +24,7 @@ class stalled_delivery_thread {
         BROADCASTER_REQUIRE(natsConnection_Subscribe(&sub_, nc_, "stall", on_message, this) ==
                             NATS_OK);
         BROADCASTER_REQUIRE(natsConnection_PublishString(nc_, "stall", "") == NATS_OK);
-        entered_.get_future().wait();
+        wait_until_held();
     }
     ~stalled_delivery_thread() {
         release();
@@ -32,27 +32,14 @@ class stalled_delivery_thread {
         natsSubscription_Destroy(sub_);
         natsConnection_Destroy(nc_);
     }
-    void release() {
-        if (!released_) {
-            released_ = true;
-            release_.set_value();
-        }
-    }
 
   private:
     static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
         natsMsg_Destroy(msg);
-        // A copy: once released, the object may be destroyed while this still waits.
-        auto release = static_cast<stalled_delivery_thread*>(self)->release_future_;
-        static_cast<stalled_delivery_thread*>(self)->entered_.set_value();
-        release.wait();
+        hold(static_cast<stalled_delivery_thread*>(self));
     }
     natsConnection* nc_ = nullptr;
     natsSubscription* sub_ = nullptr;
-    std::promise<void> entered_;
-    std::promise<void> release_;
-    std::shared_future<void> release_future_ = release_.get_future().share();
-    bool released_ = false;
 };
 
 }  // namespace broadcaster::test

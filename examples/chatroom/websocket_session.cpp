@@ -19,6 +19,7 @@
 #include "websocket_session.hpp"
 
 #include "json_frames.hpp"
+#include "text_frame.hpp"
 #include "write_behind_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -291,16 +292,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         const auto self = shared_from_this();
         auto& stats = server_.stats();
         if (gap_ && json_frames_) {
-            ws_.text(true);
             error_code ignored;  // a failed write shows in the next one
-            ws_.write(asio::buffer(gap_frame()), ignored);
+            write_text(gap_frame(), ignored);
         }
-        std::vector<broadcaster::event> batch;
         for (;;) {
             if (subscriber_.queued() == 0) {
-                // Probably idle for a while: it holds no batch and no write buffer
-                // meanwhile (a busy client keeps them from batch to batch).
-                batch = {};
+                // Probably idle for a while: it holds no write buffer meanwhile (a busy
+                // client keeps it from batch to batch).
                 ws_.next_layer().release_buffers();
             }
             auto [ec, ev] = co_await subscriber_.async_receive(asio::as_tuple(use_awaitable));
@@ -323,57 +321,71 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             if (ec) {
                 break;
             }
-            batch.clear();
-            std::size_t bytes = ev.message().size();
-            batch.push_back(std::move(ev));
-            while (batch.size() < max_batch && bytes < max_batch_bytes) {
-                auto next = subscriber_.try_receive();
-                if (!next) {
-                    break;
-                }
-                bytes += next->message().size();
-                batch.push_back(std::move(*next));
+            // The event and whatever else is queued, up to a batch, are written as frames
+            // into the stream's buffer, which then goes out in one system call, at once.
+            // Most of the time the socket takes it all and the writer goes straight back to
+            // its queue; otherwise it waits until the batch has left. Once a close frame
+            // is written (by Beast, answering the client or failing the connection), no
+            // data frame may follow.
+            if (subscriber_.queued() > 0) {
+                // A burst: more is on its way. Letting the others run first makes this
+                // batch bigger, and the system calls per message fewer.
+                co_await asio::post(ws_.get_executor(), use_awaitable);
             }
-            // Synchronous frame writes only append to the stream's buffer; the batch
-            // leaves in one system call, and the next waits until it has left. Once a
-            // close frame is written (by Beast, answering the client or failing the
-            // connection), no data frame may follow.
-            ws_.text(true);
-            ws_.next_layer().reserve(bytes + batch.size() * frame_overhead_bytes);
+            ws_.next_layer().cork();
+            std::size_t frames = 0;
+            std::size_t bytes = 0;
             error_code write_ec;
-            for (const auto& message : batch) {
-                if (ws_.next_layer().close_started()) {
+            for (std::optional<broadcaster::event> next = std::move(ev);
+                 next && !ws_.next_layer().close_started();) {
+                write_frame(*next, write_ec);
+                if (write_ec) {
                     break;
                 }
-                if (json_frames_) {
-                    ws_.write(asio::buffer(message_frame(message.position(), message.message())),
-                              write_ec);
-                } else if (is_valid_utf8_once(message)) {
-                    ws_.write(asio::buffer(message.message()), write_ec);
-                } else {
-                    // A text frame holds UTF-8 (a browser drops the connection
-                    // otherwise), and another publisher may have sent any bytes.
-                    ws_.write(asio::buffer(broadcaster::to_valid_utf8(message.message())),
-                              write_ec);
+                ++frames;
+                bytes += next->message().size();
+                next.reset();
+                if (frames < max_batch && bytes < max_batch_bytes) {
+                    next = subscriber_.try_receive();
                 }
+            }
+            const bool sent = ws_.next_layer().uncork();
+            if (write_ec || ws_.next_layer().close_started()) {
+                break;
+            }
+            if (!sent) {
+                std::tie(write_ec) =
+                    co_await ws_.next_layer().async_wait_flushed(asio::as_tuple(use_awaitable));
                 if (write_ec) {
                     break;
                 }
             }
-            if (write_ec || ws_.next_layer().close_started()) {
-                break;
-            }
-            std::tie(write_ec) =
-                co_await ws_.next_layer().async_wait_flushed(asio::as_tuple(use_awaitable));
-            if (write_ec) {
-                break;
-            }
-            stats.messages_out.fetch_add(batch.size(), std::memory_order_relaxed);
+            stats.messages_out.fetch_add(frames, std::memory_order_relaxed);
             stats.batches_out.fetch_add(1, std::memory_order_relaxed);
         }
         if (close_code_ && can_close()) {
             co_await send_close();
         }
+    }
+
+    // Appends a room message to the stream's buffer as one text frame.
+    void write_frame(const broadcaster::event& message, error_code& ec) {
+        if (json_frames_) {
+            write_text(message_frame(message.position(), message.message()), ec);
+        } else if (is_valid_utf8_once(message)) {
+            write_text(message.message(), ec);
+        } else {
+            // A text frame holds UTF-8 (a browser drops the connection otherwise), and
+            // another publisher may have sent any bytes.
+            write_text(broadcaster::to_valid_utf8(message.message()), ec);
+        }
+    }
+
+    void write_text(std::string_view text, error_code& ec) {
+        const text_frame_header header(text.size());
+        const std::array<asio::const_buffer, 2> frame{
+            asio::buffer(header.bytes.data(), header.size), asio::buffer(text)};
+        ws_.next_layer().write_some(frame, ec);
     }
 
     // The writer's last words. A coroutine of its own: what it awaits would otherwise
@@ -421,8 +433,6 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // Frames sent together: at most this many, and about this many bytes, per system call.
     static constexpr std::size_t max_batch = 64;
     static constexpr std::size_t max_batch_bytes = 256 * 1024;
-    // A frame's header, and some of the JSON around a message with broadcaster.v1.
-    static constexpr std::size_t frame_overhead_bytes = 16;
     // Bytes written for the client and not yet taken by its socket beyond which it is
     // not read (it could make the server write more: pongs).
     static constexpr std::size_t max_backlog_bytes = 256 * 1024;

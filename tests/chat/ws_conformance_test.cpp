@@ -361,6 +361,22 @@ TEST_F(conformance, empty_messages_and_empty_fragments_are_echoed) {
     EXPECT_EQ(frames[0].payload, "abc");
 }
 
+// The server frames room messages itself (text_frame.hpp): each length encoding, at
+// its edges, arrives as one text frame with the whole message (RFC 6455 §5.2).
+TEST(conformance_frames, messages_at_each_length_encoding_edge_arrive_whole) {
+    chat_process chat{{.args = {"--max-message-bytes", "70000"}}};
+    auto c = open_websocket(chat.port());
+    for (const std::size_t size : {0u, 1u, 125u, 126u, 127u, 65535u, 65536u, 65537u}) {
+        const std::string message(size, static_cast<char>('a' + size % 26));
+        c->send_frame(op_text, message);
+        const auto frames = until_text(*c);
+        ASSERT_EQ(frames.size(), 1u) << size;
+        EXPECT_EQ(frames[0].opcode, op_text) << size;
+        EXPECT_EQ(frames[0].payload.size(), size);
+        EXPECT_TRUE(frames[0].payload == message) << size;  // not printed: up to 64 KiB
+    }
+}
+
 TEST_F(conformance, continuation_without_a_start_fails_with_1002) {
     EXPECT_EQ(close_code_for(port(), encode_frame(op_continuation, "x")), 1002u);
     EXPECT_EQ(close_code_for(port(), encode_frame(op_continuation, "x", {.fin = false})), 1002u);

@@ -6,6 +6,7 @@
 #include "json_frames.hpp"
 #include "log.hpp"
 #include "request_checks.hpp"
+#include "text_frame.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -20,6 +21,21 @@
 
 namespace chat {
 namespace {
+
+// RFC 6455 §5.2: FIN and the text opcode, no mask, the length in the fewest bytes.
+TEST(chat_text_frame, the_header_uses_the_shortest_length_encoding) {
+    const auto bytes = [](std::uint64_t size) {
+        const text_frame_header header(size);
+        return std::vector<int>(header.bytes.begin(), header.bytes.begin() + header.size);
+    };
+    using v = std::vector<int>;
+    EXPECT_EQ(bytes(0), (v{0x81, 0}));
+    EXPECT_EQ(bytes(125), (v{0x81, 125}));
+    EXPECT_EQ(bytes(126), (v{0x81, 126, 0, 126}));
+    EXPECT_EQ(bytes(65535), (v{0x81, 126, 0xff, 0xff}));
+    EXPECT_EQ(bytes(65536), (v{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}));
+    EXPECT_EQ(bytes(0x0102030405060708), (v{0x81, 127, 1, 2, 3, 4, 5, 6, 7, 8}));
+}
 
 TEST(chat_join_request, the_subprotocol_is_found_in_any_list) {
     using list = std::vector<std::string_view>;

@@ -1,7 +1,8 @@
 // One chat client: a reader that publishes what the client sends, and a writer that
 // sends what the room receives. The handshake runs before them, in a coroutine of its
 // own that ends with it: what only the handshake needs (the HTTP request) is not kept
-// for the client's lifetime.
+// for the client's lifetime. The reader and the writer run on callbacks: an idle
+// client holds a pending read and a pending receive, no coroutine frames (1.3 KiB each).
 //
 // Only the writer writes data frames and the close it decides on; Beast writes pongs
 // and its own close frames (answering the client's, or failing the connection). All of
@@ -150,21 +151,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             }
         });
 
-        asio::co_spawn(ws_.get_executor(), read_loop(), [self](std::exception_ptr e) {
-            if (e) {
-                self->fail(e);
-            }
-            self->request_close(websocket::close_code::normal, "");
-            self->count_if_stalled();
-            self->server_.remove_session(self->session_id_);
-            self->server_.stats().clients.fetch_sub(1, std::memory_order_relaxed);
-        });
-        asio::co_spawn(ws_.get_executor(), write_loop(), [self](std::exception_ptr e) {
-            if (e) {
-                self->fail(e);
-            }
-            self->count_if_stalled();
-        });
+        guarded_reader([&] { read_next(); });
+        guarded_writer([&] { start_writer(); });
     }
 
     // An exception out of the reader or the writer (std::bad_alloc, say): the
@@ -211,45 +199,84 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // window the reader stops reading and TCP holds the client back.
     // Every message read is published: once the server has decided to close, the
     // reader stops, so that the close frame can wait for the outcome of each.
-    asio::awaitable<void> read_loop() {
-        const auto self = shared_from_this();
-        auto& stats = server_.stats();
-        const auto max_message_bytes = server_.settings().max_message_bytes;
-        std::string message;
-        while (!close_code_) {
-            // Beast makes room in the buffer before the frame arrives, so an idle client
-            // holds what its next read may take: a message's first read takes at most
-            // first_read_bytes (a flat_buffer would hold 1.5 KiB).
-            auto buffer = asio::dynamic_buffer(message);
-            const auto limit = message.empty() ? first_read_bytes : max_message_bytes;
-            auto [ec, n] =
-                co_await ws_.async_read_some(buffer, limit, asio::as_tuple(use_awaitable));
-            if (ec == websocket::error::message_too_big) {
-                // Beast has already sent the close frame with 1009.
-                stats.oversized_frames.fetch_add(1, std::memory_order_relaxed);
-                co_return;
-            }
-            if (ec) {
-                co_return;  // closed by the client, timed out, or torn down
-            }
-            if (!ws_.is_message_done()) {
-                continue;
-            }
-            if (!ws_.got_text()) {
-                stats.binary_frames.fetch_add(1, std::memory_order_relaxed);
-                request_close(websocket::close_code::unknown_data, "text messages only");
-                co_return;
-            }
-            while (publishing_messages_ >= max_publishing_messages ||
-                   publishing_bytes_ >= max_publishing_bytes) {
-                co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
-            }
-            if (publish_failed_) {
-                co_return;  // the close frame says a message was refused
-            }
-            message.shrink_to_fit();  // the first read's room does not stay with it
-            publish(std::exchange(message, {}));
+    // The reader, on callbacks like the writer: an idle client's reader is only Beast's
+    // pending read.
+    void read_next() {
+        if (close_code_) {
+            end_reader();
+            return;
         }
+        // Beast makes room in the buffer before the frame arrives, so an idle client
+        // holds what its next read may take: a message's first read takes at most
+        // first_read_bytes (a flat_buffer would hold 1.5 KiB).
+        const auto limit =
+            message_.empty() ? first_read_bytes : server_.settings().max_message_bytes;
+        ws_.async_read_some(
+            read_buffer_.emplace(message_), limit,
+            asio::bind_executor(ws_.get_executor(),
+                                [self = shared_from_this()](error_code ec, std::size_t) {
+                                    self->guarded_reader([&] { self->on_read(ec); });
+                                }));
+    }
+
+    void on_read(error_code ec) {
+        auto& stats = server_.stats();
+        if (ec == websocket::error::message_too_big) {
+            // Beast has already sent the close frame with 1009.
+            stats.oversized_frames.fetch_add(1, std::memory_order_relaxed);
+            end_reader();
+            return;
+        }
+        if (ec) {
+            end_reader();  // closed by the client, timed out, or torn down
+            return;
+        }
+        if (!ws_.is_message_done()) {
+            read_next();
+            return;
+        }
+        if (!ws_.got_text()) {
+            stats.binary_frames.fetch_add(1, std::memory_order_relaxed);
+            request_close(websocket::close_code::unknown_data, "text messages only");
+            end_reader();
+            return;
+        }
+        publish_when_room();
+    }
+
+    // Publishes are pipelined: the next message is read while earlier ones are still
+    // on their way to the broker, so a client's messages do not wait for each other's
+    // round trips. They are published in the order read. Beyond a window the reader
+    // stops reading and TCP holds the client back.
+    // Every message read is published: once the server has decided to close, the
+    // reader stops, so that the close frame can wait for the outcome of each.
+    void publish_when_room() {
+        if (publishing_messages_ >= max_publishing_messages ||
+            publishing_bytes_ >= max_publishing_bytes) {
+            publish_done_.async_wait([self = shared_from_this()](error_code) {
+                self->guarded_reader([&] { self->publish_when_room(); });
+            });
+            return;
+        }
+        if (publish_failed_) {
+            end_reader();  // the close frame says a message was refused
+            return;
+        }
+        message_.shrink_to_fit();  // the first read's room does not stay with it
+        publish(std::exchange(message_, {}));
+        read_next();
+    }
+
+    // The client is done: it closed, timed out, broke the protocol, or the server
+    // decided to close.
+    void end_reader() {
+        if (std::exchange(reader_ended_, true)) {
+            return;
+        }
+        request_close(websocket::close_code::normal, "");
+        count_if_stalled();
+        server_.remove_session(session_id_);
+        server_.stats().clients.fetch_sub(1, std::memory_order_relaxed);
     }
 
     void publish(std::string text) {
@@ -288,83 +315,143 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         }
     }
 
-    asio::awaitable<void> write_loop() {
-        const auto self = shared_from_this();
-        auto& stats = server_.stats();
+    // The writer sends what the room receives. It runs on callbacks, not in a
+    // coroutine: an idle client's writer is only a handler waiting in the subscriber,
+    // and a message costs no coroutine resumption.
+    void start_writer() {
         if (gap_ && json_frames_) {
             error_code ignored;  // a failed write shows in the next one
             write_text(gap_frame(), ignored);
         }
-        for (;;) {
-            if (subscriber_.queued() == 0) {
-                // Probably idle for a while: it holds no write buffer meanwhile (a busy
-                // client keeps it from batch to batch).
-                ws_.next_layer().release_buffers();
-            }
-            auto [ec, ev] = co_await subscriber_.async_receive(asio::as_tuple(use_awaitable));
-            if (ec == broadcaster::error::subscriber_overflow && !close_code_) {
-                count_slow_client();
-                close_code_ = websocket::close_code::policy_error;
-                close_text_ = "too slow: send queue overflowed";
-            }
-            if (ec == broadcaster::error::end_of_stream && !close_code_) {
-                close_code_ = websocket::close_code::going_away;
-                close_text_ = "chat backend disconnected";
-            }
-            if (ec && !close_code_) {
-                // The room's subscription ended (history lost while the backend was
-                // away, a channel refused): the client reconnects, and with JSON frames
-                // learns what it missed.
-                close_code_ = websocket::close_code::going_away;
-                close_text_ = ("chat backend: " + ec.message()).substr(0, 120);
-            }
-            if (ec) {
-                break;
-            }
-            // The event and whatever else is queued, up to a batch, are written as frames
-            // into the stream's buffer, which then goes out in one system call, at once.
-            // Most of the time the socket takes it all and the writer goes straight back to
-            // its queue; otherwise it waits until the batch has left. Once a close frame
-            // is written (by Beast, answering the client or failing the connection), no
-            // data frame may follow.
-            if (subscriber_.queued() > 0) {
-                // A burst: more is on its way. Letting the others run first makes this
-                // batch bigger, and the system calls per message fewer.
-                co_await asio::post(ws_.get_executor(), use_awaitable);
-            }
-            ws_.next_layer().cork();
-            std::size_t frames = 0;
-            std::size_t bytes = 0;
-            error_code write_ec;
-            for (std::optional<broadcaster::event> next = std::move(ev);
-                 next && !ws_.next_layer().close_started();) {
-                write_frame(*next, write_ec);
-                if (write_ec) {
-                    break;
-                }
-                ++frames;
-                bytes += next->message().size();
-                next.reset();
-                if (frames < max_batch && bytes < max_batch_bytes) {
-                    next = subscriber_.try_receive();
-                }
-            }
-            const bool sent = ws_.next_layer().uncork();
-            if (write_ec || ws_.next_layer().close_started()) {
-                break;
-            }
-            if (!sent) {
-                std::tie(write_ec) =
-                    co_await ws_.next_layer().async_wait_flushed(asio::as_tuple(use_awaitable));
-                if (write_ec) {
-                    break;
-                }
-            }
-            stats.messages_out.fetch_add(frames, std::memory_order_relaxed);
-            stats.batches_out.fetch_add(1, std::memory_order_relaxed);
+        receive_next();
+    }
+
+    void receive_next() {
+        if (subscriber_.queued() == 0) {
+            // Probably idle for a while: it holds no write buffer meanwhile (a busy
+            // client keeps it from batch to batch).
+            ws_.next_layer().release_buffers();
         }
-        if (close_code_ && can_close()) {
-            co_await send_close();
+        subscriber_.async_receive(asio::bind_executor(
+            ws_.get_executor(), [self = shared_from_this()](error_code ec, broadcaster::event ev) {
+                self->guarded_writer([&] { self->on_received(ec, std::move(ev)); });
+            }));
+    }
+
+    void on_received(error_code ec, broadcaster::event ev) {
+        if (ec == broadcaster::error::subscriber_overflow && !close_code_) {
+            count_slow_client();
+            close_code_ = websocket::close_code::policy_error;
+            close_text_ = "too slow: send queue overflowed";
+        }
+        if (ec == broadcaster::error::end_of_stream && !close_code_) {
+            close_code_ = websocket::close_code::going_away;
+            close_text_ = "chat backend disconnected";
+        }
+        if (ec && !close_code_) {
+            // The room's subscription ended (history lost while the backend was away, a
+            // channel refused): the client reconnects, and with JSON frames learns what
+            // it missed.
+            close_code_ = websocket::close_code::going_away;
+            close_text_ = ("chat backend: " + ec.message()).substr(0, 120);
+        }
+        if (ec) {
+            finish_writer();
+            return;
+        }
+        if (subscriber_.queued() > 0) {
+            // A burst: more is on its way. Letting the others run first makes this
+            // batch bigger, and the system calls per message fewer.
+            asio::post(ws_.get_executor(),
+                       [self = shared_from_this(), ev = std::move(ev)]() mutable {
+                           self->guarded_writer([&] { self->send_batch(std::move(ev)); });
+                       });
+            return;
+        }
+        send_batch(std::move(ev));
+    }
+
+    // Writes `ev` and whatever else is queued, up to a batch, as frames into the
+    // stream's buffer, which then goes out in one system call, at once. Most of the time
+    // the socket takes it all and the writer goes straight back to its queue; otherwise
+    // it waits until the batch has left. Once a close frame is written (by Beast,
+    // answering the client or failing the connection), no data frame may follow.
+    void send_batch(broadcaster::event ev) {
+        ws_.next_layer().cork();
+        std::size_t frames = 0;
+        std::size_t bytes = 0;
+        error_code write_ec;
+        for (std::optional<broadcaster::event> next = std::move(ev);
+             next && !ws_.next_layer().close_started();) {
+            write_frame(*next, write_ec);
+            if (write_ec) {
+                break;
+            }
+            ++frames;
+            bytes += next->message().size();
+            next.reset();
+            if (frames < max_batch && bytes < max_batch_bytes) {
+                next = subscriber_.try_receive();
+            }
+        }
+        const bool sent = ws_.next_layer().uncork();
+        if (write_ec || ws_.next_layer().close_started()) {
+            finish_writer();
+            return;
+        }
+        if (!sent) {
+            ws_.next_layer().async_wait_flushed([self = shared_from_this(), frames](error_code ec) {
+                self->guarded_writer([&] { self->on_sent(ec, frames); });
+            });
+            return;
+        }
+        on_sent({}, frames);
+    }
+
+    void on_sent(error_code ec, std::size_t frames) {
+        if (ec) {
+            finish_writer();
+            return;
+        }
+        auto& stats = server_.stats();
+        stats.messages_out.fetch_add(frames, std::memory_order_relaxed);
+        stats.batches_out.fetch_add(1, std::memory_order_relaxed);
+        receive_next();
+    }
+
+    void finish_writer() {
+        if (!close_code_ || !can_close()) {
+            count_if_stalled();
+            return;
+        }
+        asio::co_spawn(ws_.get_executor(), send_close(),
+                       [self = shared_from_this()](std::exception_ptr e) {
+                           if (e) {
+                               self->fail(e);
+                           }
+                           self->count_if_stalled();
+                       });
+    }
+
+    // Run one step of the reader or the writer. An exception (std::bad_alloc, say)
+    // drops the connection and goes no further: out of a callback it would end the
+    // thread running the server.
+    template <typename Step>
+    void guarded_reader(Step&& step) {
+        try {
+            step();
+        } catch (...) {
+            fail(std::current_exception());
+            end_reader();
+        }
+    }
+    template <typename Step>
+    void guarded_writer(Step&& step) {
+        try {
+            step();
+        } catch (...) {
+            fail(std::current_exception());
+            count_if_stalled();
         }
     }
 
@@ -388,8 +475,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         ws_.next_layer().write_some(frame, ec);
     }
 
-    // The writer's last words. A coroutine of its own: what it awaits would otherwise
-    // take room in the writer's frame for the client's whole life.
+    // The writer's last words, in a coroutine started only then.
     asio::awaitable<void> send_close() {
         // The client's messages read so far are published first, so that a refusal can
         // still change the close frame.
@@ -455,6 +541,11 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     std::uint64_t session_id_ = 0;  // server::add_session's
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
+    std::string message_;  // the client's message being read
+    // Beast reads into it by reference; made anew for each read, to see message_ as it is.
+    std::optional<asio::dynamic_string_buffer<char, std::char_traits<char>, std::allocator<char>>>
+        read_buffer_;
+    bool reader_ended_ = false;
     bool publish_failed_ = false;
     bool close_frame_sent_ = false;
     bool counted_slow_ = false;

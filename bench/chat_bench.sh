@@ -9,35 +9,15 @@
 # With a scenario, only the runs whose label contains it (and only the brokers they
 # need): bench/chat_bench.sh build "memory://, 1 instance, flood".
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 build=${1:-build}
 only=${2:-}
 chat=$build/examples/chatroom/broadcaster-chat
 load=$build/bench/bench_chat_load
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-free_port() {  # below the ephemeral range: no outgoing connection holds it
-  local port
-  for _ in $(seq 50); do
-    port=$(shuf -i 20000-32000 -n 1)
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-}
-
-wait_port() {  # an instance listens once its backend is connected
-  for _ in $(seq 1000); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.02
-  done
-  echo "nothing listens on $1: $(tail -3 "$dir/chat.log" 2>/dev/null)" >&2
-  exit 1
-}
+dir=$bench_dir
+trap bench_cleanup EXIT
 
 start_chat() {  # URL; sets chat_port and chat_pid
   chat_port=$(free_port)
@@ -46,21 +26,22 @@ start_chat() {  # URL; sets chat_port and chat_pid
   "$chat" --port "$chat_port" --broadcast "$1" --client-queue-messages 1000000 \
     --client-queue-bytes 1000000000 2>>"$dir/chat.log" &
   chat_pid=$!
-  pids+=("$chat_pid")
-  wait_port "$chat_port"
+  bench_pids+=("$chat_pid")
+  # An instance listens once its backend is connected.
+  wait_port "$chat_port" "$dir/chat.log" "$chat_pid"
 }
 
 wanted() { [[ $1 == *"$only"* ]]; }
 wanted_backend() { wanted "$1, 2 instances, flood" || wanted "$1, 2 instances, 500 msg/s"; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-redis_port= pg_port= kafka_bootstrap=
+print_machine
+redis_port='' pg_port='' kafka_bootstrap=''
 if wanted_backend redis://; then
   redis_port=$(free_port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
     --logfile "$dir/redis.log" &
-  pids+=($!)
-  wait_port "$redis_port"
+  bench_pids+=($!)
+  wait_port "$redis_port" "$dir/redis.log" "${bench_pids[-1]}"
 fi
 
 # A throwaway PostgreSQL 15 cluster (as the postgres user when root).
@@ -76,12 +57,13 @@ if wanted_backend postgres://; then
     --no-sync >"$dir/initdb.log"
   "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
     -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >/dev/null
-  trap '"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -m immediate stop >/dev/null; cleanup' EXIT
+  trap '"${pg_as[@]}" "$pg_bin/pg_ctl" -D "$dir/pg" -m immediate stop >/dev/null
+    bench_cleanup' EXIT
 fi
 
 if wanted_backend kafka://; then
   coproc kafka { exec "$build/broadcaster-kafka-mock" --brokers 3; }
-  pids+=("$kafka_PID")
+  bench_pids+=("$kafka_PID")
   read -r -t 10 kafka_bootstrap <&"${kafka[0]}"
 fi
 

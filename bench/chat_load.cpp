@@ -6,6 +6,7 @@
 //   bench_chat_load --ports 8001 --rate 500 --duration 10       # fixed rate, all senders
 //   ... --pids 1234,1235   # also report those servers' CPU per delivery and peak RSS
 //   bench_chat_load --ports 8001 --pids 1234 --clients 10000 --idle   # memory per idle client
+//   ... --results out.txt   # also write the figures as name=value lines, for scripts
 //
 // Reports deliveries/s, loss, duplicates, per-sender order violations, latency
 // p50/p90/p99, and this process's own CPU share (to tell when it is the limit). With
@@ -240,13 +241,42 @@ long status_kib(const std::string& pid, const std::string& field) {
     return 0;
 }
 
+// The figures of a run as name=value lines, for scripts (--results): the human report
+// stays free to change its wording. Figures over several servers are their sum.
+class results_file {
+  public:
+    explicit results_file(std::string path) : path_(std::move(path)) {}
+
+    void add(const std::string& name, double value) {
+        char text[64];
+        std::snprintf(text, sizeof text, "%.9g", value);
+        lines_ += name + "=" + text + "\n";
+    }
+
+    // Written once, at the end, so a script never reads a half-written file.
+    void write() const {
+        if (path_.empty()) {
+            return;
+        }
+        std::ofstream out(path_);
+        out << lines_;
+        if (!out) {
+            std::fprintf(stderr, "cannot write %s\n", path_.c_str());
+        }
+    }
+
+  private:
+    std::string path_;
+    std::string lines_;
+};
+
 // --idle: what the servers' memory grows by per client joined to the room. Sampled once
 // every client has joined, and again once one message has reached them all (buffers
 // a first message makes a server allocate stay counted), each after a settling second;
 // then the servers' CPU while the clients stay idle for two seconds.
 int report_idle(asio::io_context& io, std::vector<std::shared_ptr<client>>& all, totals& t,
                 const std::vector<std::string>& pids, const std::vector<long>& rss_before_kib,
-                const std::vector<long>& private_before_kib) {
+                const std::vector<long>& private_before_kib, results_file& results) {
     const auto settle = [&] { io.run_for(std::chrono::seconds(1)); };
     const auto sample = [&](const char* field) {
         std::vector<long> kib;
@@ -281,6 +311,9 @@ int report_idle(asio::io_context& io, std::vector<std::shared_ptr<client>>& all,
     };
     std::printf("idle clients %zu, joined to the room; the message reached %llu of them\n", clients,
                 static_cast<unsigned long long>(t.delivered));
+    results.add("clients", static_cast<double>(clients));
+    results.add("reached", static_cast<double>(t.delivered));
+    double rss_per_client = 0, private_per_client = 0, idle_cpu_percent = 0;
     for (std::size_t i = 0; i < pids.size(); ++i) {
         std::printf(
             "server %s: RSS before %.1f MiB, joined %.1f MiB, after a message %.1f MiB; per "
@@ -293,11 +326,19 @@ int report_idle(asio::io_context& io, std::vector<std::shared_ptr<client>>& all,
             per_client(private_joined[i], private_before_kib[i]),
             per_client(private_message[i], private_before_kib[i]));
         const auto cpu = cpu_seconds(pids[i]);
+        const double cpu_percent =
+            100 * (cpu.user + cpu.system - cpu_before[i].user - cpu_before[i].system) /
+            idle_seconds;
         std::printf("server %s: CPU while the clients are idle %.1f%% of one core\n",
-                    pids[i].c_str(),
-                    100 * (cpu.user + cpu.system - cpu_before[i].user - cpu_before[i].system) /
-                        idle_seconds);
+                    pids[i].c_str(), cpu_percent);
+        rss_per_client += per_client(rss_message[i], rss_before_kib[i]);
+        private_per_client += per_client(private_message[i], private_before_kib[i]);
+        idle_cpu_percent += cpu_percent;
     }
+    results.add("server_rss_per_client_kib", rss_per_client);
+    results.add("server_private_per_client_kib", private_per_client);
+    results.add("server_idle_cpu_percent", idle_cpu_percent);
+    results.write();
     return t.delivered == clients ? 0 : 1;
 }
 
@@ -321,6 +362,7 @@ int main(int argc, char** argv) {
     double duration = 10;
     std::size_t size = 64;
     bool idle = false;
+    std::string results_path;
     CLI::App app{"Load generator for broadcaster-chat"};
     app.add_option("--ports", ports_text, "Instance ports, comma-separated")->capture_default_str();
     app.add_option("--pids", pids_text, "Server PIDs for CPU and RSS, comma-separated");
@@ -337,7 +379,10 @@ int main(int argc, char** argv) {
     app.add_flag("--idle", idle,
                  "Only join the clients to the room, send one message, and report the "
                  "servers' memory (--pids) per client");
+    app.add_option("--results", results_path,
+                   "Also write the figures to this file as name=value lines, for scripts");
     CLI11_PARSE(app, argc, argv);
+    results_file results(results_path);
     const auto ports = split(ports_text);
     const auto pids = split(pids_text);
     senders = std::min(senders, clients);
@@ -366,7 +411,7 @@ int main(int argc, char** argv) {
         io.run_one();
     }
     if (idle) {
-        return report_idle(io, all, t, pids, rss_before_kib, private_before_kib);
+        return report_idle(io, all, t, pids, rss_before_kib, private_before_kib, results);
     }
 
     const std::uint64_t per_sender =
@@ -493,6 +538,7 @@ int main(int argc, char** argv) {
     std::printf("latency p50 %.0f us, p90 %.0f us, p99 %.0f us\n", at(0.5), at(0.9), at(0.99));
     std::printf("load generator CPU %.0f%% of one core\n", 100 * own_cpu / took.count());
     double servers_cpu = 0;
+    long peak_rss_kib = 0, peak_private_total_kib = 0;
     for (std::size_t i = 0; i < pids.size(); ++i) {
         const auto now = cpu_seconds(pids[i]);
         const double user = now.user - server_cpu_before[i].user;
@@ -505,10 +551,30 @@ int main(int argc, char** argv) {
             system * per_delivery, status_kib(pids[i], "VmHWM") / 1024.0,
             peak_private_kib[i] / 1024.0);
         servers_cpu += user + system;
+        peak_rss_kib += status_kib(pids[i], "VmHWM");
+        peak_private_total_kib += peak_private_kib[i];
     }
     if (pids.size() > 1) {
         std::printf("servers together: CPU %.2f s, %.2f us per delivery\n", servers_cpu,
                     1e6 * servers_cpu / std::max<double>(t.delivered, 1));
     }
+    results.add("deliveries", static_cast<double>(t.delivered));
+    results.add("expected", static_cast<double>(expected));
+    results.add("seconds", took.count());
+    results.add("deliveries_per_s", t.delivered / took.count());
+    results.add("lost", static_cast<double>(expected - std::min(expected, t.delivered)));
+    results.add("duplicates", static_cast<double>(t.duplicates));
+    results.add("order_violations", static_cast<double>(t.reordered));
+    results.add("latency_p50_us", at(0.5));
+    results.add("latency_p90_us", at(0.9));
+    results.add("latency_p99_us", at(0.99));
+    results.add("generator_cpu_percent", 100 * own_cpu / took.count());
+    if (!pids.empty()) {
+        results.add("server_cpu_us_per_delivery",
+                    1e6 * servers_cpu / std::max<double>(t.delivered, 1));
+        results.add("server_peak_rss_kib", static_cast<double>(peak_rss_kib));
+        results.add("server_peak_private_kib", static_cast<double>(peak_private_total_kib));
+    }
+    results.write();
     return t.delivered == expected && t.duplicates == 0 && t.reordered == 0 ? 0 : 1;
 }

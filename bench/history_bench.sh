@@ -5,17 +5,19 @@
 # redis-stream:// and memory://?history=1000.
 #   bench/history_bench.sh [build-dir] [messages]
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 build=${1:-build}
 count=${2:-200000}
-dir=$(mktemp -d)
-port=$(shuf -i 20000-32000 -n 1)
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
-  --logfile "$dir/redis.log" &
-pid=$!
-trap 'kill $pid; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap bench_cleanup EXIT
+port=$(free_port)
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$bench_dir" \
+  --logfile "$bench_dir/redis.log" &
+bench_pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+print_machine
 cli="$build/tools/broadcaster/broadcaster"
 for run in 1 2 3; do
   for scheme in redis redis-stream; do

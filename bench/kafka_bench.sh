@@ -4,13 +4,16 @@
 # These are figures against librdkafka's mock cluster, not a real Kafka deployment.
 #   bench/kafka_bench.sh [build-dir]
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 build=${1:-build}
 coproc mock { exec "$build/broadcaster-kafka-mock" --brokers 3; }
-pid=$mock_PID
-trap 'kill $pid; wait $pid 2>/dev/null' EXIT
+bench_pids+=("$mock_PID")
+trap bench_cleanup EXIT
 read -r -t 10 bootstrap <&"${mock[0]}"
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+print_machine
 "$build/bench/bench_kafka" "$bootstrap" 200000 1
 echo "broadcaster bench kafka://$bootstrap --subscribers 10 --count 100000:"
 "$build/tools/broadcaster/broadcaster" bench "kafka://$bootstrap" --subscribers 10 --count 100000

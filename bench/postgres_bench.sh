@@ -4,24 +4,27 @@
 # PostgreSQL 15 cluster.
 #   bench/postgres_bench.sh [build-dir]
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 build=${1:-build}
 bin=/usr/lib/postgresql/15/bin
-dir=$(mktemp -d)
+dir=$bench_dir
 as=()
 if [[ $(id -u) -eq 0 ]]; then
   chown postgres "$dir"
   chmod 755 "$dir"
   as=(runuser -u postgres --)
 fi
-port=$(shuf -i 20000-32000 -n 1)
+port=$(free_port)
 "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
   --no-sync >/dev/null
 "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w \
   -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >/dev/null
-trap '"${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null; rm -rf "$dir"' EXIT
+trap '"${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null; bench_cleanup' EXIT
 url="postgres://postgres@127.0.0.1:$port/postgres"
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+print_machine
 echo "SELECT pg_notify('c', 'x');" > "$dir/notify.sql"
 reference=$("$bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c 8 -j 2 -T 5 \
   -f "$dir/notify.sql" postgres 2>/dev/null | awk '/^tps/ {print $3; exit}')

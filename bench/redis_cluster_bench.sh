@@ -3,13 +3,15 @@
 # it: publish throughput and fan-out through 1, 2 and 3 shards, side by side.
 #   bench/redis_cluster_bench.sh [build-dir] [messages]
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 build=${1:-build}
 messages=${2:-200000}
-here=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d)
+dir=$bench_dir
 fixture=$here/../tests/redis_cluster/cluster_fixture.sh
-trap 'bash "$fixture" stop "$dir"' EXIT
+trap 'bash "$fixture" stop "$dir"; bench_cleanup' EXIT
 bash "$fixture" start "$dir" > /dev/null
 port=$(cut -d' ' -f1 "$dir/ports")
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+print_machine
 "$build/bench/bench_redis_cluster" "$port" "$messages"

@@ -1,5 +1,6 @@
 // The Redis backend restoring its subscriptions after a reconnect, against a real
-// redis-server: a restore that Redis never answers must not stall the client for good.
+// redis-server: a restore that Redis never answers must not stall the client for good,
+// and no publish may overtake it.
 
 #include "own_redis.hpp"
 #include "swallow_proxy.hpp"
@@ -57,6 +58,52 @@ TEST(redis_restore, a_restore_never_confirmed_reconnects_within_the_connect_time
             while ((co_await receive(sub)).message() != "after") {
             }
             EXPECT_EQ(calls, 1);
+        },
+        30s);
+}
+
+// A publish made once both connections are back, while the SUBSCRIBE that restores
+// the channel is not confirmed yet, waits for that confirmation: written at once, Redis
+// would answer it with no subscriber there and drop it, the publish succeeding. The
+// proxy swallows the restoring SUBSCRIBE, so that window stays open until the restore
+// times out and the next connection restores the channel.
+TEST(redis_restore, a_publish_made_while_the_restore_is_pending_waits_for_it) {
+    own_redis redis;
+    run_async_test(
+        [&](asio::io_context& io) -> asio::awaitable<void> {
+            swallow_proxy proxy(io, redis.port);
+            broadcast bc(io, "redis://127.0.0.1:" + std::to_string(proxy.port()) +
+                                 "?reconnect_min_ms=20&reconnect_max_ms=100&"
+                                 "publish_timeout_ms=10000&connect_timeout_ms=500");
+            state_log log;
+            log.attach(bc);
+            co_await bc.async_connect(use_awaitable);
+            const auto channel = unique_name("restore-window");
+            auto sub = co_await bc.async_subscribe(channel, use_awaitable);
+
+            proxy.swallow_subscribes(true);
+            BROADCASTER_REQUIRE(redis.cli("CLIENT KILL TYPE pubsub") == 0);
+            // The restore was written: the connections are up, the restore is pending.
+            co_await eventually([&] { return proxy.swallowed() > 0; }, 10s);
+            int calls = 0;
+            error_code result;
+            bc.async_publish(channel, "in the window", [&](error_code ec) {
+                ++calls;
+                result = ec;
+            });
+            proxy.swallow_subscribes(false);
+
+            co_await eventually([&] { return calls > 0; }, 10s);
+            EXPECT_FALSE(result) << result.message();
+            EXPECT_EQ(log.states.back(), connection_state::connected)
+                << "answered before the restore was confirmed";
+            co_await bc.async_publish(channel, "after", use_awaitable);
+            std::vector<std::string> received;
+            while (received.empty() || received.back() != "after") {
+                received.emplace_back((co_await receive(sub)).message());
+            }
+            EXPECT_EQ(received, (std::vector<std::string>{"in the window", "after"}));
+            EXPECT_EQ(bc.stats().reconnects, 1u);
         },
         30s);
 }

@@ -25,8 +25,8 @@ class swallow_proxy {
 
     swallow_proxy(boost::asio::io_context& io, unsigned short upstream_port)
         : acceptor_(io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0)),
-          swallow_(std::make_shared<bool>(false)) {
-        boost::asio::co_spawn(io, accept(io, acceptor_, upstream_port, swallow_),
+          state_(std::make_shared<state>()) {
+        boost::asio::co_spawn(io, accept(io, acceptor_, upstream_port, state_),
                               boost::asio::detached);
     }
     ~swallow_proxy() {
@@ -35,10 +35,16 @@ class swallow_proxy {
     }
 
     // From now on; the io_context's thread only.
-    void swallow_subscribes(bool on) { *swallow_ = on; }
+    void swallow_subscribes(bool on) { state_->on = on; }
+    // Chunks swallowed so far: one means a SUBSCRIBE was sent (e.g. a restore started).
+    std::size_t swallowed() const { return state_->swallowed; }
     unsigned short port() const { return acceptor_.local_endpoint().port(); }
 
   private:
+    struct state {
+        bool on = false;
+        std::size_t swallowed = 0;
+    };
     struct link {
         tcp::socket client;
         tcp::socket server;
@@ -53,7 +59,8 @@ class swallow_proxy {
     // Static, everything by value or owned by the io_context: the coroutines may
     // outlive the proxy object.
     static boost::asio::awaitable<void> accept(boost::asio::io_context& io, tcp::acceptor& acceptor,
-                                               unsigned short port, std::shared_ptr<bool> swallow) {
+                                               unsigned short port,
+                                               std::shared_ptr<state> swallow) {
         for (;;) {
             auto l = std::make_shared<link>(io);
             auto [ec] = co_await acceptor.async_accept(
@@ -66,7 +73,7 @@ class swallow_proxy {
     }
 
     static boost::asio::awaitable<void> start(boost::asio::io_context& io, std::shared_ptr<link> l,
-                                              unsigned short port, std::shared_ptr<bool> swallow) {
+                                              unsigned short port, std::shared_ptr<state> swallow) {
         auto [ec] =
             co_await l->server.async_connect({boost::asio::ip::address_v4::loopback(), port},
                                              boost::asio::as_tuple(boost::asio::use_awaitable));
@@ -79,7 +86,7 @@ class swallow_proxy {
     }
 
     static boost::asio::awaitable<void> pump(std::shared_ptr<link> l, bool to_server,
-                                             std::shared_ptr<bool> swallow) {
+                                             std::shared_ptr<state> swallow) {
         auto& from = to_server ? l->client : l->server;
         auto& to = to_server ? l->server : l->client;
         std::array<char, 64 * 1024> buffer;
@@ -89,8 +96,9 @@ class swallow_proxy {
             if (ec) {
                 break;
             }
-            if (to_server && *swallow &&
+            if (to_server && swallow->on &&
                 std::string_view(buffer.data(), n).find("SUBSCRIBE") != std::string_view::npos) {
+                ++swallow->swallowed;
                 continue;
             }
             auto [write_ec, written] = co_await boost::asio::async_write(
@@ -104,7 +112,7 @@ class swallow_proxy {
     }
 
     tcp::acceptor acceptor_;
-    std::shared_ptr<bool> swallow_;
+    std::shared_ptr<state> state_;
 };
 
 }  // namespace broadcaster::test

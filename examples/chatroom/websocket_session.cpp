@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <tuple>
@@ -359,16 +360,25 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             finish_writer();
             return;
         }
-        if (subscriber_.queued() > 0) {
-            // A burst: more is on its way. Letting the others run first makes this
-            // batch bigger, and the system calls per message fewer.
-            asio::post(ws_.get_executor(),
-                       [self = shared_from_this(), ev = std::move(ev)]() mutable {
-                           self->guarded_writer([&] { self->send_batch(std::move(ev)); });
-                       });
+        // In a burst (more queued already, or the last batch just left) more is on its
+        // way: letting the others run first (the client's reader among them, when it is
+        // the one sending the burst) makes this batch bigger, and the system calls per
+        // message fewer. At a steady rate a message goes out at once.
+        const auto now = std::chrono::steady_clock::now();
+        const bool burst = subscriber_.queued() > 0 || now - last_batch_ < burst_gap;
+        last_batch_ = now;
+        send_after_turns(std::move(ev), burst ? burst_turns : 0);
+    }
+
+    void send_after_turns(broadcaster::event ev, int turns) {
+        if (turns == 0) {
+            send_batch(std::move(ev));
             return;
         }
-        send_batch(std::move(ev));
+        asio::post(
+            ws_.get_executor(), [self = shared_from_this(), ev = std::move(ev), turns]() mutable {
+                self->guarded_writer([&] { self->send_after_turns(std::move(ev), turns - 1); });
+            });
     }
 
     // Writes `ev` and whatever else is queued, up to a batch, as frames into the
@@ -519,6 +529,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // Frames sent together: at most this many, and about this many bytes, per system call.
     static constexpr std::size_t max_batch = 64;
     static constexpr std::size_t max_batch_bytes = 256 * 1024;
+    // Turns of the event loop a writer lets pass in a burst before it takes its batch.
+    // 100 clients on memory://, frames per write: 10 senders flooding, 47 with four
+    // turns, 29 with two, 19 with one; one sender, 4.4 with four, 2.9 with two.
+    static constexpr int burst_turns = 4;
+    // Messages for a client closer together than this are a burst (a room of over
+    // 1,000 a second); slower, each goes out at once.
+    static constexpr std::chrono::microseconds burst_gap{1000};
     // Bytes written for the client and not yet taken by its socket beyond which it is
     // not read (it could make the server write more: pongs).
     static constexpr std::size_t max_backlog_bytes = 256 * 1024;
@@ -541,7 +558,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     std::uint64_t session_id_ = 0;  // server::add_session's
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
-    std::string message_;  // the client's message being read
+    std::chrono::steady_clock::time_point last_batch_;  // when the writer last took one
+    std::string message_;                               // the client's message being read
     // Beast reads into it by reference; made anew for each read, to see message_ as it is.
     std::optional<asio::dynamic_string_buffer<char, std::char_traits<char>, std::allocator<char>>>
         read_buffer_;

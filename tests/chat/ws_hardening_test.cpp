@@ -62,15 +62,21 @@ TEST(chat_hardening, out_of_file_descriptors_the_server_pauses_and_recovers) {
     EXPECT_LT(used, ticks_per_second / 10) << "CPU ticks in one second out of descriptors";
 
     EXPECT_TRUE(round_trip(*member, "still serving")) << "a connected client was not served";
+    // Many failed accepts, one line: the episode is logged once.
+    EXPECT_EQ(count_of(chat.log(), "cannot accept connections"), 1u) << chat.log();
 
     hogs.clear();  // the server sees them close and frees their descriptors
     const auto health = http_get(chat.port(), "/healthz", 5000ms);
     ASSERT_TRUE(health) << "no answer once descriptors were free";
     EXPECT_EQ(health->first, 200);
     EXPECT_GE(metric(chat.port(), "chat_accept_failures_total"), 1u);
+    // Accepting the closed hogs still queued can run out briefly again, a new episode:
+    // each one that began has ended, and said so once.
     const auto log = chat.log();
-    EXPECT_EQ(count_of(log, "cannot accept connections"), 1u) << log;  // once per episode
-    EXPECT_EQ(count_of(log, "accepting connections again"), 1u) << log;
+    EXPECT_GE(count_of(log, "accepting connections again"), 1u) << log;
+    EXPECT_EQ(count_of(log, "accepting connections again"),
+              count_of(log, "cannot accept connections"))
+        << log;
     EXPECT_TRUE(round_trip(*member, "and after"));
 }
 

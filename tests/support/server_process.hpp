@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -28,17 +29,24 @@
 
 namespace broadcaster::test {
 
-// A loopback port nobody listens on right now, and not handed out before by this
-// process (the kernel may pick a port it just released again).
+// A loopback port nobody listens on right now, not handed out before by this process,
+// and below the kernel's ephemeral range (32768 and up): there, any outgoing connection
+// (the tests make thousands) may take it between now and the server's bind. Clear of
+// the Redis Cluster fixture's ports too (20000-21999, and their buses 10000 above).
 inline unsigned short free_port() {
     static std::mutex mutex;
     static std::set<unsigned short> handed_out;
+    static std::mt19937 random(std::random_device{}());
     std::lock_guard lock(mutex);
     for (;;) {
+        const auto port =
+            static_cast<unsigned short>(std::uniform_int_distribution<int>(22000, 29999)(random));
         boost::asio::io_context io;
-        boost::asio::ip::tcp::acceptor acceptor(
-            io, boost::asio::ip::tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
-        if (const auto port = acceptor.local_endpoint().port(); handed_out.insert(port).second) {
+        boost::asio::ip::tcp::acceptor acceptor(io);
+        boost::system::error_code ec;
+        acceptor.open(boost::asio::ip::tcp::v4(), ec);
+        acceptor.bind({boost::asio::ip::address_v4::loopback(), port}, ec);
+        if (!ec && handed_out.insert(port).second) {
             return port;
         }
     }

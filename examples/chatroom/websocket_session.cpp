@@ -194,12 +194,6 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                                                 asio::as_tuple(use_awaitable));
     }
 
-    // Publishes are pipelined: the next message is read while earlier ones are still
-    // on their way to the broker, so a client's messages do not wait for each other's
-    // round trips. One coroutine publishes them, so their order is kept. Beyond a
-    // window the reader stops reading and TCP holds the client back.
-    // Every message read is published: once the server has decided to close, the
-    // reader stops, so that the close frame can wait for the outcome of each.
     // The reader, on callbacks like the writer: an idle client's reader is only Beast's
     // pending read.
     void read_next() {
@@ -360,10 +354,11 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             finish_writer();
             return;
         }
-        // In a burst (more queued already, or the last batch just left) more is on its
-        // way: letting the others run first (the client's reader among them, when it is
-        // the one sending the burst) makes this batch bigger, and the system calls per
-        // message fewer. At a steady rate a message goes out at once.
+        // In a burst (more queued already, or the previous message came less than
+        // burst_gap before) more is on its way: letting the others run first (the
+        // client's reader among them, when it is the one sending the burst) makes this
+        // batch bigger, and the system calls per message fewer. At a steady rate a
+        // message goes out at once.
         const auto now = std::chrono::steady_clock::now();
         const bool burst = subscriber_.queued() > 0 || now - last_batch_ < burst_gap;
         last_batch_ = now;
@@ -558,7 +553,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     std::uint64_t session_id_ = 0;  // server::add_session's
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
-    std::chrono::steady_clock::time_point last_batch_;  // when the writer last took one
+    std::chrono::steady_clock::time_point last_batch_;  // when the previous message came
     std::string message_;                               // the client's message being read
     // Beast reads into it by reference; made anew for each read, to see message_ as it is.
     std::optional<asio::dynamic_string_buffer<char, std::char_traits<char>, std::allocator<char>>>

@@ -360,8 +360,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         // batch bigger, and the system calls per message fewer. At a steady rate a
         // message goes out at once.
         const auto now = std::chrono::steady_clock::now();
-        const bool burst = subscriber_.queued() > 0 || now - last_batch_ < burst_gap;
-        last_batch_ = now;
+        const bool burst = subscriber_.queued() > 0 || now - last_message_at_ < burst_gap;
+        last_message_at_ = now;
         send_after_turns(std::move(ev), burst ? burst_turns : 0);
     }
 
@@ -553,8 +553,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     std::uint64_t session_id_ = 0;  // server::add_session's
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
-    std::chrono::steady_clock::time_point last_batch_;  // when the previous message came
-    std::string message_;                               // the client's message being read
+    std::chrono::steady_clock::time_point last_message_at_;  // when the previous message came
+    std::string message_;                                    // the client's message being read
     // Beast reads into it by reference; made anew for each read, to see message_ as it is.
     std::optional<asio::dynamic_string_buffer<char, std::char_traits<char>, std::allocator<char>>>
         read_buffer_;

@@ -242,6 +242,33 @@ asio::awaitable<std::pair<error_code, subscriber>> try_subscribe(broadcast& bc,
     co_return std::make_pair(ec, std::move(sub));
 }
 
+// The user the ACL tests restrict, and how a broadcast logs in as it.
+void add_app_user(const own_redis& redis) {
+    acl(redis, "ACL SETUSER app on '>s3cret-pw' '~*' '+@all'");
+}
+constexpr const char* app_login = "app:s3cret-pw@";
+
+// Both subscribers end with subscription_refused, naming `what` Redis refused.
+asio::awaitable<void> expect_both_refused(subscriber& one, subscriber& two, std::string what) {
+    for (auto* sub : {&one, &two}) {
+        EXPECT_EQ(co_await ended(*sub), error::subscription_refused);
+        expect_refused(*sub, what);
+    }
+}
+
+// A new subscribe fails while the ACL refuses what reading needs, and works once
+// `allow` (an ACL command) lifts the refusal.
+asio::awaitable<void> expect_subscribe_refused_until(broadcast& bc, const own_redis& redis,
+                                                     std::string allow) {
+    auto [refused, none] = co_await try_subscribe(bc, unique_name("later"));
+    EXPECT_EQ(refused, error::broker_error);
+    acl(redis, allow);
+    const auto later = unique_name("later");
+    auto later_sub = co_await bc.async_subscribe(later, use_awaitable);
+    co_await bc.async_publish(later, "x", use_awaitable);
+    EXPECT_EQ((co_await receive(later_sub)).message(), "x");
+}
+
 // An ACL change that refuses MULTI, which a catch-up needs (here after a full read),
 // refuses no stream: each is still read alone. No stream is to blame, and a reconnect
 // would meet the same refusal: every subscriber ends with subscription_refused and the
@@ -250,9 +277,9 @@ asio::awaitable<std::pair<error_code, subscriber>> try_subscribe(broadcast& bc,
 // reading needs: refused while the ACL refuses MULTI, fine once it allows it again.
 TEST(redis_stream, an_acl_that_refuses_multi_ends_every_subscriber_without_reconnecting) {
     own_redis redis;
-    acl(redis, "ACL SETUSER app on '>s3cret-pw' '~*' '+@all'");
+    add_app_user(redis);
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
-        broadcast bc(io, stream_url(redis, "app:s3cret-pw@", "&read_count=2"));
+        broadcast bc(io, stream_url(redis, app_login, "&read_count=2"));
         state_log log;
         log.attach(bc);
         co_await bc.async_connect(use_awaitable);
@@ -269,19 +296,10 @@ TEST(redis_stream, an_acl_that_refuses_multi_ends_every_subscriber_without_recon
                                       one) == 0);
         EXPECT_EQ((co_await receive(one_sub)).message(), "a");
         EXPECT_EQ((co_await receive(one_sub)).message(), "b");
-        EXPECT_EQ(co_await ended(one_sub), error::subscription_refused);
-        EXPECT_EQ(co_await ended(two_sub), error::subscription_refused);
-        expect_refused(one_sub, "MULTI refused: NOPERM");
-        expect_refused(two_sub, "MULTI refused: NOPERM");
+        co_await expect_both_refused(one_sub, two_sub, "MULTI refused: NOPERM");
         co_await eventually([&] { return bc.stats().active_channels == 0; });
 
-        auto [refused, none] = co_await try_subscribe(bc, unique_name("later"));
-        EXPECT_EQ(refused, error::broker_error);
-        acl(redis, "ACL SETUSER app +multi");
-        const auto later = unique_name("later");
-        auto later_sub = co_await bc.async_subscribe(later, use_awaitable);
-        co_await bc.async_publish(later, "x", use_awaitable);
-        EXPECT_EQ((co_await receive(later_sub)).message(), "x");
+        co_await expect_subscribe_refused_until(bc, redis, "ACL SETUSER app +multi");
         EXPECT_EQ(redis.connection_ids("app"), connections);
         EXPECT_FALSE(log.saw(connection_state::reconnecting));
         EXPECT_EQ(bc.stats().reconnects, 0u);
@@ -292,9 +310,9 @@ TEST(redis_stream, an_acl_that_refuses_multi_ends_every_subscriber_without_recon
 // the subscribers end, and none follows.
 TEST(redis_stream, an_acl_that_refuses_xinfo_ends_every_subscriber_after_one_reconnect) {
     own_redis redis;
-    acl(redis, "ACL SETUSER app on '>s3cret-pw' '~*' '+@all'");
+    add_app_user(redis);
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
-        broadcast bc(io, stream_url(redis, "app:s3cret-pw@"));
+        broadcast bc(io, stream_url(redis, app_login));
         co_await bc.async_connect(use_awaitable);
         const auto one = unique_name("one");
         const auto two = unique_name("two");
@@ -302,20 +320,11 @@ TEST(redis_stream, an_acl_that_refuses_xinfo_ends_every_subscriber_after_one_rec
         auto two_sub = co_await bc.async_subscribe(two, use_awaitable);
         acl(redis, "ACL SETUSER app -xinfo");
         BROADCASTER_REQUIRE(redis.cli("CLIENT KILL USER app") == 0);
-        EXPECT_EQ(co_await ended(one_sub), error::subscription_refused);
-        EXPECT_EQ(co_await ended(two_sub), error::subscription_refused);
-        expect_refused(one_sub, "XINFO STREAM refused: NOPERM");
-        expect_refused(two_sub, "XINFO STREAM refused: NOPERM");
+        co_await expect_both_refused(one_sub, two_sub, "XINFO STREAM refused: NOPERM");
         const auto connections = redis.connection_ids("app");
         EXPECT_EQ(connections.size(), 2u);
 
-        auto [refused, none] = co_await try_subscribe(bc, unique_name("later"));
-        EXPECT_EQ(refused, error::broker_error);
-        acl(redis, "ACL SETUSER app +xinfo");
-        const auto later = unique_name("later");
-        auto later_sub = co_await bc.async_subscribe(later, use_awaitable);
-        co_await bc.async_publish(later, "x", use_awaitable);
-        EXPECT_EQ((co_await receive(later_sub)).message(), "x");
+        co_await expect_subscribe_refused_until(bc, redis, "ACL SETUSER app +xinfo");
         EXPECT_EQ(redis.connection_ids("app"), connections);
         EXPECT_EQ(bc.stats().reconnects, 1u);
     });
@@ -327,9 +336,9 @@ TEST(redis_stream, an_acl_that_refuses_xinfo_ends_every_subscriber_after_one_rec
 // once when not.
 TEST(redis_stream, an_acl_that_refuses_streams_read_together_ends_every_subscriber) {
     own_redis redis;
-    acl(redis, "ACL SETUSER app on '>s3cret-pw' '~*' '+@all'");
+    add_app_user(redis);
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
-        broadcast bc(io, stream_url(redis, "app:s3cret-pw@"));
+        broadcast bc(io, stream_url(redis, app_login));
         state_log log;
         log.attach(bc);
         co_await bc.async_connect(use_awaitable);
@@ -341,10 +350,8 @@ TEST(redis_stream, an_acl_that_refuses_streams_read_together_ends_every_subscrib
         acl(redis, "ACL SETUSER app -xread '(~" + one + " +xread)' '(~" + two + " +xread)'");
         // Ends the blocked XREAD; it, or the next, is refused.
         co_await bc.async_publish(one, "unread", use_awaitable);
-        EXPECT_EQ(co_await ended(one_sub), error::subscription_refused);
-        EXPECT_EQ(co_await ended(two_sub), error::subscription_refused);
-        expect_refused(one_sub, "XREAD of 2 streams together refused: NOPERM");
-        expect_refused(two_sub, "XREAD of 2 streams together refused: NOPERM");
+        co_await expect_both_refused(one_sub, two_sub,
+                                     "XREAD of 2 streams together refused: NOPERM");
 
         auto again = co_await bc.async_subscribe(one, use_awaitable);
         auto [refused, none] = co_await try_subscribe(bc, two);

@@ -1,15 +1,18 @@
 #include "subscriber_state.hpp"
 
 #include "completion.hpp"
+#include "completion_blocks.hpp"
 
 #include <broadcaster/error.hpp>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context_as.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/query.hpp>
@@ -89,6 +92,7 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
     }
     queue_.push_back(ev);
     queued_bytes_ += size;
+    queued_count_.store(queue_.size(), std::memory_order_relaxed);
     if (blocking_waiters_ > 0) {
         blocking_ready_.notify_one();
     }
@@ -133,6 +137,7 @@ void subscriber_state::end(error_code reason, bool replace) {
     }
     queue_.clear();
     queued_bytes_ = 0;
+    queued_count_.store(0, std::memory_order_relaxed);
     blocking_ready_.notify_all();
     if (pending_) {
         auto receive = take_pending();
@@ -146,7 +151,7 @@ void subscriber_state::async_receive(receive_handler handler, receive_executor e
     std::unique_lock lock(mutex_);
     if (pending_) {
         lock.unlock();
-        complete({std::move(handler), {}, {}, std::move(handler_executor)},
+        complete(immediate(std::move(handler), std::move(handler_executor)),
                  error::receive_in_progress, {});
         return;
     }
@@ -154,13 +159,13 @@ void subscriber_state::async_receive(receive_handler handler, receive_executor e
         auto ev = pop_front_locked();
         queue_.shrink_if_idle();
         lock.unlock();
-        complete({std::move(handler), {}, {}, std::move(handler_executor)}, {}, std::move(ev));
+        complete(immediate(std::move(handler), std::move(handler_executor)), {}, std::move(ev));
         return;
     }
     if (closed_) {
         const auto reason = close_reason_;
         lock.unlock();
-        complete({std::move(handler), {}, {}, std::move(handler_executor)}, reason, {});
+        complete(immediate(std::move(handler), std::move(handler_executor)), reason, {});
         return;
     }
     if (!known_to_context()) {
@@ -168,7 +173,9 @@ void subscriber_state::async_receive(receive_handler handler, receive_executor e
         return;  // the io_context is being destroyed: `handler` goes with it, uncalled
     }
     // Keep the handler's executor busy while we wait, as Asio's own operations do.
-    if (handler_executor) {
+    if (const auto* io_context = handler_executor.target<asio::io_context::executor_type>()) {
+        pending_io_context_ = asio::prefer(*io_context, asio::execution::outstanding_work.tracked);
+    } else if (handler_executor) {
         pending_io_work_ =
             asio::prefer(std::move(handler_executor), asio::execution::outstanding_work.tracked);
     } else {
@@ -212,7 +219,19 @@ bool subscriber_state::known_to_context() {
 
 subscriber_state::taken_receive subscriber_state::take_pending() {
     return {std::move(pending_), std::exchange(pending_slot_, {}), std::exchange(pending_work_, {}),
-            std::exchange(pending_io_work_, {})};
+            std::exchange(pending_io_work_, {}), std::exchange(pending_io_context_, std::nullopt)};
+}
+
+subscriber_state::taken_receive subscriber_state::immediate(receive_handler handler,
+                                                            asio::any_io_executor executor) {
+    if (const auto* io_context = executor.target<asio::io_context::executor_type>()) {
+        return {std::move(handler),
+                {},
+                {},
+                {},
+                asio::prefer(*io_context, asio::execution::outstanding_work.tracked)};
+    }
+    return {std::move(handler), {}, {}, std::move(executor), std::nullopt};
 }
 
 // Runs a receive's handler, on the handler's executor: the slot is cleared there,
@@ -231,11 +250,44 @@ struct subscriber_state::run_receive {
     }
 };
 
-void subscriber_state::complete(taken_receive receive, error_code ec, event ev) {
-    // The handler's own I/O executor, when known, is the cheapest to complete through:
-    // posted straight to it, by an untracked copy (copying a tracked executor counts
-    // work atomically, twice per copy). The tracked one travels along and keeps the
-    // work counted until the handler has run.
+namespace {
+// The same on an io_context's executor, which it keeps counting work until the handler
+// has run; only what that needs, since it is moved several times on its way.
+struct run_io_context_receive {
+    move_only once;
+    receive_handler handler;
+    asio::cancellation_slot slot;
+    subscriber_state::tracked_io_context work;
+    error_code ec;
+    event ev;
+
+    void operator()() {
+        if (slot.is_connected()) {
+            slot.clear();
+        }
+        std::move(handler)(ec, std::move(ev));
+    }
+};
+}  // namespace
+
+void subscriber_state::complete(taken_receive&& receive, error_code ec, event ev) {
+    // The handler's own io_context, when that is where it runs: posted straight to it,
+    // in a block of the thread's completion cache, by an untracked copy of the executor
+    // (copying a tracked one counts work atomically, twice per copy).
+    if (receive.io_context) {
+        const auto executor =
+            asio::prefer(*receive.io_context, asio::execution::outstanding_work.untracked);
+        asio::post(executor,
+                   asio::bind_allocator(completion_allocator<void>(),
+                                        run_io_context_receive{{},
+                                                               std::move(receive.handler),
+                                                               receive.slot,
+                                                               std::move(*receive.io_context),
+                                                               ec,
+                                                               std::move(ev)}));
+        return;
+    }
+    // Another I/O executor (a strand): through the type-erased executor.
     if (receive.io_work) {
         const auto executor =
             asio::prefer(receive.io_work, asio::execution::outstanding_work.untracked);
@@ -251,10 +303,14 @@ void subscriber_state::complete(taken_receive receive, error_code ec, event ev) 
 event subscriber_state::pop_front_locked() noexcept {
     auto ev = queue_.pop_front();
     queued_bytes_ -= ev.message().size();
+    queued_count_.store(queue_.size(), std::memory_order_relaxed);
     return ev;
 }
 
 std::optional<event> subscriber_state::try_receive() {
+    if (queued() == 0) {
+        return std::nullopt;  // without the lock: a writer draining a batch asks often
+    }
     std::lock_guard lock(mutex_);
     if (queue_.empty()) {
         return std::nullopt;
@@ -312,8 +368,7 @@ std::uint64_t subscriber_state::dropped() const {
 }
 
 std::size_t subscriber_state::queued() const {
-    std::lock_guard lock(mutex_);
-    return queue_.size();
+    return queued_count_.load(std::memory_order_relaxed);
 }
 
 }  // namespace broadcaster::detail

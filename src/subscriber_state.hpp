@@ -9,10 +9,12 @@
 #include <boost/asio/any_completion_executor.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 
 namespace broadcaster::detail {
 
@@ -22,6 +24,11 @@ namespace broadcaster::detail {
 // the strand; it is never held while user code runs.
 class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
   public:
+    // An io_context's executor, counting work.
+    using tracked_io_context =
+        decltype(boost::asio::prefer(std::declval<boost::asio::io_context::executor_type>(),
+                                     boost::asio::execution::outstanding_work.tracked));
+
     enum class push_result { queued, queued_dropping_oldest, dropped, overflowed, closed };
 
     subscriber_state(std::vector<std::string> channels, subscribe_options options,
@@ -77,19 +84,23 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     bool known_to_context();
     void cancel_receive(std::uint64_t receive_id);
     // Takes the pending receive out of the state; complete it after unlocking.
-    // The handler's executor: `io_work` when it is an I/O executor (see
-    // receive_executor_of), else `work`, the type-erased handler's; tracked while the
-    // receive is pending.
+    // The handler's executor, one of: `io_context` when it is an io_context's (a
+    // socket's, say: the cheapest to complete on), `io_work` when it is another I/O
+    // executor (see receive_executor_of), else `work`, the type-erased handler's; tracked
+    // while the receive is pending.
     struct taken_receive {
         receive_handler handler;
         boost::asio::cancellation_slot slot;
         boost::asio::any_completion_executor work;
         boost::asio::any_io_executor io_work;
+        std::optional<tracked_io_context> io_context;
     };
+    // A receive completed at once, without waiting.
+    static taken_receive immediate(receive_handler handler, boost::asio::any_io_executor executor);
     struct run_receive;  // a taken receive's completion, posted to its executor
     taken_receive take_pending();
     event pop_front_locked() noexcept;
-    void complete(taken_receive receive, boost::system::error_code ec, event ev);
+    void complete(taken_receive&& receive, boost::system::error_code ec, event ev);
 
     const std::vector<std::string> channels_;
     const std::size_t capacity_;
@@ -103,6 +114,8 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     int blocking_waiters_ = 0;
     event_ring queue_;
     std::size_t queued_bytes_ = 0;  // message bytes in `queue_`
+    // queue_.size(), for queued() and try_receive() to read without the lock.
+    std::atomic<std::size_t> queued_count_{0};
     std::uint64_t dropped_ = 0;
     bool closed_ = false;
     boost::system::error_code close_reason_;
@@ -111,6 +124,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     boost::asio::cancellation_slot pending_slot_;
     boost::asio::any_completion_executor pending_work_;
     boost::asio::any_io_executor pending_io_work_;
+    std::optional<tracked_io_context> pending_io_context_;
     std::uint64_t pending_id_ = 0;
     // Where waiting receives are known, so that their io_context can destroy them;
     // set by the first receive that waits.

@@ -7,7 +7,6 @@
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
-#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context_as.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -252,8 +251,13 @@ struct subscriber_state::run_receive {
 
 namespace {
 // The same on an io_context's executor, which it keeps counting work until the handler
-// has run; only what that needs, since it is moved several times on its way.
+// has run; only what that needs, since it is moved several times on its way. Its
+// memory comes from the completion cache (its own allocator type, not bind_allocator:
+// with a binder, Asio would wrap it in a work_dispatcher).
 struct run_io_context_receive {
+    using allocator_type = completion_allocator<void>;
+    allocator_type get_allocator() const noexcept { return {}; }
+
     move_only once;
     receive_handler handler;
     asio::cancellation_slot slot;
@@ -277,14 +281,12 @@ void subscriber_state::complete(taken_receive&& receive, error_code ec, event ev
     if (receive.io_context) {
         const auto executor =
             asio::prefer(*receive.io_context, asio::execution::outstanding_work.untracked);
-        asio::post(executor,
-                   asio::bind_allocator(completion_allocator<void>(),
-                                        run_io_context_receive{{},
-                                                               std::move(receive.handler),
-                                                               receive.slot,
-                                                               std::move(*receive.io_context),
-                                                               ec,
-                                                               std::move(ev)}));
+        asio::post(executor, run_io_context_receive{{},
+                                                    std::move(receive.handler),
+                                                    receive.slot,
+                                                    std::move(*receive.io_context),
+                                                    ec,
+                                                    std::move(ev)});
         return;
     }
     // Another I/O executor (a strand): through the type-erased executor.

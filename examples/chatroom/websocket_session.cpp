@@ -327,11 +327,21 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             // client keeps it from batch to batch).
             ws_.next_layer().release_buffers();
         }
-        subscriber_.async_receive(asio::bind_executor(
-            ws_.get_executor(), [self = shared_from_this()](error_code ec, broadcaster::event ev) {
-                self->guarded_writer([&] { self->on_received(ec, std::move(ev)); });
-            }));
+        subscriber_.async_receive(received_handler{shared_from_this()});
     }
+
+    // The writer's wake-up. It names its executor itself: through bind_executor, Asio's
+    // binder machinery copied the (type-erased) executor seven times per receive.
+    struct received_handler {
+        std::shared_ptr<websocket_session> self;
+
+        using executor_type = asio::any_io_executor;
+        executor_type get_executor() const noexcept { return self->ws_.get_executor(); }
+
+        void operator()(error_code ec, broadcaster::event ev) const {
+            self->guarded_writer([&] { self->on_received(ec, std::move(ev)); });
+        }
+    };
 
     void on_received(error_code ec, broadcaster::event ev) {
         if (ec == broadcaster::error::subscriber_overflow && !close_code_) {

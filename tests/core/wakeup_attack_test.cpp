@@ -16,6 +16,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -371,6 +372,40 @@ TEST(wakeup_attack, a_fan_out_half_run_is_destroyed_with_the_io_context) {
     }
     EXPECT_LT(called, subscribers);
     EXPECT_TRUE(alive.expired());
+}
+
+// The broadcast (disconnected) and its io_context are gone before the handler's
+// io_context runs the completion: the handler still gets its event, and its next
+// receive ends the stream there.
+TEST(wakeup_attack, a_completion_run_after_its_broadcast_and_io_context_are_gone) {
+    asio::io_context handler_io;
+    std::vector<std::string> got;
+    std::optional<subscriber> sub;
+    {
+        asio::io_context io;
+        {
+            broadcast bc(io.get_executor(), "memory://");
+            auto subs = subscribe_all(io, bc, "late", 1);
+            ASSERT_EQ(subs.size(), 1u);
+            sub.emplace(std::move(subs[0]));
+            sub->async_receive(
+                asio::bind_executor(handler_io.get_executor(), [&](error_code ec, event ev) {
+                    got.emplace_back(ec ? ec.message() : ev.message());
+                    sub->async_receive(asio::bind_executor(
+                        handler_io.get_executor(), [&](error_code ec, event ev) {
+                            EXPECT_TRUE(handler_io.get_executor().running_in_this_thread());
+                            got.emplace_back(ec ? ec.message() : ev.message());
+                        }));
+                }));
+            publish(io, bc, "late", "m");
+        }
+        io.restart();
+        io.run();  // the broadcast's background disconnect ends its subscribers
+    }
+    handler_io.run_for(10s);
+    const std::vector<std::string> expected{"m", error_code(error::end_of_stream).message()};
+    EXPECT_EQ(got, expected);
+    EXPECT_TRUE(handler_io.stopped()) << "a receive on an ended subscriber is still work";
 }
 
 // A coroutine on one io_context owns its broadcast (on another) and its subscriber; an

@@ -451,6 +451,48 @@ TEST(wakeup_attack, a_coroutine_woken_but_never_resumed_is_freed_with_its_io_con
     bc_io.poll();  // the broadcast's background disconnect
 }
 
+// ---- cancellation ----------------------------------------------------------------------
+
+// Each cancellation type aborts a receive waiting on the io_context path; the
+// subscriber then receives as before. A cancellation emitted once the completion is
+// queued (not yet run) changes nothing: the event is delivered, not lost.
+TEST(wakeup_attack, every_cancellation_type_aborts_a_waiting_receive_and_a_late_one_is_ignored) {
+    asio::io_context bc_io;
+    asio::io_context handler_io;
+    broadcast bc(bc_io.get_executor(), "memory://");
+    auto subs = subscribe_all(bc_io, bc, "cancel", 1);
+    ASSERT_EQ(subs.size(), 1u);
+    auto& sub = subs[0];
+    asio::cancellation_signal signal;
+    std::vector<std::string> got;
+    const auto receive = [&] {
+        sub.async_receive(asio::bind_cancellation_slot(
+            signal.slot(),
+            asio::bind_executor(handler_io.get_executor(), [&](error_code ec, event ev) {
+                got.emplace_back(ec ? ec.message() : ev.message());
+            })));
+    };
+    const auto aborted = error_code(asio::error::operation_aborted).message();
+    for (const auto type : {asio::cancellation_type::terminal, asio::cancellation_type::partial,
+                            asio::cancellation_type::total}) {
+        got.clear();
+        receive();
+        signal.emit(type);
+        EXPECT_TRUE(got.empty()) << "completed inside emit";
+        handler_io.restart();
+        handler_io.run();
+        EXPECT_EQ(got, std::vector<std::string>{aborted});
+    }
+    got.clear();
+    receive();
+    publish(bc_io, bc, "cancel", "kept");  // completion queued on handler_io
+    signal.emit(asio::cancellation_type::terminal);
+    handler_io.restart();
+    handler_io.run();
+    EXPECT_EQ(got, std::vector<std::string>{"kept"});
+    EXPECT_EQ(sub.queued(), 0u);
+}
+
 // ---- threads ---------------------------------------------------------------------------
 
 // Blocks allocated by the publishing thread, freed by the thread running the handlers,

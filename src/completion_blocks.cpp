@@ -56,7 +56,7 @@ bool push(void* p) noexcept {
 }  // namespace
 
 void* allocate(std::size_t bytes) {
-    if (bytes > block_size) {
+    if (!enabled || bytes > block_size) {
         return ::operator new(bytes);
     }
     if (void* block = pop()) {
@@ -66,7 +66,7 @@ void* allocate(std::size_t bytes) {
 }
 
 void deallocate(void* p, std::size_t bytes) noexcept {
-    if (bytes > block_size || !push(p)) {
+    if (!enabled || bytes > block_size || !push(p)) {
         ::operator delete(p);
     }
 }

@@ -3,9 +3,11 @@
 // Memory for the completions of receives. Waking a subscriber posts its handler: one
 // operation per subscriber and message, and a message to a room of a thousand
 // subscribers puts a thousand of them in flight at once. Asio recycles two blocks per
-// thread, so all the others went to the heap and back. This cache keeps, per thread,
-// up to `max_blocks` blocks of `block_size` bytes (256 KiB at most), and only as many as
-// were in flight together.
+// thread, so all the others went to the heap and back. This cache keeps the blocks a
+// thread frees, for that thread's next completions: up to `max_blocks` blocks of
+// `block_size` bytes (256 KiB) per thread. With one thread, that is as many as were in
+// flight together; with several, a thread that frees more than it allocates (runs
+// handlers others woke) fills up to the bound.
 
 #include <cstddef>
 #include <memory>
@@ -16,6 +18,15 @@ namespace completion_blocks {
 
 inline constexpr std::size_t block_size = 256;
 inline constexpr std::size_t max_blocks = 1024;
+
+// Under AddressSanitizer no block is kept: a block in the list is memory ASan believes
+// in use, so a use after free or a double free of a completion would go unseen. Asio's
+// own recycling is off under the same macro.
+#if defined(__SANITIZE_ADDRESS__) || defined(BOOST_ASIO_DISABLE_SMALL_BLOCK_RECYCLING)
+inline constexpr bool enabled = false;
+#else
+inline constexpr bool enabled = true;
+#endif
 
 // A block when `bytes` fit one, else plain operator new.
 void* allocate(std::size_t bytes);

@@ -20,8 +20,8 @@ inline constexpr std::size_t block_size = 256;
 inline constexpr std::size_t max_blocks = 1024;
 
 // Under AddressSanitizer no block is kept: a block in the list is memory ASan believes
-// in use, so a use after free or a double free of a completion would go unseen. Asio's
-// own recycling is off under the same macro.
+// in use, so a use after free or a double free of a completion would go unseen. Nor
+// when the program turned Asio's own recycling off.
 #if defined(__SANITIZE_ADDRESS__) || defined(BOOST_ASIO_DISABLE_SMALL_BLOCK_RECYCLING)
 inline constexpr bool enabled = false;
 #else

@@ -1,4 +1,4 @@
-# Finds the libraries the backends link, without ever failing by itself: each library found
+# Finds the libraries the backends use, without ever failing by itself: each library found
 # becomes an imported target (broadcaster::hiredis, broadcaster::rdkafka, broadcaster::nats,
 # or the targets of
 # CMake's FindOpenSSL / FindPostgreSQL), each one missing is appended to the list named by
@@ -6,7 +6,9 @@
 #
 # Used twice: by the build, which turns a missing library into an error naming the option
 # that leaves the backend out, and by the installed package config of a static library,
-# which reports it through broadcaster_NOT_FOUND_MESSAGE. A consumer's configure therefore
+# which reports it through broadcaster_NOT_FOUND_MESSAGE. The consumer looks only for the
+# libraries libbroadcaster links (BROADCASTER_LINKED_LIBRARIES); those it loads when a
+# backend is first used (cmake/broadcaster-loaded-library.cmake) are needed at run time only. A consumer's configure therefore
 # never runs a REQUIRED pkg_check_modules in its own scope, and pkg-config is optional there.
 
 # Makes broadcaster::<name> from pkg-config module `module` when pkg-config knows it (its
@@ -39,10 +41,10 @@ function(broadcaster_find_library name pc_prefix module header library package m
   endif()
 endfunction()
 
-# Finds what the enabled backends need. `redis`, `postgres`, `kafka`, `nats` are booleans;
-# `pc_style` is BUILD (pkg-config targets named as the build's other targets expect them)
-# or CONSUMER (names of our own, so a consumer's pkg_check_modules never meets ours).
-function(broadcaster_find_backend_dependencies redis postgres kafka nats pc_style missing_var)
+# Finds the libraries named after `missing_var` (any of openssl, hiredis, libpq, rdkafka,
+# nats). `pc_style` is BUILD (pkg-config targets named as the build's other targets expect
+# them) or CONSUMER (names of our own, so a consumer's pkg_check_modules never meets ours).
+function(broadcaster_find_backend_dependencies pc_style missing_var)
   set(missing "")
   if(pc_style STREQUAL "BUILD")
     set(hiredis_prefix HIREDIS)
@@ -53,27 +55,27 @@ function(broadcaster_find_backend_dependencies redis postgres kafka nats pc_styl
     set(rdkafka_prefix broadcaster_rdkafka)
     set(nats_prefix broadcaster_nats)
   endif()
-  if(redis OR postgres)
+  if("openssl" IN_LIST ARGN)
     find_package(OpenSSL QUIET)
     if(NOT OpenSSL_FOUND)
       list(APPEND missing "OpenSSL (Debian: libssl-dev)")
     endif()
   endif()
-  if(redis)
+  if("hiredis" IN_LIST ARGN)
     broadcaster_find_library(hiredis ${hiredis_prefix} hiredis hiredis/hiredis.h hiredis
                              libhiredis-dev missing)
   endif()
-  if(postgres)
+  if("libpq" IN_LIST ARGN)
     find_package(PostgreSQL QUIET)
     if(NOT PostgreSQL_FOUND)
       list(APPEND missing "libpq (Debian: libpq-dev)")
     endif()
   endif()
-  if(kafka)
+  if("rdkafka" IN_LIST ARGN)
     broadcaster_find_library(rdkafka ${rdkafka_prefix} rdkafka librdkafka/rdkafka.h rdkafka
                              librdkafka-dev missing)
   endif()
-  if(nats)
+  if("nats" IN_LIST ARGN)
     broadcaster_find_library(nats ${nats_prefix} libnats nats/nats.h nats libnats-dev missing)
   endif()
   set(${missing_var} ${missing} PARENT_SCOPE)

@@ -34,6 +34,7 @@ condition_set conditions_of(error e) noexcept {
         case error::backend_not_built:
         case error::history_not_supported:
         case error::patterns_not_supported:
+        case error::backend_unavailable:
             return {condition::configuration};
         case error::not_connected:
         case error::receive_in_progress:
@@ -120,6 +121,8 @@ class category final : public boost::system::error_category {
                 return "the broker refused a channel that was subscribed (its permissions changed)";
             case error::patterns_not_supported:
                 return "this backend cannot subscribe to patterns";
+            case error::backend_unavailable:
+                return "the backend's client library could not be loaded";
         }
         return "unknown broadcaster error";
     }

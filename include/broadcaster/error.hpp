@@ -91,6 +91,10 @@ enum class error {
     /// The backend cannot subscribe to patterns (`subscribe_options::pattern`); see
     /// docs/operations.md for the backends that can. Condition: configuration.
     patterns_not_supported,
+    /// The backend's client library (libpq, librdkafka, nats.c), loaded when the first
+    /// broadcast of its scheme is made, is not installed or is too old; the message names
+    /// the library and the loader's reason. Condition: configuration.
+    backend_unavailable,
 };
 
 /// Groups of codes an app can branch on: `if (ec == condition::transient) retry();`.

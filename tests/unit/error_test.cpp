@@ -22,7 +22,7 @@ using boost::system::error_code;
 using boost::system::error_condition;
 
 constexpr error first_code = error::invalid_url;
-constexpr error last_code = error::patterns_not_supported;
+constexpr error last_code = error::backend_unavailable;
 
 std::vector<error> every_code() {
     std::vector<error> codes;
@@ -44,6 +44,7 @@ std::set<condition> documented(error e) {
         case error::backend_not_built:
         case error::history_not_supported:
         case error::patterns_not_supported:
+        case error::backend_unavailable:
             return {condition::configuration};
         case error::not_connected:
         case error::receive_in_progress:
@@ -88,6 +89,7 @@ TEST(error, values_already_published_keep_their_numbers) {
     EXPECT_EQ(static_cast<int>(error::invalid_position), 21);
     EXPECT_EQ(static_cast<int>(error::subscription_refused), 22);
     EXPECT_EQ(static_cast<int>(error::patterns_not_supported), 23);
+    EXPECT_EQ(static_cast<int>(error::backend_unavailable), 24);
 }
 
 TEST(error, every_code_has_a_message_of_its_own) {

@@ -2,6 +2,7 @@
 
 #include "../client_backend.hpp"
 #include "kafka_client.hpp"
+#include "rdkafka_api.hpp"
 
 #include <broadcaster/error.hpp>
 
@@ -66,6 +67,7 @@ class kafka_backend final : public client_backend<kafka_client> {
 }  // namespace
 
 std::unique_ptr<backend> make_kafka_backend(const backend_config& config) {
+    rdkafka();  // loads librdkafka (or throws error::backend_unavailable) before any use
     return std::make_unique<kafka_backend>(parse_kafka_url(config));
 }
 

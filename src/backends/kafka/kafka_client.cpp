@@ -119,10 +119,10 @@ void kafka_client::connect(completion_handler handler) {
 
 void kafka_client::watch_queues() {
     const auto self = shared_from_this();
-    producer_events_ =
-        std::make_unique<queue_wakeup>(strand_, rd_kafka_queue_get_main(handles_->producer));
-    consumer_events_ =
-        std::make_unique<queue_wakeup>(strand_, rd_kafka_queue_get_consumer(handles_->consumer));
+    producer_events_ = std::make_unique<queue_wakeup>(
+        strand_, rdkafka().rd_kafka_queue_get_main(handles_->producer));
+    consumer_events_ = std::make_unique<queue_wakeup>(
+        strand_, rdkafka().rd_kafka_queue_get_consumer(handles_->consumer));
     producer_events_->start([self] { self->drain_producer(); });
     consumer_events_->start([self] { self->drain_consumer(); });
 }
@@ -315,24 +315,25 @@ void kafka_client::finish_batch(std::vector<topic_watermarks> found) {
         const auto at = pending_.find(t.topic);
         return at != pending_.end() && at->second.in_batch ? &at->second : nullptr;
     };
-    auto* partitions = rd_kafka_topic_partition_list_new(0);
+    auto* partitions = rdkafka().rd_kafka_topic_partition_list_new(0);
     for (const auto& t : found) {
         if (auto* pending = current(t); pending && pending->wanted && !t.ec && !t.high.empty()) {
             for (std::size_t p = 0; p < t.high.size(); ++p) {
-                rd_kafka_topic_partition_list_add(partitions, t.topic.c_str(),
-                                                  static_cast<std::int32_t>(p))
+                rdkafka()
+                    .rd_kafka_topic_partition_list_add(partitions, t.topic.c_str(),
+                                                       static_cast<std::int32_t>(p))
                     ->offset = t.high[p];
             }
         }
     }
     error_code assign_ec;
     if (partitions->cnt > 0) {
-        if (auto* failure = rd_kafka_incremental_assign(handles_->consumer, partitions)) {
-            rd_kafka_error_destroy(failure);
+        if (auto* failure = rdkafka().rd_kafka_incremental_assign(handles_->consumer, partitions)) {
+            rdkafka().rd_kafka_error_destroy(failure);
             assign_ec = error::broker_error;
         }
     }
-    rd_kafka_topic_partition_list_destroy(partitions);
+    rdkafka().rd_kafka_topic_partition_list_destroy(partitions);
 
     for (auto& t : found) {
         auto* pending = current(t);
@@ -407,16 +408,17 @@ void kafka_client::unsubscribe(const std::string& topic, completion_handler hand
     const auto found = topics_.find(topic);
     error_code ec;
     if (!stopped_ && found != topics_.end()) {
-        auto* partitions = rd_kafka_topic_partition_list_new(found->second);
+        auto* partitions = rdkafka().rd_kafka_topic_partition_list_new(found->second);
         for (int p = 0; p < found->second; ++p) {
-            rd_kafka_topic_partition_list_add(partitions, topic.c_str(), p);
+            rdkafka().rd_kafka_topic_partition_list_add(partitions, topic.c_str(), p);
         }
         // Only this topic's partitions: every other subscription keeps flowing.
-        if (auto* failure = rd_kafka_incremental_unassign(handles_->consumer, partitions)) {
-            rd_kafka_error_destroy(failure);
+        if (auto* failure =
+                rdkafka().rd_kafka_incremental_unassign(handles_->consumer, partitions)) {
+            rdkafka().rd_kafka_error_destroy(failure);
             ec = error::broker_error;
         }
-        rd_kafka_topic_partition_list_destroy(partitions);
+        rdkafka().rd_kafka_topic_partition_list_destroy(partitions);
         topics_.erase(found);
     }
     post_completion(std::move(handler), strand_, ec);
@@ -430,13 +432,13 @@ void kafka_client::drain_consumer() {
     const auto sink = sink_.lock();
     int served = 0;
     for (; served < drain_batch && !stopped_; ++served) {
-        rd_kafka_message_t* message = rd_kafka_consumer_poll(clients->consumer, 0);
+        rd_kafka_message_t* message = rdkafka().rd_kafka_consumer_poll(clients->consumer, 0);
         if (!message) {
             break;
         }
         // Errors of a partition (e.g. a topic deleted) leave the others flowing.
         if (!message->err && sink && message->rkt) {
-            const std::string topic = rd_kafka_topic_name(message->rkt);
+            const std::string topic = rdkafka().rd_kafka_topic_name(message->rkt);
             if (topics_.contains(topic)) {
                 const auto* payload = static_cast<const char*>(message->payload);
                 sink->deliver(event(topic.substr(config_.topic_prefix.size()),
@@ -446,7 +448,7 @@ void kafka_client::drain_consumer() {
         } else if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && message->rkt) {
             report_gap(message->rkt, message->partition);
         }
-        rd_kafka_message_destroy(message);
+        rdkafka().rd_kafka_message_destroy(message);
     }
     finish_drain(served, clients, &kafka_client::drain_consumer);
 }
@@ -455,7 +457,7 @@ void kafka_client::drain_consumer() {
 // an outage): the channel's subscribers are told, never skipped past silently. The
 // partition then goes on from the oldest offset kept (auto.offset.reset=error stopped it).
 void kafka_client::report_gap(rd_kafka_topic_t* topic, std::int32_t partition) {
-    const std::string name = rd_kafka_topic_name(topic);
+    const std::string name = rdkafka().rd_kafka_topic_name(topic);
     if (!topics_.contains(name)) {
         return;
     }
@@ -465,16 +467,16 @@ void kafka_client::report_gap(rd_kafka_topic_t* topic, std::int32_t partition) {
     if (stopped_ || !topics_.contains(name)) {
         return;  // the gap ended its last subscriber: unsubscribed meanwhile
     }
-    auto* list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, name.c_str(), partition);
-    if (auto* failure = rd_kafka_incremental_unassign(handles_->consumer, list)) {
-        rd_kafka_error_destroy(failure);
+    auto* list = rdkafka().rd_kafka_topic_partition_list_new(1);
+    rdkafka().rd_kafka_topic_partition_list_add(list, name.c_str(), partition);
+    if (auto* failure = rdkafka().rd_kafka_incremental_unassign(handles_->consumer, list)) {
+        rdkafka().rd_kafka_error_destroy(failure);
     }
     list->elems[0].offset = RD_KAFKA_OFFSET_BEGINNING;
-    if (auto* failure = rd_kafka_incremental_assign(handles_->consumer, list)) {
-        rd_kafka_error_destroy(failure);
+    if (auto* failure = rdkafka().rd_kafka_incremental_assign(handles_->consumer, list)) {
+        rdkafka().rd_kafka_error_destroy(failure);
     }
-    rd_kafka_topic_partition_list_destroy(list);
+    rdkafka().rd_kafka_topic_partition_list_destroy(list);
 }
 
 // After a drain: acts on what the poll reported, and comes back for more if the queue
@@ -573,7 +575,7 @@ void kafka_client::publish(std::string topic, std::string message, completion_ha
 bool kafka_client::produce(const std::string& topic, std::string_view message,
                            completion_handler& handler) {
     const auto id = first_publish_id_ + publishes_.size();
-    const auto err = rd_kafka_producev(
+    const auto err = rdkafka().rd_kafka_producev(
         handles_->producer, RD_KAFKA_V_RKT(topic_handle(topic)),
         RD_KAFKA_V_VALUE(const_cast<char*>(message.data()), message.size()),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -596,7 +598,7 @@ bool kafka_client::produce(const std::string& topic, std::string_view message,
 rd_kafka_topic_t* kafka_client::topic_handle(const std::string& topic, bool ask_now) {
     auto& handle = handles_->topics[topic];
     if (!handle) {
-        handle = rd_kafka_topic_new(handles_->producer, topic.c_str(), nullptr);
+        handle = rdkafka().rd_kafka_topic_new(handles_->producer, topic.c_str(), nullptr);
         if (!ask_now) {
             return handle;
         }
@@ -631,7 +633,7 @@ void kafka_client::drain_producer() {
     }
     const auto clients = handles_;
     int served = 0;
-    while (served < drain_batch && rd_kafka_poll(clients->producer, 0) > 0) {
+    while (served < drain_batch && rdkafka().rd_kafka_poll(clients->producer, 0) > 0) {
         ++served;
     }
     finish_drain(served, clients, &kafka_client::drain_producer);

@@ -7,12 +7,11 @@
 #include "kafka_history.hpp"
 #include "kafka_requests.hpp"
 #include "queue_wakeup.hpp"
+#include "rdkafka_api.hpp"
 
 #include <broadcaster/backend.hpp>
 
 #include <boost/asio/steady_timer.hpp>
-
-#include <librdkafka/rdkafka.h>
 
 #include <atomic>
 #include <chrono>

@@ -2,10 +2,9 @@
 
 #include "../../url_detail.hpp"
 #include "../url_options.hpp"
+#include "rdkafka_api.hpp"
 
 #include <broadcaster/error.hpp>
-
-#include <librdkafka/rdkafka.h>
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
@@ -50,12 +49,13 @@ std::string parse_broker(const backend_config& config, std::string_view broker) 
 
 // Checks librdkafka settings by applying them to a throwaway configuration.
 void check_settings(const backend_config& config, const kafka_settings& settings) {
-    std::unique_ptr<rd_kafka_conf_t, decltype(&rd_kafka_conf_destroy)> conf(rd_kafka_conf_new(),
-                                                                            rd_kafka_conf_destroy);
+    const auto& kafka = rdkafka();
+    std::unique_ptr<rd_kafka_conf_t, decltype(kafka.rd_kafka_conf_destroy)> conf(
+        kafka.rd_kafka_conf_new(), kafka.rd_kafka_conf_destroy);
     char error[512];
     for (const auto& [name, value] : settings) {
-        if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error, sizeof error) !=
-            RD_KAFKA_CONF_OK) {
+        if (rdkafka().rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error,
+                                        sizeof error) != RD_KAFKA_CONF_OK) {
             // librdkafka's message may quote the value: only for harmless settings.
             invalid_url(config,
                         "librdkafka setting '" + name + "' was refused: " +

@@ -49,42 +49,42 @@ kafka_handles::kafka_handles(const kafka_config& config, kafka_callbacks callbac
     try {
         consumer = make(RD_KAFKA_CONSUMER, config, &callbacks);
     } catch (...) {
-        rd_kafka_destroy(producer);
+        rdkafka().rd_kafka_destroy(producer);
         throw;
     }
     // The consumer's own events (errors) come through its consumer queue.
-    rd_kafka_poll_set_consumer(consumer);
+    rdkafka().rd_kafka_poll_set_consumer(consumer);
 }
 
 kafka_handles::~kafka_handles() {
     for (const auto& [name, topic] : topics) {
-        rd_kafka_topic_destroy(topic);
+        rdkafka().rd_kafka_topic_destroy(topic);
     }
-    rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_destroy(producer);
+    rdkafka().rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rdkafka().rd_kafka_destroy(producer);
     // It never joined its group: there is nothing to leave.
-    rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    rdkafka().rd_kafka_destroy_flags(consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     if (reader_) {
-        rd_kafka_destroy_flags(reader_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        rdkafka().rd_kafka_destroy_flags(reader_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
 }
 
 rd_kafka_t* kafka_handles::history_reader(const kafka_config& config) {
     if (!reader_) {
         reader_ = make(RD_KAFKA_CONSUMER, config, nullptr);
-        rd_kafka_poll_set_consumer(reader_);
+        rdkafka().rd_kafka_poll_set_consumer(reader_);
     }
     return reader_;
 }
 
 rd_kafka_t* kafka_handles::make(rd_kafka_type_t type, const kafka_config& config,
                                 const kafka_callbacks* callbacks) {
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_t* conf = rdkafka().rd_kafka_conf_new();
     char error_text[512];
     const auto set = [&](const std::string& name, const std::string& value) {
-        if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error_text, sizeof error_text) !=
-            RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(conf);
+        if (rdkafka().rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error_text,
+                                        sizeof error_text) != RD_KAFKA_CONF_OK) {
+            rdkafka().rd_kafka_conf_destroy(conf);
             throw boost::system::system_error(
                 error::invalid_url,
                 "'" + config.redacted_url + "': librdkafka refused '" + name + "'");
@@ -128,18 +128,18 @@ rd_kafka_t* kafka_handles::make(rd_kafka_type_t type, const kafka_config& config
         set("enable.partition.eof", "true");
     }
     if (!debug) {
-        rd_kafka_conf_set_log_cb(conf, log_nothing);
+        rdkafka().rd_kafka_conf_set_log_cb(conf, log_nothing);
     }
     if (callbacks) {
-        rd_kafka_conf_set_opaque(conf, &target);
-        rd_kafka_conf_set_error_cb(conf, callbacks->error);
+        rdkafka().rd_kafka_conf_set_opaque(conf, &target);
+        rdkafka().rd_kafka_conf_set_error_cb(conf, callbacks->error);
         if (type == RD_KAFKA_PRODUCER) {
-            rd_kafka_conf_set_dr_msg_cb(conf, callbacks->delivery_report);
+            rdkafka().rd_kafka_conf_set_dr_msg_cb(conf, callbacks->delivery_report);
         }
     }
-    rd_kafka_t* client = rd_kafka_new(type, conf, error_text, sizeof error_text);
+    rd_kafka_t* client = rdkafka().rd_kafka_new(type, conf, error_text, sizeof error_text);
     if (!client) {
-        rd_kafka_conf_destroy(conf);
+        rdkafka().rd_kafka_conf_destroy(conf);
         throw boost::system::system_error(error::invalid_url,
                                           "'" + config.redacted_url + "': " + error_text);
     }

@@ -1,8 +1,7 @@
 #pragma once
 
 #include "kafka_config.hpp"
-
-#include <librdkafka/rdkafka.h>
+#include "rdkafka_api.hpp"
 
 #include <atomic>
 #include <chrono>

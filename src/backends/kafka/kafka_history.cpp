@@ -43,13 +43,13 @@ kafka_partitioner configured_partitioner(const kafka_config& config) {
     }
     // The *_random ones hash a non-empty key like their plain form; ours never is.
     if (name == "consistent" || name == "consistent_random") {
-        return rd_kafka_msg_partitioner_consistent;
+        return rdkafka().rd_kafka_msg_partitioner_consistent;
     }
     if (name == "murmur2" || name == "murmur2_random") {
-        return rd_kafka_msg_partitioner_murmur2;
+        return rdkafka().rd_kafka_msg_partitioner_murmur2;
     }
     if (name == "fnv1a" || name == "fnv1a_random") {
-        return rd_kafka_msg_partitioner_fnv1a;
+        return rdkafka().rd_kafka_msg_partitioner_fnv1a;
     }
     return nullptr;  // `random`: a channel has no partition of its own, nor history
 }
@@ -87,7 +87,8 @@ class read_clock {
 std::int32_t partition_count(rd_kafka_t* reader, rd_kafka_topic_t* topic, const read_clock& time) {
     do {
         const rd_kafka_metadata_t* metadata = nullptr;
-        const auto err = rd_kafka_metadata(reader, 0, topic, &metadata, to_ms(time.remaining()));
+        const auto err =
+            rdkafka().rd_kafka_metadata(reader, 0, topic, &metadata, to_ms(time.remaining()));
         std::int32_t count = -1;
         if (!err && metadata->topic_cnt == 1) {
             const auto& found = metadata->topics[0];
@@ -100,7 +101,7 @@ std::int32_t partition_count(rd_kafka_t* reader, rd_kafka_topic_t* topic, const 
             }
         }
         if (metadata) {
-            rd_kafka_metadata_destroy(metadata);
+            rdkafka().rd_kafka_metadata_destroy(metadata);
         }
         if (count >= 0) {
             return count;
@@ -115,10 +116,11 @@ enum class range_read { done, trimmed, timed_out };
 range_read read_range(rd_kafka_t* reader, const kafka_history_request& request,
                       std::int32_t partition, std::int64_t start, std::int64_t end,
                       const read_clock& time, std::vector<event>& out) {
-    auto* list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, request.topic.c_str(), partition)->offset = start;
-    const auto assigned = rd_kafka_assign(reader, list);
-    rd_kafka_topic_partition_list_destroy(list);
+    auto* list = rdkafka().rd_kafka_topic_partition_list_new(1);
+    rdkafka().rd_kafka_topic_partition_list_add(list, request.topic.c_str(), partition)->offset =
+        start;
+    const auto assigned = rdkafka().rd_kafka_assign(reader, list);
+    rdkafka().rd_kafka_topic_partition_list_destroy(list);
     if (assigned) {
         return range_read::timed_out;
     }
@@ -129,12 +131,12 @@ range_read read_range(rd_kafka_t* reader, const kafka_history_request& request,
         if (wait <= milliseconds(0)) {
             break;
         }
-        rd_kafka_message_t* message = rd_kafka_consumer_poll(reader, to_ms(wait));
+        rd_kafka_message_t* message = rdkafka().rd_kafka_consumer_poll(reader, to_ms(wait));
         if (!message) {
             continue;
         }
         const bool ours = message->rkt && message->partition == partition &&
-                          request.topic == rd_kafka_topic_name(message->rkt);
+                          request.topic == rdkafka().rd_kafka_topic_name(message->rkt);
         if (!ours) {
             // Left over from an earlier read: not this one's.
         } else if (message->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
@@ -150,12 +152,12 @@ range_read read_range(rd_kafka_t* reader, const kafka_history_request& request,
         } else if (!message->err && message->offset >= end) {
             next = end;
         }
-        rd_kafka_message_destroy(message);
+        rdkafka().rd_kafka_message_destroy(message);
     }
     if (next >= end && result == range_read::timed_out) {
         result = range_read::done;
     }
-    rd_kafka_assign(reader, nullptr);
+    rdkafka().rd_kafka_assign(reader, nullptr);
     return result;
 }
 
@@ -168,7 +170,7 @@ kafka_history_result read_history(rd_kafka_t* reader, const kafka_history_reques
         result.ec = error::history_not_supported;
         return result;
     }
-    rd_kafka_topic_t* topic = rd_kafka_topic_new(reader, request.topic.c_str(), nullptr);
+    rd_kafka_topic_t* topic = rdkafka().rd_kafka_topic_new(reader, request.topic.c_str(), nullptr);
     if (!topic) {
         result.ec = error::broker_error;
         return result;
@@ -193,8 +195,8 @@ kafka_history_result read_history(rd_kafka_t* reader, const kafka_history_reques
     for (int attempt = 0; attempt < 3 && !result.ec && partitions > 0; ++attempt) {
         std::int64_t low = 0;
         std::int64_t high = 0;
-        if (rd_kafka_query_watermark_offsets(reader, request.topic.c_str(), partition, &low, &high,
-                                             to_ms(time.remaining()))) {
+        if (rdkafka().rd_kafka_query_watermark_offsets(reader, request.topic.c_str(), partition,
+                                                       &low, &high, to_ms(time.remaining()))) {
             result.ec = error::timeout;
             break;
         }
@@ -237,7 +239,7 @@ kafka_history_result read_history(rd_kafka_t* reader, const kafka_history_reques
             result.ec = error::broker_error;  // trimmed faster than it can be read
         }
     }
-    rd_kafka_topic_destroy(topic);
+    rdkafka().rd_kafka_topic_destroy(topic);
     return result;
 }
 

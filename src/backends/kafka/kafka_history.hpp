@@ -7,13 +7,12 @@
 // within a channel). See docs/backends/kafka.md.
 
 #include "kafka_config.hpp"
+#include "rdkafka_api.hpp"
 
 #include <broadcaster/backend.hpp>
 #include <broadcaster/event.hpp>
 
 #include <boost/system/error_code.hpp>
-
-#include <librdkafka/rdkafka.h>
 
 #include <chrono>
 #include <cstdint>

@@ -17,9 +17,9 @@ int to_ms(milliseconds duration) {
 
 rd_kafka_resp_err_t reach_cluster(rd_kafka_t* client, milliseconds timeout) {
     const rd_kafka_metadata_t* metadata = nullptr;
-    const auto err = rd_kafka_metadata(client, 0, nullptr, &metadata, to_ms(timeout));
+    const auto err = rdkafka().rd_kafka_metadata(client, 0, nullptr, &metadata, to_ms(timeout));
     if (metadata) {
-        rd_kafka_metadata_destroy(metadata);
+        rdkafka().rd_kafka_metadata_destroy(metadata);
     }
     return err;
 }
@@ -74,7 +74,7 @@ void find_partitions(rd_kafka_t* producer, const deadline_clock& time,
         // includes all of ours, in one request.
         const rd_kafka_metadata_t* metadata = nullptr;
         const auto err =
-            rd_kafka_metadata(producer, 0, nullptr, &metadata, to_ms(time.remaining()));
+            rdkafka().rd_kafka_metadata(producer, 0, nullptr, &metadata, to_ms(time.remaining()));
         for (int t = 0; !err && t < metadata->topic_cnt; ++t) {
             const auto& found = metadata->topics[t];
             const auto at = index.find(found.topic);
@@ -91,7 +91,7 @@ void find_partitions(rd_kafka_t* producer, const deadline_clock& time,
             }
         }
         if (metadata) {
-            rd_kafka_metadata_destroy(metadata);
+            rdkafka().rd_kafka_metadata_destroy(metadata);
         }
     } while (waiting() && time.retry_later());
     for (std::size_t i = 0; i < out.size(); ++i) {
@@ -128,13 +128,14 @@ std::vector<topic_watermarks> find_high_watermarks(rd_kafka_t* producer, rd_kafk
         }
     }
     while (!asking.empty()) {
-        auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(asking.size()));
+        auto* list = rdkafka().rd_kafka_topic_partition_list_new(static_cast<int>(asking.size()));
         for (const auto& [i, p] : asking) {
             // A time of "end" (-1) asks for the latest offset: the high watermark.
-            rd_kafka_topic_partition_list_add(list, topics[i].c_str(), p)->offset =
+            rdkafka().rd_kafka_topic_partition_list_add(list, topics[i].c_str(), p)->offset =
                 RD_KAFKA_OFFSET_END;
         }
-        const auto err = rd_kafka_offsets_for_times(consumer, list, to_ms(time.remaining()));
+        const auto err =
+            rdkafka().rd_kafka_offsets_for_times(consumer, list, to_ms(time.remaining()));
         std::vector<std::pair<std::size_t, int>> again;
         for (int k = 0; k < list->cnt; ++k) {
             const auto& element = list->elems[k];
@@ -147,7 +148,7 @@ std::vector<topic_watermarks> find_high_watermarks(rd_kafka_t* producer, rd_kafk
                 again.emplace_back(i, element.partition);
             }
         }
-        rd_kafka_topic_partition_list_destroy(list);
+        rdkafka().rd_kafka_topic_partition_list_destroy(list);
         asking.swap(again);
         if (err == RD_KAFKA_RESP_ERR__TIMED_OUT || (!asking.empty() && !time.retry_later())) {
             break;
@@ -165,9 +166,9 @@ std::vector<topic_watermarks> find_high_watermarks(rd_kafka_t* producer, rd_kafk
 
 void request_topic_metadata(rd_kafka_t* producer, rd_kafka_topic_t* topic, milliseconds timeout) {
     const rd_kafka_metadata_t* metadata = nullptr;
-    rd_kafka_metadata(producer, 0, topic, &metadata, to_ms(timeout));
+    rdkafka().rd_kafka_metadata(producer, 0, topic, &metadata, to_ms(timeout));
     if (metadata) {
-        rd_kafka_metadata_destroy(metadata);
+        rdkafka().rd_kafka_metadata_destroy(metadata);
     }
 }
 

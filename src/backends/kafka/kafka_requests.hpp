@@ -3,9 +3,9 @@
 // librdkafka's blocking requests: metadata and high watermarks. They wait for brokers'
 // answers, so they run on the blocking_service threads, never on an I/O thread.
 
-#include <boost/system/error_code.hpp>
+#include "rdkafka_api.hpp"
 
-#include <librdkafka/rdkafka.h>
+#include <boost/system/error_code.hpp>
 
 #include <chrono>
 #include <cstdint>

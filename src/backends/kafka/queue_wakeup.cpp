@@ -16,19 +16,19 @@ queue_wakeup::queue_wakeup(const asio::any_io_executor& executor, rd_kafka_queue
     : queue_(queue), pipe_(std::make_shared<pipe_state>(executor)) {
     int ends[2];
     if (pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) {
-        rd_kafka_queue_destroy(queue_);
+        rdkafka().rd_kafka_queue_destroy(queue_);
         throw boost::system::system_error(errno, boost::system::system_category(), "pipe2");
     }
     pipe_->read_end.assign(ends[0]);
     pipe_->write_end = ends[1];
-    rd_kafka_queue_io_event_enable(queue_, pipe_->write_end, "1", 1);
+    rdkafka().rd_kafka_queue_io_event_enable(queue_, pipe_->write_end, "1", 1);
 }
 
 queue_wakeup::~queue_wakeup() {
     // librdkafka must stop writing before the pipe closes, and every queue reference
     // must be gone before its client is destroyed.
-    rd_kafka_queue_io_event_enable(queue_, -1, nullptr, 0);
-    rd_kafka_queue_destroy(queue_);
+    rdkafka().rd_kafka_queue_io_event_enable(queue_, -1, nullptr, 0);
+    rdkafka().rd_kafka_queue_destroy(queue_);
     pipe_->closed = true;
     boost::system::error_code ignored;
     pipe_->read_end.cancel(ignored);

@@ -1,9 +1,9 @@
 #pragma once
 
+#include "rdkafka_api.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-
-#include <librdkafka/rdkafka.h>
 
 #include <functional>
 #include <memory>

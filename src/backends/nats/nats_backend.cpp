@@ -2,6 +2,7 @@
 
 #include "../../completion.hpp"
 #include "../client_backend.hpp"
+#include "nats_api.hpp"
 #include "nats_client.hpp"
 
 #include <broadcaster/error.hpp>
@@ -70,6 +71,7 @@ class nats_backend final : public client_backend<nats_client> {
 }  // namespace
 
 std::unique_ptr<backend> make_nats_backend(const backend_config& config) {
+    natsc();  // loads libnats (or throws error::backend_unavailable) before any use
     return std::make_unique<nats_backend>(parse_nats_url(config));
 }
 

@@ -91,16 +91,17 @@ void on_nats_error(natsConnection*, natsSubscription* sub, natsStatus status, vo
     if (status != NATS_SLOW_CONSUMER || sub == nullptr) {
         return;
     }
-    if (const char* subject = natsSubscription_GetSubject(sub)) {
-        to_client(closure, [subject = std::string(subject), id = natsSubscription_GetID(sub)](
-                               nats_client& c) { c.on_messages_dropped(subject, id); });
+    if (const char* subject = natsc().natsSubscription_GetSubject(sub)) {
+        to_client(closure,
+                  [subject = std::string(subject), id = natsc().natsSubscription_GetID(sub)](
+                      nats_client& c) { c.on_messages_dropped(subject, id); });
     }
 }
 
 // On nats.c's delivery thread: copy, free, hand over. No app code runs here.
 void on_nats_message(natsConnection*, natsSubscription* sub, natsMsg* msg, void* closure) {
     auto delivery = copy_delivery(sub, msg);
-    natsMsg_Destroy(msg);
+    natsc().natsMsg_Destroy(msg);
     if (!delivery) {
         return;  // unsubscribed meanwhile
     }
@@ -114,7 +115,7 @@ void on_nats_message(natsConnection*, natsSubscription* sub, natsMsg* msg, void*
 // channels' subscriptions that stays (a drop is reported: on_messages_dropped); the marker
 // and acknowledgement subscriptions carry no more than the operations in flight.
 natsStatus unlimited_pending(natsSubscription* sub) {
-    return natsSubscription_SetPendingLimits(sub, -1, -1);
+    return natsc().natsSubscription_SetPendingLimits(sub, -1, -1);
 }
 
 // What nats.c gives our subscriptions waits for the strand in the link's queue; past
@@ -170,14 +171,14 @@ error_code operation_error(natsStatus s) {
 }
 
 struct options_deleter {
-    void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
+    void operator()(natsOptions* o) const { natsc().natsOptions_Destroy(o); }
 };
 using options_ptr = std::unique_ptr<natsOptions, options_deleter>;
 
 // nats.c's options for `config`; the callbacks' closure is `link`'s id.
 options_ptr make_options(const nats_config& config, const nats_link& link) {
     natsOptions* raw = nullptr;
-    if (natsOptions_Create(&raw) != NATS_OK) {
+    if (natsc().natsOptions_Create(&raw) != NATS_OK) {
         throw boost::system::system_error(error::broker_error, "cannot create NATS options");
     }
     options_ptr opts(raw);
@@ -186,50 +187,55 @@ options_ptr make_options(const nats_config& config, const nats_link& link) {
         servers.push_back(s.c_str());
     }
     void* closure = link.closure();
-    natsStatus s =
-        natsOptions_SetServers(opts.get(), servers.data(), static_cast<int>(servers.size()));
+    natsStatus s = natsc().natsOptions_SetServers(opts.get(), servers.data(),
+                                                  static_cast<int>(servers.size()));
     const auto set = [&s](natsStatus next) {
         if (s == NATS_OK) {
             s = next;
         }
     };
     if (!config.user.empty()) {
-        set(natsOptions_SetUserInfo(opts.get(), config.user.c_str(), config.password.c_str()));
+        set(natsc().natsOptions_SetUserInfo(opts.get(), config.user.c_str(),
+                                            config.password.c_str()));
     }
     if (!config.token.empty()) {
-        set(natsOptions_SetToken(opts.get(), config.token.c_str()));
+        set(natsc().natsOptions_SetToken(opts.get(), config.token.c_str()));
     }
-    set(natsOptions_SetName(opts.get(), config.client_name.c_str()));
-    set(natsOptions_SetTimeout(opts.get(), std::max<int64_t>(1, config.connect_timeout.count())));
-    set(natsOptions_SetPingInterval(opts.get(), config.ping_interval.count()));
-    set(natsOptions_SetMaxPingsOut(opts.get(), config.max_pings_out));
-    set(natsOptions_SetAllowReconnect(opts.get(), true));
-    set(natsOptions_SetMaxReconnect(opts.get(), -1));
-    set(natsOptions_SetCustomReconnectDelay(opts.get(), reconnect_delay, closure));
+    set(natsc().natsOptions_SetName(opts.get(), config.client_name.c_str()));
+    set(natsc().natsOptions_SetTimeout(opts.get(),
+                                       std::max<int64_t>(1, config.connect_timeout.count())));
+    set(natsc().natsOptions_SetPingInterval(opts.get(), config.ping_interval.count()));
+    set(natsc().natsOptions_SetMaxPingsOut(opts.get(), config.max_pings_out));
+    set(natsc().natsOptions_SetAllowReconnect(opts.get(), true));
+    set(natsc().natsOptions_SetMaxReconnect(opts.get(), -1));
+    set(natsc().natsOptions_SetCustomReconnectDelay(opts.get(), reconnect_delay, closure));
     // No flusher thread: every write request reaches the strand at once.
-    set(natsOptions_SetSendAsap(opts.get(), true));
-    set(natsOptions_SetReconnectedCB(opts.get(), on_reconnected, closure));
-    set(natsOptions_SetClosedCB(opts.get(), on_closed, closure));
-    set(natsOptions_SetErrorHandler(opts.get(), on_nats_error, closure));
+    set(natsc().natsOptions_SetSendAsap(opts.get(), true));
+    set(natsc().natsOptions_SetReconnectedCB(opts.get(), on_reconnected, closure));
+    set(natsc().natsOptions_SetClosedCB(opts.get(), on_closed, closure));
+    set(natsc().natsOptions_SetErrorHandler(opts.get(), on_nats_error, closure));
     // One delivery thread for every subscription (not one thread per subscription).
-    set(natsOptions_UseGlobalMessageDelivery(opts.get(), true));
-    set(natsOptions_SetEventLoop(opts.get(), closure, on_attach, on_read, on_write, on_detach));
+    set(natsc().natsOptions_UseGlobalMessageDelivery(opts.get(), true));
+    set(natsc().natsOptions_SetEventLoop(opts.get(), closure, on_attach, on_read, on_write,
+                                         on_detach));
     if (config.tls) {
-        set(natsOptions_SetSecure(opts.get(), true));
+        set(natsc().natsOptions_SetSecure(opts.get(), true));
         if (!config.tls_ca_file.empty()) {
-            set(natsOptions_LoadCATrustedCertificates(opts.get(), config.tls_ca_file.c_str()));
+            set(natsc().natsOptions_LoadCATrustedCertificates(opts.get(),
+                                                              config.tls_ca_file.c_str()));
         }
         if (!config.tls_verify) {
-            set(natsOptions_SkipServerVerification(opts.get(), true));
+            set(natsc().natsOptions_SkipServerVerification(opts.get(), true));
         }
         if (!config.tls_server_name.empty()) {
-            set(natsOptions_SetExpectedHostname(opts.get(), config.tls_server_name.c_str()));
+            set(natsc().natsOptions_SetExpectedHostname(opts.get(),
+                                                        config.tls_server_name.c_str()));
         }
     }
     if (s != NATS_OK) {
         throw boost::system::system_error(
             error::invalid_url, "'" + config.redacted_url + "': NATS refused the settings (" +
-                                    std::string(natsStatus_GetText(s)) + ")");
+                                    std::string(natsc().natsStatus_GetText(s)) + ")");
     }
     return opts;
 }
@@ -237,9 +243,9 @@ options_ptr make_options(const nats_config& config, const nats_link& link) {
 // Destroys nats.c objects (blocking: joins nats.c's reconnect thread).
 void destroy_connection(natsConnection* nc, std::vector<natsSubscription*> subs) {
     for (auto* sub : subs) {
-        natsSubscription_Destroy(sub);
+        natsc().natsSubscription_Destroy(sub);
     }
-    natsConnection_Destroy(nc);
+    natsc().natsConnection_Destroy(nc);
 }
 
 }  // namespace
@@ -292,7 +298,7 @@ void nats_client::connect(completion_handler handler) {
         return;
     }
     struct connection_deleter {
-        void operator()(natsConnection* nc) const { natsConnection_Destroy(nc); }
+        void operator()(natsConnection* nc) const { natsc().natsConnection_Destroy(nc); }
     };
     using connection_ptr = std::unique_ptr<natsConnection, connection_deleter>;
     // The handshake blocks (up to connect_timeout per server): off the strand.
@@ -300,7 +306,7 @@ void nats_client::connect(completion_handler handler) {
     blocking_.post([once = move_only{}, self = shared_from_this(), opts = std::move(opts),
                     work = asio::make_work_guard(strand_), handler = std::move(handler)]() mutable {
         natsConnection* raw = nullptr;
-        const natsStatus s = natsConnection_Connect(&raw, opts.get());
+        const natsStatus s = natsc().natsConnection_Connect(&raw, opts.get());
         opts.reset();
         const auto strand = self->strand_;
         asio::post(strand, [once = move_only{}, self = std::move(self), s, nc = connection_ptr(raw),
@@ -326,26 +332,26 @@ void nats_client::connected(natsConnection* nc, completion_handler handler) {
     connected_ = true;
     read_max_payload();
     natsInbox* inbox = nullptr;
-    natsStatus s = natsInbox_Create(&inbox);
+    natsStatus s = natsc().natsInbox_Create(&inbox);
     if (s == NATS_OK) {
         inbox_ = inbox;
-        natsInbox_Destroy(inbox);
-        s = natsConnection_Subscribe(&marker_sub_, nc_, inbox_.c_str(), on_nats_message,
-                                     link_->closure());
+        natsc().natsInbox_Destroy(inbox);
+        s = natsc().natsConnection_Subscribe(&marker_sub_, nc_, inbox_.c_str(), on_nats_message,
+                                             link_->closure());
     }
     if (s == NATS_OK) {
         s = unlimited_pending(marker_sub_);
     }
     if (s != NATS_OK) {
-        natsSubscription_Destroy(marker_sub_);  // null-safe
+        natsc().natsSubscription_Destroy(marker_sub_);  // null-safe
         marker_sub_ = nullptr;
     }
     if (jetstream()) {
         ack_prefix_ = inbox_ + ".";
-        if (natsConnection_Subscribe(&ack_sub_, nc_, (ack_prefix_ + "*").c_str(), on_nats_message,
-                                     link_->closure()) != NATS_OK ||
+        if (natsc().natsConnection_Subscribe(&ack_sub_, nc_, (ack_prefix_ + "*").c_str(),
+                                             on_nats_message, link_->closure()) != NATS_OK ||
             unlimited_pending(ack_sub_) != NATS_OK) {
-            natsSubscription_Destroy(ack_sub_);  // null-safe
+            natsc().natsSubscription_Destroy(ack_sub_);  // null-safe
             ack_sub_ = nullptr;
         }
     }
@@ -466,8 +472,8 @@ void nats_client::stop(completion_handler then) {
     }
     // natsConnection_Destroy flushes what is still buffered and waits up to 500 ms for a
     // PONG that only the (now closed) strand would read: write it out here instead.
-    if (natsConnection_Buffered(nc_) > 0) {
-        natsConnection_ProcessWriteEvent(nc_);
+    if (natsc().natsConnection_Buffered(nc_) > 0) {
+        natsc().natsConnection_ProcessWriteEvent(nc_);
     }
     blocking_.post([once = move_only{}, nc = std::exchange(nc_, nullptr), subs = std::move(subs),
                     strand = strand_, work = asio::make_work_guard(strand_),
@@ -556,7 +562,7 @@ void nats_client::on_reconnected() {
 
 void nats_client::read_max_payload() {
     max_payload_ =
-        static_cast<std::size_t>(std::max<int64_t>(0, natsConnection_GetMaxPayload(nc_)));
+        static_cast<std::size_t>(std::max<int64_t>(0, natsc().natsConnection_GetMaxPayload(nc_)));
 }
 
 void nats_client::on_closed() {
@@ -640,7 +646,7 @@ void nats_client::read_ready() {
         read_paused_ = true;  // on_deliveries reads again
         return;
     }
-    natsConnection_ProcessReadEvent(nc_);
+    natsc().natsConnection_ProcessReadEvent(nc_);
     watch_read();
 }
 
@@ -687,17 +693,17 @@ void nats_client::write_ready() {
     // nats.c takes a write event with nothing to write for a closed socket (a write
     // request posted before an earlier event wrote everything comes here empty).
     if (stopped_ || !nc_ || !want_write_ || !socket_.is_open() ||
-        natsConnection_Buffered(nc_) <= 0) {
+        natsc().natsConnection_Buffered(nc_) <= 0) {
         return;
     }
-    natsConnection_ProcessWriteEvent(nc_);
+    natsc().natsConnection_ProcessWriteEvent(nc_);
     watch_write();
 }
 
 // Writes are tried first (the socket is nearly always writable); a wait only follows a
 // full socket buffer, which nats.c's unsent bytes show.
 void nats_client::watch_write() {
-    if (write_armed_ || !want_write_ || natsConnection_Buffered(nc_) <= 0) {
+    if (write_armed_ || !want_write_ || natsc().natsConnection_Buffered(nc_) <= 0) {
         return;
     }
     write_armed_ = true;
@@ -737,16 +743,16 @@ void nats_client::subscribe(std::string subject, completion_handler handler) {
     }
     natsSubscription* sub = nullptr;
     const auto nats_subject = jetstream() ? config_.live_prefix() + subject : subject;
-    const natsStatus s = natsConnection_Subscribe(&sub, nc_, nats_subject.c_str(), on_nats_message,
-                                                  link_->closure());
+    const natsStatus s = natsc().natsConnection_Subscribe(&sub, nc_, nats_subject.c_str(),
+                                                          on_nats_message, link_->closure());
     if (s != NATS_OK) {
         if (sub) {
-            natsSubscription_Destroy(sub);
+            natsc().natsSubscription_Destroy(sub);
         }
         complete(std::move(handler), operation_error(s));
         return;
     }
-    subs_.emplace(subject, subscription{sub, natsSubscription_GetID(sub)});
+    subs_.emplace(subject, subscription{sub, natsc().natsSubscription_GetID(sub)});
     if (jetstream() && !is_nats_pattern(subject)) {
         // Subscribed once the channel's newest position is read: the request follows the
         // SUB, so its answer proves the SUB, and everything stored after that position is
@@ -809,8 +815,8 @@ void nats_client::report_gap(const std::string& subscribed) {
 void nats_client::drop_subscription(const std::string& subject) {
     channels_.erase(subject);
     if (const auto found = subs_.find(subject); found != subs_.end()) {
-        natsSubscription_Unsubscribe(found->second.handle);
-        natsSubscription_Destroy(found->second.handle);
+        natsc().natsSubscription_Unsubscribe(found->second.handle);
+        natsc().natsSubscription_Destroy(found->second.handle);
         subs_.erase(found);
     }
 }
@@ -855,7 +861,7 @@ void nats_client::send_publish(const std::string& subject, const std::string& me
         }
         const auto id = ++next_id_;
         const auto reply = ack_prefix_ + std::to_string(id);
-        const natsStatus s = natsConnection_PublishRequest(
+        const natsStatus s = natsc().natsConnection_PublishRequest(
             nc_, config_.stored_subject(subject).c_str(), reply.c_str(), message.data(),
             static_cast<int>(message.size()));
         if (s != NATS_OK) {
@@ -866,8 +872,8 @@ void nats_client::send_publish(const std::string& subject, const std::string& me
         arm_expiry(deadline);
         return;
     }
-    const natsStatus s = natsConnection_Publish(nc_, subject.c_str(), message.data(),
-                                                static_cast<int>(message.size()));
+    const natsStatus s = natsc().natsConnection_Publish(nc_, subject.c_str(), message.data(),
+                                                        static_cast<int>(message.size()));
     if (s != NATS_OK) {
         complete(std::move(handler), operation_error(s));
         return;
@@ -894,8 +900,8 @@ void nats_client::send_marker() {
     }
     const auto seq = ++next_marker_;
     const auto text = std::to_string(seq);
-    if (natsConnection_Publish(nc_, inbox_.c_str(), text.data(), static_cast<int>(text.size())) !=
-        NATS_OK) {
+    if (natsc().natsConnection_Publish(nc_, inbox_.c_str(), text.data(),
+                                       static_cast<int>(text.size())) != NATS_OK) {
         return;  // a loss: on_reconnected sends the next one
     }
     markers_.push_back({seq, std::move(unsent_)});

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "../kafka/blocking_service.hpp"
+#include "nats_api.hpp"
 #include "nats_config.hpp"
 #include "nats_delivery.hpp"
 #include "nats_jetstream.hpp"
@@ -10,8 +11,6 @@
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-
-#include <nats/nats.h>
 
 #include <chrono>
 #include <cstdint>

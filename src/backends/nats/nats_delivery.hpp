@@ -3,7 +3,7 @@
 // A message as nats.c hands it to a subscription's callback, copied out of nats.c's
 // memory (on its delivery thread, before the message is freed).
 
-#include <nats/nats.h>
+#include "nats_api.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -25,25 +25,25 @@ error_code js_error(natsStatus s) {
 
 jsOptions request_options(const nats_config& config) {
     jsOptions opts;
-    jsOptions_Init(&opts);
+    natsc().jsOptions_Init(&opts);
     opts.Wait = std::max<int64_t>(1, config.connect_timeout.count());
     return opts;
 }
 
 struct stream_info_deleter {
-    void operator()(jsStreamInfo* si) const { jsStreamInfo_Destroy(si); }
+    void operator()(jsStreamInfo* si) const { natsc().jsStreamInfo_Destroy(si); }
 };
 using stream_info_ptr = std::unique_ptr<jsStreamInfo, stream_info_deleter>;
 
 struct msg_deleter {
-    void operator()(natsMsg* m) const { natsMsg_Destroy(m); }
+    void operator()(natsMsg* m) const { natsc().natsMsg_Destroy(m); }
 };
 using msg_ptr = std::unique_ptr<natsMsg, msg_deleter>;
 
 struct subscription_deleter {
     void operator()(natsSubscription* sub) const {
-        natsSubscription_Unsubscribe(sub);  // deletes the ephemeral consumer
-        natsSubscription_Destroy(sub);
+        natsc().natsSubscription_Unsubscribe(sub);  // deletes the ephemeral consumer
+        natsc().natsSubscription_Destroy(sub);
     }
 };
 using subscription_ptr = std::unique_ptr<natsSubscription, subscription_deleter>;
@@ -61,8 +61,8 @@ std::string live_pattern(const nats_config& config) {
 }
 
 std::string data_of(natsMsg* m) {
-    const char* data = natsMsg_GetData(m);
-    const int length = natsMsg_GetDataLength(m);
+    const char* data = natsc().natsMsg_GetData(m);
+    const int length = natsc().natsMsg_GetDataLength(m);
     return data == nullptr || length <= 0 ? std::string()
                                           : std::string(data, static_cast<std::size_t>(length));
 }
@@ -74,10 +74,10 @@ error_code check_kept(jsCtx* js, const nats_config& config, const std::string& c
     auto opts = request_options(config);
     natsMsg* raw = nullptr;
     jsErrCode jerr{};
-    const natsStatus s = js_GetMsg(&raw, js, config.stream.c_str(), after, &opts, &jerr);
+    const natsStatus s = natsc().js_GetMsg(&raw, js, config.stream.c_str(), after, &opts, &jerr);
     msg_ptr m(raw);
     if (s == NATS_OK) {
-        return equals(natsMsg_GetSubject(m.get()), config.stored_subject(channel))
+        return equals(natsc().natsMsg_GetSubject(m.get()), config.stored_subject(channel))
                    ? error_code()
                    : error_code(error::invalid_position);
     }
@@ -85,7 +85,8 @@ error_code check_kept(jsCtx* js, const nats_config& config, const std::string& c
         return js_error(s);
     }
     jsStreamInfo* si_raw = nullptr;
-    const natsStatus info = js_GetStreamInfo(&si_raw, js, config.stream.c_str(), &opts, &jerr);
+    const natsStatus info =
+        natsc().js_GetStreamInfo(&si_raw, js, config.stream.c_str(), &opts, &jerr);
     stream_info_ptr si(si_raw);
     if (info != NATS_OK) {
         return js_error(info);
@@ -99,7 +100,7 @@ error_code check_kept(jsCtx* js, const nats_config& config, const std::string& c
 
 js_context make_js_context(natsConnection* nc) {
     jsCtx* js = nullptr;
-    if (natsConnection_JetStream(&js, nc, nullptr) != NATS_OK) {
+    if (natsc().natsConnection_JetStream(&js, nc, nullptr) != NATS_OK) {
         return nullptr;
     }
     return js_context(js);
@@ -111,7 +112,7 @@ error_code ensure_stream(jsCtx* js, const nats_config& config) {
     const auto live = live_pattern(config);
     jsStreamInfo* raw = nullptr;
     jsErrCode jerr{};
-    natsStatus s = js_GetStreamInfo(&raw, js, config.stream.c_str(), &opts, &jerr);
+    natsStatus s = natsc().js_GetStreamInfo(&raw, js, config.stream.c_str(), &opts, &jerr);
     stream_info_ptr si(raw);
     if (s == NATS_OK) {
         const auto* c = si->Config;
@@ -128,7 +129,7 @@ error_code ensure_stream(jsCtx* js, const nats_config& config) {
         return js_error(s);
     }
     jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
+    natsc().jsStreamConfig_Init(&cfg);
     const char* subjects[] = {stored.c_str()};
     cfg.Name = config.stream.c_str();
     cfg.Subjects = subjects;
@@ -137,13 +138,13 @@ error_code ensure_stream(jsCtx* js, const nats_config& config) {
     cfg.Storage = js_FileStorage;
     cfg.Discard = js_DiscardOld;
     jsRePublish republish;
-    jsRePublish_Init(&republish);
+    natsc().jsRePublish_Init(&republish);
     republish.Source = stored.c_str();
     republish.Destination = live.c_str();
     cfg.RePublish = &republish;
     raw = nullptr;
     // Made by another broadcast meanwhile: the same configuration is no error.
-    s = js_AddStream(&raw, js, &cfg, &opts, &jerr);
+    s = natsc().js_AddStream(&raw, js, &cfg, &opts, &jerr);
     si.reset(raw);
     return s == NATS_OK ? error_code() : js_error(s);
 }
@@ -156,7 +157,7 @@ js_read read_history(jsCtx* js, const nats_config& config, const std::string& ch
     // An ephemeral pull consumer of the channel's subject, from `after` itself (so that
     // a trim racing the read shows: see below) or from the oldest message.
     jsSubOptions sub_opts;
-    jsSubOptions_Init(&sub_opts);
+    natsc().jsSubOptions_Init(&sub_opts);
     sub_opts.Stream = config.stream.c_str();
     sub_opts.Config.AckPolicy = js_AckNone;
     sub_opts.Config.InactiveThreshold = std::int64_t{60} * 1'000'000'000;
@@ -169,7 +170,8 @@ js_read read_history(jsCtx* js, const nats_config& config, const std::string& ch
     }
     natsSubscription* raw = nullptr;
     jsErrCode jerr{};
-    natsStatus s = js_PullSubscribe(&raw, js, subject.c_str(), nullptr, &opts, &sub_opts, &jerr);
+    natsStatus s =
+        natsc().js_PullSubscribe(&raw, js, subject.c_str(), nullptr, &opts, &sub_opts, &jerr);
     if (s != NATS_OK) {
         out.ec = js_error(s);
         return out;
@@ -177,47 +179,47 @@ js_read read_history(jsCtx* js, const nats_config& config, const std::string& ch
     subscription_ptr sub(raw);
     // How many there are to read (a fetch when there are none would wait its timeout).
     jsConsumerInfo* info = nullptr;
-    s = natsSubscription_GetConsumerInfo(&info, sub.get(), &opts, &jerr);
+    s = natsc().natsSubscription_GetConsumerInfo(&info, sub.get(), &opts, &jerr);
     if (s != NATS_OK) {
         out.ec = js_error(s);
         return out;
     }
     std::uint64_t remaining = info->NumPending;
-    jsConsumerInfo_Destroy(info);
+    natsc().jsConsumerInfo_Destroy(info);
     // After a position, `limit` is a bound (the core asks for last + 1 to tell a gap):
     // `after` itself and `limit` more are enough, however far behind the position is.
     const bool bounded = after && *after > 0 && limit != 0;
     const std::uint64_t wanted = bounded ? limit + 1 : std::numeric_limits<std::uint64_t>::max();
     while (remaining > 0 && out.messages.size() < wanted) {
         jsFetchRequest request;
-        jsFetchRequest_Init(&request);
+        natsc().jsFetchRequest_Init(&request);
         request.Batch = static_cast<int>(
             std::min<std::uint64_t>({remaining, wanted - out.messages.size(), 512}));
         request.NoWait = true;
         request.Expires = opts.Wait * 1'000'000;
         natsMsgList list{};
-        s = natsSubscription_FetchRequest(&list, sub.get(), &request);
+        s = natsc().natsSubscription_FetchRequest(&list, sub.get(), &request);
         if (s == NATS_NOT_FOUND || (s == NATS_TIMEOUT && list.Count == 0)) {
-            natsMsgList_Destroy(&list);
+            natsc().natsMsgList_Destroy(&list);
             break;  // nothing more
         }
         if (s != NATS_OK) {
-            natsMsgList_Destroy(&list);
+            natsc().natsMsgList_Destroy(&list);
             out.ec = js_error(s);
             return out;
         }
         std::uint64_t pending = 0;
         for (int i = 0; i < list.Count; ++i) {
             jsMsgMetaData* meta = nullptr;
-            if (natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
+            if (natsc().natsMsg_GetMetaData(&meta, list.Msgs[i]) != NATS_OK) {
                 continue;
             }
             out.messages.push_back({meta->Sequence.Stream, data_of(list.Msgs[i])});
             pending = meta->NumPending;
-            jsMsgMetaData_Destroy(meta);
+            natsc().jsMsgMetaData_Destroy(meta);
         }
         const bool empty = list.Count == 0;
-        natsMsgList_Destroy(&list);
+        natsc().natsMsgList_Destroy(&list);
         if (empty) {
             break;
         }
@@ -246,11 +248,11 @@ js_last last_sequence(jsCtx* js, const nats_config& config, const std::string& c
     auto opts = request_options(config);
     natsMsg* raw = nullptr;
     jsErrCode jerr{};
-    const natsStatus s = js_GetLastMsg(&raw, js, config.stream.c_str(),
-                                       config.stored_subject(channel).c_str(), &opts, &jerr);
+    const natsStatus s = natsc().js_GetLastMsg(
+        &raw, js, config.stream.c_str(), config.stored_subject(channel).c_str(), &opts, &jerr);
     msg_ptr m(raw);
     if (s == NATS_OK) {
-        out.seq = natsMsg_GetSequence(m.get());
+        out.seq = natsc().natsMsg_GetSequence(m.get());
     } else if (s != NATS_NOT_FOUND && jerr != JSNoMessageFoundErr) {
         out.ec = js_error(s);
     }

@@ -5,11 +5,10 @@
 // Each takes a JetStream context of its own (made on the strand: it holds a reference
 // to the connection, so a connection destroyed meanwhile only fails the requests).
 
+#include "nats_api.hpp"
 #include "nats_config.hpp"
 
 #include <boost/system/error_code.hpp>
-
-#include <nats/nats.h>
 
 #include <cstdint>
 #include <memory>
@@ -20,7 +19,7 @@
 namespace broadcaster::detail {
 
 struct js_context_deleter {
-    void operator()(jsCtx* js) const { jsCtx_Destroy(js); }
+    void operator()(jsCtx* js) const { natsc().jsCtx_Destroy(js); }
 };
 using js_context = std::unique_ptr<jsCtx, js_context_deleter>;
 

@@ -64,13 +64,13 @@ void pg_connection::close() noexcept {
         socket_.release();  // libpq owns the socket
     }
     if (conn_) {
-        PQfinish(conn_);
+        libpq().PQfinish(conn_);
         conn_ = nullptr;
     }
 }
 
 void pg_connection::watch_socket() {
-    const int fd = PQsocket(conn_);
+    const int fd = libpq().PQsocket(conn_);
     if (socket_.is_open() && socket_.native_handle() == fd) {
         return;
     }
@@ -83,20 +83,20 @@ void pg_connection::watch_socket() {
 }
 
 void pg_connection::fail_connection(const std::string& what, broadcaster::error code) {
-    const auto reason = first_line(PQerrorMessage(conn_));
+    const auto reason = first_line(libpq().PQerrorMessage(conn_));
     throw system_error(code, "postgres: " + what + ": " + reason);
 }
 
 asio::awaitable<void> pg_connection::open() {
-    conn_ = PQconnectStart(conninfo_.c_str());
+    conn_ = libpq().PQconnectStart(conninfo_.c_str());
     if (!conn_) {
         throw std::bad_alloc();
     }
-    if (PQstatus(conn_) == CONNECTION_BAD) {
+    if (libpq().PQstatus(conn_) == CONNECTION_BAD) {
         fail_connection("cannot connect to " + redacted_url_, error::unreachable);
     }
     // Notices (e.g. "identifier will be truncated") are not errors; keep them quiet.
-    PQsetNoticeProcessor(
+    libpq().PQsetNoticeProcessor(
         conn_, [](void*, const char*) {}, nullptr);
     asio::steady_timer deadline(executor_, connect_timeout_);
     bool expired = false;
@@ -110,7 +110,7 @@ asio::awaitable<void> pg_connection::open() {
     auto poll = PGRES_POLLING_WRITING;
     while (poll != PGRES_POLLING_OK) {
         if (poll == PGRES_POLLING_FAILED) {
-            const auto reason = first_line(PQerrorMessage(conn_));
+            const auto reason = first_line(libpq().PQerrorMessage(conn_));
             throw system_error(connect_error(reason), "postgres: " + reason);
         }
         watch_socket();  // the socket may change between steps
@@ -126,18 +126,18 @@ asio::awaitable<void> pg_connection::open() {
             throw system_error(error::unreachable,
                                "postgres: cannot reach " + redacted_url_ + ": " + ec.message());
         }
-        poll = PQconnectPoll(conn_);
+        poll = libpq().PQconnectPoll(conn_);
     }
     deadline.cancel();
     watch_socket();
-    if (PQsetnonblocking(conn_, 1) != 0) {
+    if (libpq().PQsetnonblocking(conn_, 1) != 0) {
         fail_connection("cannot switch to non-blocking mode", error::unreachable);
     }
 }
 
 asio::awaitable<void> pg_connection::flush() {
     for (;;) {
-        const int rc = PQflush(conn_);
+        const int rc = libpq().PQflush(conn_);
         if (rc == 0) {
             co_return;
         }
@@ -149,12 +149,12 @@ asio::awaitable<void> pg_connection::flush() {
 }
 
 void pg_connection::consume_input() {
-    if (!PQconsumeInput(conn_)) {
+    if (!libpq().PQconsumeInput(conn_)) {
         fail_connection("connection lost");
     }
-    while (PGnotify* notify = PQnotifies(conn_)) {
+    while (PGnotify* notify = libpq().PQnotifies(conn_)) {
         notifications_.push_back({notify->relname, notify->extra});
-        PQfreemem(notify);
+        libpq().PQfreemem(notify);
     }
 }
 
@@ -175,23 +175,24 @@ void pg_connection::send_query(const char* sql, const std::vector<pg_param>& par
         lengths.push_back(static_cast<int>(p.value.size()));
         formats.push_back(p.binary ? 1 : 0);
     }
-    const int sent =
-        prepared
-            ? PQsendQueryPrepared(conn_, sql, static_cast<int>(params.size()), values.data(),
-                                  lengths.data(), formats.data(), binary_result ? 1 : 0)
-            : PQsendQueryParams(conn_, sql, static_cast<int>(params.size()), nullptr, values.data(),
-                                lengths.data(), formats.data(), binary_result ? 1 : 0);
+    const int sent = prepared
+                         ? libpq().PQsendQueryPrepared(conn_, sql, static_cast<int>(params.size()),
+                                                       values.data(), lengths.data(),
+                                                       formats.data(), binary_result ? 1 : 0)
+                         : libpq().PQsendQueryParams(conn_, sql, static_cast<int>(params.size()),
+                                                     nullptr, values.data(), lengths.data(),
+                                                     formats.data(), binary_result ? 1 : 0);
     if (!sent) {
         fail_connection("cannot send a query");
     }
 }
 
 asio::awaitable<pg_result> pg_connection::next_result() {
-    while (PQisBusy(conn_)) {
+    while (libpq().PQisBusy(conn_)) {
         co_await socket_.async_wait(asio::posix::stream_descriptor::wait_read, use_awaitable);
         consume_input();
     }
-    co_return pg_result(PQgetResult(conn_));
+    co_return pg_result(libpq().PQgetResult(conn_));
 }
 
 asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_param> params,
@@ -201,7 +202,7 @@ asio::awaitable<pg_result> pg_connection::exec(std::string sql, std::vector<pg_p
 }
 
 asio::awaitable<void> pg_connection::prepare(std::string name, std::string sql) {
-    if (!PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr)) {
+    if (!libpq().PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr)) {
         fail_connection("cannot send a query");
     }
     co_await read_results();
@@ -216,10 +217,10 @@ asio::awaitable<pg_result> pg_connection::read_results() {
         if (!result) {
             break;
         }
-        const auto status = PQresultStatus(result.get());
+        const auto status = libpq().PQresultStatus(result.get());
         if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE) {
             if (error.empty()) {
-                error = first_line(PQresultErrorMessage(result.get()));
+                error = first_line(libpq().PQresultErrorMessage(result.get()));
             }
         }
         last = std::move(result);
@@ -242,7 +243,7 @@ asio::awaitable<void> pg_connection::exec_transaction(
 }
 
 asio::awaitable<void> pg_connection::exec_transaction(std::vector<pg_statement> statements) {
-    if (!PQenterPipelineMode(conn_)) {
+    if (!libpq().PQenterPipelineMode(conn_)) {
         fail_connection("cannot enter pipeline mode");
     }
     send_query("BEGIN ISOLATION LEVEL READ COMMITTED", {}, false);
@@ -250,7 +251,7 @@ asio::awaitable<void> pg_connection::exec_transaction(std::vector<pg_statement> 
         send_query(statement.sql.c_str(), statement.params, false, statement.prepared);
     }
     send_query("COMMIT", {}, false);
-    if (!PQpipelineSync(conn_)) {
+    if (!libpq().PQpipelineSync(conn_)) {
         fail_connection("cannot send a pipeline");
     }
     co_await flush();
@@ -262,15 +263,15 @@ asio::awaitable<void> pg_connection::exec_transaction(std::vector<pg_statement> 
         if (!result) {
             continue;
         }
-        const auto status = PQresultStatus(result.get());
+        const auto status = libpq().PQresultStatus(result.get());
         if (status == PGRES_PIPELINE_SYNC) {
             break;
         }
         if (status == PGRES_FATAL_ERROR && error.empty()) {
-            error = first_line(PQresultErrorMessage(result.get()));
+            error = first_line(libpq().PQresultErrorMessage(result.get()));
         }
     }
-    PQexitPipelineMode(conn_);
+    libpq().PQexitPipelineMode(conn_);
     consume_input();
     if (!error.empty()) {
         throw system_error(broadcaster::error::broker_error, "postgres: " + error);
@@ -299,13 +300,13 @@ std::vector<pg_notification> pg_connection::take_notifications() {
 }
 
 std::string pg_connection::quote_identifier(const std::string& name) const {
-    char* quoted = PQescapeIdentifier(conn_, name.data(), name.size());
+    char* quoted = libpq().PQescapeIdentifier(conn_, name.data(), name.size());
     if (!quoted) {
         throw system_error(broadcaster::error::invalid_channel,
-                           "postgres: " + first_line(PQerrorMessage(conn_)));
+                           "postgres: " + first_line(libpq().PQerrorMessage(conn_)));
     }
     std::string out(quoted);
-    PQfreemem(quoted);
+    libpq().PQfreemem(quoted);
     return out;
 }
 

@@ -1,13 +1,13 @@
 #pragma once
 
+#include "libpq_api.hpp"
+
 #include <broadcaster/error.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/system/error_code.hpp>
-
-#include <libpq-fe.h>
 
 #include <chrono>
 #include <memory>
@@ -18,7 +18,7 @@
 namespace broadcaster::detail {
 
 struct pg_result_deleter {
-    void operator()(PGresult* result) const noexcept { PQclear(result); }
+    void operator()(PGresult* result) const noexcept { libpq().PQclear(result); }
 };
 using pg_result = std::unique_ptr<PGresult, pg_result_deleter>;
 

@@ -3,6 +3,7 @@
 #include "../../completion.hpp"
 #include "../../utf8.hpp"
 #include "../client_backend.hpp"
+#include "libpq_api.hpp"
 #include "postgres_client.hpp"
 
 #include <broadcaster/error.hpp>
@@ -65,6 +66,7 @@ class postgres_backend final : public client_backend<postgres_client> {
 }  // namespace
 
 std::unique_ptr<backend> make_postgres_backend(const backend_config& config) {
+    libpq();  // loads libpq (or throws error::backend_unavailable) before any use
     return std::make_unique<postgres_backend>(parse_postgres_url(config));
 }
 

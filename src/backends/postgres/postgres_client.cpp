@@ -307,11 +307,11 @@ asio::awaitable<void> postgres_client::deliver(pg_connection& connection,
                 // the connection and the messages after it are not.
                 continue;
             }
-            if (!row || PQntuples(row.get()) != 1) {
+            if (!row || libpq().PQntuples(row.get()) != 1) {
                 continue;  // removed after the retention period: too late to deliver
             }
-            message.assign(PQgetvalue(row.get(), 0, 0),
-                           static_cast<std::size_t>(PQgetlength(row.get(), 0, 0)));
+            message.assign(libpq().PQgetvalue(row.get(), 0, 0),
+                           static_cast<std::size_t>(libpq().PQgetlength(row.get(), 0, 0)));
         }
         // Looked up again: the fetch gave subscribe and unsubscribe time to run.
         const auto* channel = listeners_.find(notification.channel);

@@ -1,14 +1,13 @@
 #include "postgres_config.hpp"
 
 #include "../url_options.hpp"
+#include "libpq_api.hpp"
 
 #include <broadcaster/error.hpp>
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 #include <boost/url/url_view.hpp>
-
-#include <libpq-fe.h>
 
 namespace broadcaster::detail {
 
@@ -19,12 +18,13 @@ namespace {
 // it is a configuration error. Its message may quote a value: never one of the URL's.
 void check_with_libpq(const backend_config& config, boost::urls::url_view url) {
     char* error = nullptr;
-    if (PQconninfoOption* options = PQconninfoParse(std::string(url.buffer()).c_str(), &error)) {
-        PQconninfoFree(options);
+    if (PQconninfoOption* options =
+            libpq().PQconninfoParse(std::string(url.buffer()).c_str(), &error)) {
+        libpq().PQconninfoFree(options);
         return;
     }
     std::string why = error ? error : "";
-    PQfreemem(error);
+    libpq().PQfreemem(error);
     why = why.substr(0, why.find('\n'));
     bool quotes_a_value = false;
     const auto quotes = [&](std::string_view value) {

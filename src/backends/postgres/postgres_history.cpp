@@ -29,8 +29,8 @@ constexpr const char* lock_statement = "broadcaster_history_lock";
 constexpr const char* publish_statement = "broadcaster_history_publish";
 
 std::string text(const pg_result& rows, int row, int column) {
-    return std::string(PQgetvalue(rows.get(), row, column),
-                       static_cast<std::size_t>(PQgetlength(rows.get(), row, column)));
+    return std::string(libpq().PQgetvalue(rows.get(), row, column),
+                       static_cast<std::size_t>(libpq().PQgetlength(rows.get(), row, column)));
 }
 
 // A position column; the table only holds numbers, anything else is not our table.
@@ -43,7 +43,7 @@ std::uint64_t position(const pg_result& rows, int row, int column) {
 }
 
 int row_count(const pg_result& rows) {
-    return rows ? PQntuples(rows.get()) : 0;
+    return rows ? libpq().PQntuples(rows.get()) : 0;
 }
 
 }  // namespace
@@ -292,7 +292,7 @@ asio::awaitable<postgres_client::read_result> postgres_client::read_history(
             throw system_error(error::protocol_error, "postgres: no history bounds");
         }
         // Columns: the oldest and newest positions kept, then the rows after `after`.
-        if (PQgetisnull(rows.get(), 0, 1)) {
+        if (libpq().PQgetisnull(rows.get(), 0, 1)) {
             // Nothing kept, so nothing was ever published (trimming keeps the newest).
             out.ec = after > 0 ? error_code(error::invalid_position) : error_code();
             co_return out;
@@ -315,7 +315,7 @@ asio::awaitable<postgres_client::read_result> postgres_client::read_history(
     }
     const int count = row_count(rows);
     for (int row = 0; row < count; ++row) {
-        if (PQgetisnull(rows.get(), row, first_row_column)) {
+        if (libpq().PQgetisnull(rows.get(), row, first_row_column)) {
             continue;  // the bounds alone: no row after `after`
         }
         out.events.emplace_back(channel, text(rows, row, first_row_column + 1),

@@ -1,0 +1,92 @@
+# A backend's client library that libbroadcaster opens with dlopen when the first broadcast
+# of its scheme is made (src/backends/client_library.hpp), instead of linking it: the
+# build takes its headers and the SONAME to load, never its link flags, so neither the
+# library nor a consumer of the package has it as a link dependency.
+
+# Sets `out_var` to the SONAME of the shared library `file` (e.g. libpq.so.5), read with
+# readelf or objdump; a configure error if `file` has none (a static archive, say).
+function(broadcaster_library_soname out_var file)
+  set(soname "")
+  if(CMAKE_READELF)
+    execute_process(COMMAND ${CMAKE_READELF} -d "${file}" OUTPUT_VARIABLE dynamic
+                    ERROR_QUIET RESULT_VARIABLE result)
+    if(result EQUAL 0 AND dynamic MATCHES "Library soname: \\[([^]]+)\\]")
+      set(soname "${CMAKE_MATCH_1}")
+    endif()
+  endif()
+  if(NOT soname AND CMAKE_OBJDUMP)
+    execute_process(COMMAND ${CMAKE_OBJDUMP} -p "${file}" OUTPUT_VARIABLE dynamic
+                    ERROR_QUIET RESULT_VARIABLE result)
+    if(result EQUAL 0 AND dynamic MATCHES "SONAME +([^\n ]+)")
+      set(soname "${CMAKE_MATCH_1}")
+    endif()
+  endif()
+  if(NOT soname)
+    message(FATAL_ERROR "cannot read the SONAME of ${file} (a shared library is needed: "
+                        "the backend loads it when first used)")
+  endif()
+  set(${out_var} "${soname}" PARENT_SCOPE)
+endfunction()
+
+# Appends to `files_var` the library files `target` links (an imported target, or an
+# INTERFACE one that names others, as pkg-config's do), and to `includes_var` / `options_var`
+# its include directories and compile options.
+function(broadcaster_library_usage target files_var includes_var options_var)
+  set(files ${${files_var}})
+  set(includes ${${includes_var}})
+  set(options ${${options_var}})
+  get_target_property(type ${target} TYPE)
+  if(NOT type STREQUAL "INTERFACE_LIBRARY")
+    get_target_property(location ${target} IMPORTED_LOCATION)
+    if(NOT location)
+      get_target_property(configs ${target} IMPORTED_CONFIGURATIONS)
+      list(GET configs 0 config)
+      get_target_property(location ${target} IMPORTED_LOCATION_${config})
+    endif()
+    list(APPEND files ${location})
+  endif()
+  get_target_property(dirs ${target} INTERFACE_INCLUDE_DIRECTORIES)
+  if(dirs)
+    list(APPEND includes ${dirs})
+  endif()
+  get_target_property(flags ${target} INTERFACE_COMPILE_OPTIONS)
+  if(flags)
+    list(APPEND options ${flags})
+  endif()
+  get_target_property(deps ${target} INTERFACE_LINK_LIBRARIES)
+  foreach(dep IN LISTS deps)
+    if(TARGET ${dep})
+      broadcaster_library_usage(${dep} files includes options)
+    elseif(IS_ABSOLUTE "${dep}")
+      list(APPEND files ${dep})
+    endif()
+  endforeach()
+  set(${files_var} ${files} PARENT_SCOPE)
+  set(${includes_var} ${includes} PARENT_SCOPE)
+  set(${options_var} ${options} PARENT_SCOPE)
+endfunction()
+
+# Lets `consumer` compile against the library of imported target `target` whose file is
+# named lib<name>.so*, and defines `soname_macro` to its SONAME, the name to dlopen.
+function(broadcaster_use_loaded_library consumer target name soname_macro)
+  set(files "")
+  set(includes "")
+  set(options "")
+  broadcaster_library_usage(${target} files includes options)
+  set(file "")
+  foreach(candidate IN LISTS files)
+    get_filename_component(base "${candidate}" NAME)
+    if(base MATCHES "^lib${name}\\.so")
+      set(file "${candidate}")
+      break()
+    endif()
+  endforeach()
+  if(NOT file)
+    message(FATAL_ERROR "${target} names no shared lib${name} (found: ${files})")
+  endif()
+  broadcaster_library_soname(soname "${file}")
+  message(STATUS "${name}: loaded as ${soname} when first used")
+  target_include_directories(${consumer} PRIVATE ${includes})
+  target_compile_options(${consumer} PRIVATE ${options})
+  target_compile_definitions(${consumer} PRIVATE ${soname_macro}="${soname}")
+endfunction()

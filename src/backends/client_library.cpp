@@ -20,17 +20,19 @@ void* client_library::function(const char* name) const {
     dlerror();  // clears an earlier error, so the one below is this lookup's
     void* address = dlsym(handle_, name);
     if (!address) {
-        fail(std::string("lacks ") + name + " (older than the version this build needs)");
+        fail(std::string("lacks ") + name +
+             " (older than the version this build was made against)");
     }
     return address;
 }
 
 void client_library::fail(const std::string& what) const {
+    // dlerror() names the file and why; never a URL, so never a password.
     const char* reason = dlerror();
-    throw boost::system::system_error(
-        error::backend_unavailable, scheme_ + "://: " + library_ + " (" + soname_ + ") " + what +
-                                        ": " + (reason ? reason : "unknown reason") + "; install " +
-                                        library_ + " to use " + scheme_ + "://");
+    throw boost::system::system_error(error::backend_unavailable,
+                                      scheme_ + ":// needs " + library_ + " (" + soname_ +
+                                          "), which " + what + ": " +
+                                          (reason ? reason : "no reason given"));
 }
 
 }  // namespace broadcaster::detail

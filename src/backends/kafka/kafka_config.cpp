@@ -54,8 +54,8 @@ void check_settings(const backend_config& config, const kafka_settings& settings
         kafka.rd_kafka_conf_new(), kafka.rd_kafka_conf_destroy);
     char error[512];
     for (const auto& [name, value] : settings) {
-        if (rdkafka().rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error,
-                                        sizeof error) != RD_KAFKA_CONF_OK) {
+        if (kafka.rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error, sizeof error) !=
+            RD_KAFKA_CONF_OK) {
             // librdkafka's message may quote the value: only for harmless settings.
             invalid_url(config,
                         "librdkafka setting '" + name + "' was refused: " +

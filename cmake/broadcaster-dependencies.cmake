@@ -6,10 +6,11 @@
 #
 # Used twice: by the build, which turns a missing library into an error naming the option
 # that leaves the backend out, and by the installed package config of a static library,
-# which reports it through broadcaster_NOT_FOUND_MESSAGE. The consumer looks only for the
-# libraries libbroadcaster links (BROADCASTER_LINKED_LIBRARIES); those it loads when a
-# backend is first used (cmake/broadcaster-loaded-library.cmake) are needed at run time only. A consumer's configure therefore
+# which reports it through broadcaster_NOT_FOUND_MESSAGE. A consumer's configure therefore
 # never runs a REQUIRED pkg_check_modules in its own scope, and pkg-config is optional there.
+# It looks only for the libraries libbroadcaster links (BROADCASTER_LINKED_LIBRARIES): those
+# a backend loads when first used (cmake/broadcaster-loaded-library.cmake) are run-time
+# dependencies only.
 
 # Makes broadcaster::<name> from pkg-config module `module` when pkg-config knows it (its
 # flags as the module gives them), or else from `header` and `library` found on the usual

@@ -4,7 +4,7 @@
 // goes away before the completion ran.
 
 #include "completion_blocks.hpp"
-#include "test_support.hpp"
+#include "wakeup_support.hpp"
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -24,32 +24,6 @@ namespace broadcaster::test {
 namespace {
 
 using boost::system::error_code;
-
-std::vector<subscriber> subscribe_all(asio::io_context& io, broadcast& bc,
-                                      const std::string& channel, int count,
-                                      std::size_t capacity = 1024) {
-    std::vector<subscriber> subs;
-    subscribe_options options;
-    options.capacity = capacity;
-    bc.async_connect([&](error_code ec) {
-        ASSERT_FALSE(ec) << ec.message();
-        for (int i = 0; i < count; ++i) {
-            bc.async_subscribe(channel, options, [&](error_code ec, subscriber sub) {
-                ASSERT_FALSE(ec) << ec.message();
-                subs.push_back(std::move(sub));
-            });
-        }
-    });
-    io.run();
-    io.restart();
-    return subs;
-}
-
-bool has_work(asio::io_context& io) {
-    io.restart();
-    io.poll();
-    return !io.stopped();
-}
 
 void publish(asio::io_context& io, broadcast& bc, const std::string& channel,
              const std::string& message) {

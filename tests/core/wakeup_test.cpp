@@ -4,7 +4,7 @@
 // a pending receive is work, a completion not yet run is destroyed with its io_context.
 
 #include "completion_blocks.hpp"
-#include "test_support.hpp"
+#include "wakeup_support.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 
@@ -14,33 +14,6 @@ namespace broadcaster::test {
 namespace {
 
 using boost::system::error_code;
-
-// Connects a broadcast on memory:// and subscribes `count` subscribers to `channel`,
-// running `io` until done.
-std::vector<subscriber> subscribe_all(asio::io_context& io, broadcast& bc,
-                                      const std::string& channel, int count) {
-    std::vector<subscriber> subs;
-    bc.async_connect([&](error_code ec) {
-        ASSERT_FALSE(ec) << ec.message();
-        for (int i = 0; i < count; ++i) {
-            bc.async_subscribe(channel, [&](error_code ec, subscriber sub) {
-                ASSERT_FALSE(ec) << ec.message();
-                subs.push_back(std::move(sub));
-            });
-        }
-    });
-    io.run();
-    io.restart();
-    return subs;
-}
-
-// Whether `io` has outstanding work once everything ready has run: poll() stops an
-// io_context that has none.
-bool has_work(asio::io_context& io) {
-    io.restart();
-    io.poll();
-    return !io.stopped();
-}
 
 TEST(wakeup, a_pending_receive_on_an_io_context_is_work_until_its_handler_ran) {
     asio::io_context io;

@@ -83,9 +83,7 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
                 ++dropped_;
                 closed_ = true;
                 close_reason_ = error::subscriber_overflow;
-                if (blocking_waiters_ > 0) {
-                    blocking_ready_.notify_all();
-                }
+                wake_blocking_receives();
                 return push_result::overflowed;
         }
     }
@@ -93,7 +91,7 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
     queued_bytes_ += size;
     queued_count_.store(queue_.size(), std::memory_order_relaxed);
     if (blocking_waiters_ > 0) {
-        blocking_ready_.notify_one();
+        blocking_ready_->notify_one();
     }
     return result;
 }
@@ -111,7 +109,7 @@ void subscriber_state::close(error_code reason, std::string detail) {
     closed_ = true;
     close_reason_ = reason;
     close_detail_ = std::move(detail);
-    blocking_ready_.notify_all();
+    wake_blocking_receives();
     if (pending_) {
         auto receive = take_pending();
         lock.unlock();
@@ -137,7 +135,7 @@ void subscriber_state::end(error_code reason, bool replace) {
     queue_.clear();
     queued_bytes_ = 0;
     queued_count_.store(0, std::memory_order_relaxed);
-    blocking_ready_.notify_all();
+    wake_blocking_receives();
     if (pending_) {
         auto receive = take_pending();
         lock.unlock();
@@ -173,9 +171,9 @@ void subscriber_state::async_receive(receive_handler handler, receive_executor e
     }
     // Keep the handler's executor busy while we wait, as Asio's own operations do.
     if (const auto* io_context = handler_executor.target<asio::io_context::executor_type>()) {
-        pending_io_context_ = asio::prefer(*io_context, asio::execution::outstanding_work.tracked);
+        pending_work_ = asio::prefer(*io_context, asio::execution::outstanding_work.tracked);
     } else if (handler_executor) {
-        pending_io_work_ =
+        pending_work_ =
             asio::prefer(std::move(handler_executor), asio::execution::outstanding_work.tracked);
     } else {
         pending_work_ = asio::prefer(asio::get_associated_executor(handler, default_executor_),
@@ -217,8 +215,8 @@ bool subscriber_state::known_to_context() {
 }
 
 subscriber_state::taken_receive subscriber_state::take_pending() {
-    return {std::move(pending_), std::exchange(pending_slot_, {}), std::exchange(pending_work_, {}),
-            std::exchange(pending_io_work_, {}), std::exchange(pending_io_context_, std::nullopt)};
+    return {std::move(pending_), std::exchange(pending_slot_, {}),
+            std::exchange(pending_work_, {})};
 }
 
 subscriber_state::taken_receive subscriber_state::immediate(receive_handler handler,
@@ -226,11 +224,12 @@ subscriber_state::taken_receive subscriber_state::immediate(receive_handler hand
     if (const auto* io_context = executor.target<asio::io_context::executor_type>()) {
         return {std::move(handler),
                 {},
-                {},
-                {},
                 asio::prefer(*io_context, asio::execution::outstanding_work.tracked)};
     }
-    return {std::move(handler), {}, {}, std::move(executor), std::nullopt};
+    if (executor) {
+        return {std::move(handler), {}, std::move(executor)};
+    }
+    return {std::move(handler), {}, {}};
 }
 
 // Runs a receive's handler, on the handler's executor: the slot is cleared there,
@@ -278,28 +277,33 @@ void subscriber_state::complete(taken_receive&& receive, error_code ec, event ev
     // The handler's own io_context, when that is where it runs: posted straight to it,
     // in a block of the thread's completion cache, by an untracked copy of the executor
     // (copying a tracked one counts work atomically, twice per copy).
-    if (receive.io_context) {
+    if (auto* io_context = std::get_if<tracked_io_context>(&receive.work)) {
         const auto executor =
-            asio::prefer(*receive.io_context, asio::execution::outstanding_work.untracked);
+            asio::prefer(*io_context, asio::execution::outstanding_work.untracked);
         asio::post(executor, run_io_context_receive{{},
                                                     std::move(receive.handler),
                                                     receive.slot,
-                                                    std::move(*receive.io_context),
+                                                    std::move(*io_context),
                                                     ec,
                                                     std::move(ev)});
         return;
     }
     // Another I/O executor (a strand): through the type-erased executor.
-    if (receive.io_work) {
-        const auto executor =
-            asio::prefer(receive.io_work, asio::execution::outstanding_work.untracked);
+    if (const auto* io_work = std::get_if<asio::any_io_executor>(&receive.work)) {
+        const auto executor = asio::prefer(*io_work, asio::execution::outstanding_work.untracked);
         asio::post(executor, run_receive{{}, std::move(receive), ec, std::move(ev)});
         return;
     }
-    const auto executor = receive.work
-                              ? receive.work
-                              : asio::get_associated_executor(receive.handler, default_executor_);
+    const auto* work = std::get_if<asio::any_completion_executor>(&receive.work);
+    const auto executor =
+        work ? *work : asio::get_associated_executor(receive.handler, default_executor_);
     post_via(executor, default_executor_, run_receive{{}, std::move(receive), ec, std::move(ev)});
+}
+
+void subscriber_state::wake_blocking_receives() {
+    if (blocking_waiters_ > 0) {
+        blocking_ready_->notify_all();
+    }
 }
 
 event subscriber_state::pop_front_locked() noexcept {
@@ -334,8 +338,11 @@ std::size_t subscriber_state::try_receive_some(std::vector<event>& out, std::siz
 
 std::optional<event> subscriber_state::receive_for(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
+    if (!blocking_ready_) {
+        blocking_ready_ = std::make_unique<std::condition_variable>();
+    }
     ++blocking_waiters_;
-    blocking_ready_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
+    blocking_ready_->wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
     --blocking_waiters_;
     if (queue_.empty()) {
         return std::nullopt;

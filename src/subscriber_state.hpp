@@ -13,8 +13,10 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <variant>
 
 namespace broadcaster::detail {
 
@@ -83,23 +85,25 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     // Registers with the context's pending_receives; false once it is shutting down.
     bool known_to_context();
     void cancel_receive(std::uint64_t receive_id);
+    // The executor a receive's handler runs on, tracked while the receive is pending:
+    // an io_context's when it is one (a socket's, say: the cheapest to complete on),
+    // another I/O executor (see receive_executor_of), or the type-erased handler's own.
+    // One at a time, so one variant: an idle subscriber holds one.
+    using handler_work =
+        std::variant<std::monostate, tracked_io_context, boost::asio::any_io_executor,
+                     boost::asio::any_completion_executor>;
     // Takes the pending receive out of the state; complete it after unlocking.
-    // The handler's executor, one of: `io_context` when it is an io_context's (a
-    // socket's, say: the cheapest to complete on), `io_work` when it is another I/O
-    // executor (see receive_executor_of), else `work`, the type-erased handler's; tracked
-    // while the receive is pending.
     struct taken_receive {
         receive_handler handler;
         boost::asio::cancellation_slot slot;
-        boost::asio::any_completion_executor work;
-        boost::asio::any_io_executor io_work;
-        std::optional<tracked_io_context> io_context;
+        handler_work work;
     };
     // A receive completed at once, without waiting.
     static taken_receive immediate(receive_handler handler, boost::asio::any_io_executor executor);
     struct run_receive;  // a taken receive's completion, posted to its executor
     taken_receive take_pending();
     event pop_front_locked() noexcept;
+    void wake_blocking_receives();  // with the lock held
     void complete(taken_receive&& receive, boost::system::error_code ec, event ev);
 
     const std::vector<std::string> channels_;
@@ -110,7 +114,9 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
 
     bool patterns_ = false;
     mutable std::mutex mutex_;
-    std::condition_variable blocking_ready_;
+    // Only for blocking receives (blocking_broadcast), made by the first: most
+    // subscribers never block.
+    std::unique_ptr<std::condition_variable> blocking_ready_;
     int blocking_waiters_ = 0;
     event_ring queue_;
     std::size_t queued_bytes_ = 0;  // message bytes in `queue_`
@@ -122,9 +128,7 @@ class subscriber_state : public std::enable_shared_from_this<subscriber_state> {
     std::string close_detail_;  // of close_reason_, if the backend gave one
     receive_handler pending_;
     boost::asio::cancellation_slot pending_slot_;
-    boost::asio::any_completion_executor pending_work_;
-    boost::asio::any_io_executor pending_io_work_;
-    std::optional<tracked_io_context> pending_io_context_;
+    handler_work pending_work_;
     std::uint64_t pending_id_ = 0;
     // Where waiting receives are known, so that their io_context can destroy them;
     // set by the first receive that waits.

@@ -80,13 +80,10 @@ function(broadcaster_write_pc template output)
   if(CMAKE_DL_LIBS)
     list(APPEND private_libs -l${CMAKE_DL_LIBS})
   endif()
-  if(BROADCASTER_WITH_REDIS OR BROADCASTER_WITH_POSTGRES)
-    list(APPEND private_requires openssl)
-  endif()
   if(BROADCASTER_WITH_REDIS)
     broadcaster_pc_link_flags(private_libs broadcaster::hiredis)
   endif()
-  # libpq, librdkafka and libnats are not linked: their backends load them when first used.
+  # OpenSSL, libpq, librdkafka and libnats are not linked: they are loaded when first used.
 
   get_target_property(type broadcaster TYPE)
   if(type STREQUAL "SHARED_LIBRARY")

@@ -61,10 +61,10 @@ separate_arguments(pc_flags UNIX_COMMAND "${pc_flags}")
 run(${cxx} -std=c++20 ${SOURCE_DIR}/main.cpp -o ${WORK_DIR}/consumer_pkg_config ${pc_flags})
 run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${lib_dir} ${WORK_DIR}/consumer_pkg_config)
 
-# The backends' client libraries loaded when first used are no link dependency: neither
+# OpenSSL and the backends' client libraries, loaded when first used, are no link dependency: neither
 # the library nor an app built against it (static or shared) has them as NEEDED, and the
 # .pc file does not ask for them.
-set(loaded_libraries libpq librdkafka libnats)
+set(loaded_libraries libssl libcrypto libpq librdkafka libnats)
 find_program(readelf readelf REQUIRED)
 foreach(binary ${WORK_DIR}/build/consumer ${WORK_DIR}/consumer_pkg_config ${shared_libs})
   execute_process(COMMAND ${readelf} -d ${binary} OUTPUT_VARIABLE dynamic RESULT_VARIABLE result)
@@ -94,14 +94,10 @@ run(${pkg_config_knows_nothing} ${CMAKE_COMMAND} -S ${SOURCE_DIR}
 
 # 4. A static library whose backends need a library the system lacks: the consumer's
 # configure fails with a message naming the package to install. Headers in /usr/include
-# are hidden from the search (OpenSSL's, hiredis') and pkg-config knows no module, as on
-# a system without those -dev packages.
+# are hidden from the search (hiredis') and pkg-config knows no module, as on a system
+# without those -dev packages.
 cache_value(redis BROADCASTER_WITH_REDIS)
-cache_value(postgres BROADCASTER_WITH_POSTGRES)
 set(expected "")
-if(redis OR postgres)
-  list(APPEND expected libssl-dev)
-endif()
 if(redis)
   list(APPEND expected libhiredis-dev)
 endif()

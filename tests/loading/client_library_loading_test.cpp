@@ -1,5 +1,6 @@
 // A process maps a broker's client library (and what that library pulls in: TLS,
-// Kerberos, LDAP, compression) only once a broadcast of that broker's scheme is made.
+// Kerberos, LDAP, compression) only once a broadcast of that broker's scheme is made,
+// and OpenSSL only once a broadcast needs TLS (rediss://) or SHA-256 (postgres://).
 // Alone in its executable: another test of the same process could have loaded a library
 // first. The test executables must not link these libraries themselves.
 
@@ -29,15 +30,18 @@ bool mapped(const std::string& library) {
 }
 
 // The libraries loaded when first used, of the backends this build has.
-const std::vector<std::string> loaded_when_used{
+const std::vector<std::string> loaded_when_used {
+#if defined(BROADCASTER_WITH_REDIS) || defined(BROADCASTER_WITH_POSTGRES)
+    "libssl.so", "libcrypto.so",
+#endif
 #ifdef BROADCASTER_WITH_POSTGRES
-    "libpq.so",
+        "libpq.so",
 #endif
 #ifdef BROADCASTER_WITH_KAFKA
-    "librdkafka.so",
+        "librdkafka.so",
 #endif
 #ifdef BROADCASTER_WITH_NATS
-    "libnats.so",
+        "libnats.so",
 #endif
 };
 
@@ -61,6 +65,17 @@ TEST(client_library_loading, a_broker_library_is_mapped_only_once_its_backend_is
     for (const auto& library : loaded_when_used) {
         EXPECT_FALSE(mapped(library)) << "mapped by a memory:// broadcast: " << library;
     }
+#ifdef BROADCASTER_WITH_REDIS
+    round_trip(redis_test_url());
+    EXPECT_FALSE(mapped("libssl.so")) << "mapped by a redis:// broadcast, without TLS";
+    EXPECT_FALSE(mapped("libcrypto.so")) << "mapped by a redis:// broadcast, without TLS";
+    {
+        asio::io_context io;
+        broadcast tls(io, "rediss://127.0.0.1:1");  // TLS is set up when it is made
+    }
+    EXPECT_TRUE(mapped("libssl.so"));
+    EXPECT_TRUE(mapped("libcrypto.so"));
+#endif
 #ifdef BROADCASTER_WITH_POSTGRES
     postgres_server pg;
     round_trip(pg.url());

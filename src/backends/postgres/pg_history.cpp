@@ -2,7 +2,7 @@
 
 #include "../../utf8.hpp"
 
-#include <openssl/sha.h>
+#include "../tls/loaded_openssl.hpp"
 
 #include <charconv>
 #include <cstring>

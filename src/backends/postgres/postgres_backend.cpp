@@ -3,6 +3,7 @@
 #include "../../completion.hpp"
 #include "../../utf8.hpp"
 #include "../client_backend.hpp"
+#include "../tls/openssl_api.hpp"
 #include "libpq_api.hpp"
 #include "postgres_client.hpp"
 
@@ -66,7 +67,8 @@ class postgres_backend final : public client_backend<postgres_client> {
 }  // namespace
 
 std::unique_ptr<backend> make_postgres_backend(const backend_config& config) {
-    libpq();  // loads libpq (or throws error::backend_unavailable) before any use
+    libpq();              // loads libpq (or throws error::backend_unavailable) before any use
+    openssl("postgres");  // SHA-256 for long channel names
     return std::make_unique<postgres_backend>(parse_postgres_url(config));
 }
 

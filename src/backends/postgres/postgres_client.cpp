@@ -2,6 +2,7 @@
 
 #include "../../completion.hpp"
 #include "../../utf8.hpp"
+#include "../tls/loaded_openssl.hpp"
 
 #include <broadcaster/error.hpp>
 
@@ -9,8 +10,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
-#include <openssl/sha.h>
 
 #include <charconv>
 #include <cstdint>

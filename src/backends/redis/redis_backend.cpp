@@ -13,6 +13,7 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const redis_config& config)
     if (!config.tls) {
         return nullptr;
     }
+    openssl();  // loads OpenSSL (or throws error::backend_unavailable) before any use
     auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
     try {
         if (config.tls_verify) {

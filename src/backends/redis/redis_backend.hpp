@@ -1,10 +1,9 @@
 #pragma once
 
+#include "../tls/loaded_openssl.hpp"
 #include "redis_config.hpp"
 
 #include <broadcaster/backend.hpp>
-
-#include <boost/asio/ssl/context.hpp>
 
 #include <memory>
 

@@ -1,14 +1,13 @@
 #include "redis_connection.hpp"
 
+#include "../tls/loaded_openssl.hpp"
+
 #include <broadcaster/error.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
-#include <openssl/ssl.h>
 
 namespace broadcaster::detail {
 

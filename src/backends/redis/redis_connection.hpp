@@ -1,13 +1,12 @@
 #pragma once
 
+#include "../tls/loaded_openssl.hpp"
 #include "redis_config.hpp"
 #include "resp.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include <memory>

@@ -2,12 +2,12 @@
 
 #include "../reconnect_backoff.hpp"
 #include "../redis/redis_connection.hpp"
+#include "../tls/loaded_openssl.hpp"
 #include "cluster_config.hpp"
 #include "slot_map.hpp"
 
 #include <broadcaster/backend.hpp>
 
-#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>

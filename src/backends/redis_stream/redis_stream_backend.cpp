@@ -6,8 +6,6 @@
 
 #include <broadcaster/error.hpp>
 
-#include <boost/asio/ssl/context.hpp>
-
 namespace broadcaster::detail {
 namespace {
 

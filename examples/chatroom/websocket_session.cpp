@@ -19,6 +19,7 @@
 
 #include "websocket_session.hpp"
 
+#include "burst_detector.hpp"
 #include "json_frames.hpp"
 #include "text_frame.hpp"
 #include "write_behind_stream.hpp"
@@ -364,14 +365,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             finish_writer();
             return;
         }
-        // In a burst (more queued already, or the previous message came less than
-        // burst_gap before) more is on its way: letting the others run first (the
-        // client's reader among them, when it is the one sending the burst) makes this
-        // batch bigger, and the system calls per message fewer. At a steady rate a
-        // message goes out at once.
-        const auto now = std::chrono::steady_clock::now();
-        const bool burst = subscriber_.queued() > 0 || now - last_message_at_ < burst_gap;
-        last_message_at_ = now;
+        // In a burst (a backlog queued already, or a run of messages each less than
+        // burst_gap after the one before) more is on its way: letting the others run
+        // first (the client's reader among them, when it is the one sending the burst)
+        // makes this batch bigger, and the system calls per message fewer. At a steady
+        // rate a message goes out at once, with whatever else is queued.
+        const bool burst = bursts_.message_at(std::chrono::steady_clock::now()) ||
+                           subscriber_.queued() >= burst_backlog;
         send_after_turns(std::move(ev), burst ? burst_turns : 0);
     }
 
@@ -538,9 +538,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // 100 clients on memory://, frames per write: 10 senders flooding, 47 with four
     // turns, 29 with two, 19 with one; one sender, 4.4 with four, 2.9 with two.
     static constexpr int burst_turns = 4;
-    // Messages for a client closer together than this are a burst (a room of over
-    // 1,000 a second); slower, each goes out at once.
+    // A run of burst_run messages for a client each closer than burst_gap to the one
+    // before is a burst (a room of over 1,000 a second); so is a backlog of
+    // burst_backlog messages. One short gap, or one more message queued during a
+    // fan-out, happen at any steady rate (burst_detector.hpp).
     static constexpr std::chrono::microseconds burst_gap{1000};
+    static constexpr std::uint8_t burst_run = 3;
+    static constexpr std::size_t burst_backlog = 2;
     // Bytes written for the client and not yet taken by its socket beyond which it is
     // not read (it could make the server write more: pongs).
     static constexpr std::size_t max_backlog_bytes = 256 * 1024;
@@ -563,8 +567,8 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     std::uint64_t session_id_ = 0;  // server::add_session's
     std::size_t publishing_messages_ = 0;
     std::size_t publishing_bytes_ = 0;
-    std::chrono::steady_clock::time_point last_message_at_;  // when the previous message came
-    std::string message_;                                    // the client's message being read
+    burst_detector bursts_{burst_gap, burst_run};
+    std::string message_;  // the client's message being read
     // Beast reads into it by reference; made anew for each read, to see message_ as it is.
     std::optional<asio::dynamic_string_buffer<char, std::char_traits<char>, std::allocator<char>>>
         read_buffer_;

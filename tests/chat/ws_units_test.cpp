@@ -1,7 +1,8 @@
 // The chat server's small pure parts: request checks (Host, framing, WebSocket key,
 // Origin), what an upgrade asks for (subprotocol, since), the JSON frames and the log
-// line.
+// line, the writer's burst rule.
 
+#include "burst_detector.hpp"
 #include "join_request.hpp"
 #include "json_frames.hpp"
 #include "log.hpp"
@@ -13,8 +14,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -186,6 +189,44 @@ TEST(chat_log, lines_stay_whole_when_threads_log_at_once) {
     }
     std::filesystem::remove(path);
     EXPECT_EQ(count, threads * lines);
+}
+
+// A run of short gaps is a burst; one short gap, as a steady rate has at random, is not.
+TEST(chat_burst_detector, a_run_of_short_gaps_is_a_burst_and_one_is_not) {
+    using namespace std::chrono_literals;
+    burst_detector bursts(1ms, 3);
+    auto now = burst_detector::clock::now();
+    EXPECT_FALSE(bursts.message_at(now));
+    EXPECT_FALSE(bursts.message_at(now += 200us));  // one short gap
+    EXPECT_FALSE(bursts.message_at(now += 5ms));
+    EXPECT_FALSE(bursts.message_at(now += 100us));
+    EXPECT_FALSE(bursts.message_at(now += 100us));  // two in a row
+    EXPECT_TRUE(bursts.message_at(now += 100us));   // three: a burst
+    for (int i = 0; i < 1000; ++i) {
+        EXPECT_TRUE(bursts.message_at(now += 10us));  // it lasts, however long
+    }
+    EXPECT_FALSE(bursts.message_at(now += 1ms));  // a gap of `gap` ends it
+    EXPECT_FALSE(bursts.message_at(now += 999us));
+}
+
+// At a steady 500 messages a second, as many gaps are short as chance makes (39% under
+// 1 ms): the old rule (one short gap) made two messages in five wait; a run of three
+// makes few.
+TEST(chat_burst_detector, a_steady_rate_is_rarely_a_burst) {
+    using namespace std::chrono_literals;
+    burst_detector bursts(1ms, 3);
+    std::mt19937 random(17);
+    std::exponential_distribution<double> gap_ms(0.5);  // 500 a second
+    auto now = burst_detector::clock::now();
+    int burst = 0;
+    constexpr int messages = 100000;
+    for (int i = 0; i < messages; ++i) {
+        now += std::chrono::duration_cast<burst_detector::clock::duration>(
+            std::chrono::duration<double, std::milli>(gap_ms(random)));
+        burst += bursts.message_at(now) ? 1 : 0;
+    }
+    EXPECT_LT(burst, messages / 10);  // 0.39^3, about 6%
+    EXPECT_GT(burst, messages / 50);  // and it still sees the runs there are
 }
 
 }  // namespace

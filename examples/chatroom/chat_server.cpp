@@ -111,10 +111,9 @@ asio::awaitable<void> server::sweep_idle_sessions() {
 std::vector<std::shared_ptr<live_session>> server::live_sessions() const {
     std::vector<std::shared_ptr<live_session>> live;
     std::lock_guard lock(sessions_mutex_);
-    live.reserve(sessions_.size());
-    for (const auto& [id, weak] : sessions_) {
-        if (auto session = weak.lock()) {
-            live.push_back(std::move(session));
+    for (auto* session = sessions_; session != nullptr; session = session->next_) {
+        if (auto shared = session->share()) {
+            live.push_back(std::move(shared));
         }
     }
     return live;
@@ -192,7 +191,7 @@ asio::awaitable<void> server::shutdown() {
     for (int i = 0; i < 200; ++i) {
         {
             std::lock_guard lock(sessions_mutex_);
-            if (sessions_.empty()) {
+            if (sessions_ == nullptr) {
                 break;
             }
         }
@@ -202,16 +201,25 @@ asio::awaitable<void> server::shutdown() {
     co_await broadcast_.async_disconnect(asio::as_tuple(use_awaitable));
 }
 
-std::uint64_t server::add_session(std::weak_ptr<live_session> session) {
+void server::add_session(live_session& session) {
     std::lock_guard lock(sessions_mutex_);
-    const auto id = ++next_session_;
-    sessions_.emplace(id, std::move(session));
-    return id;
+    session.next_ = sessions_;
+    if (sessions_ != nullptr) {
+        sessions_->previous_ = &session;
+    }
+    sessions_ = &session;
 }
 
-void server::remove_session(std::uint64_t id) {
+void server::remove_session(live_session& session) {
     std::lock_guard lock(sessions_mutex_);
-    sessions_.erase(id);
+    if (sessions_ != &session && session.previous_ == nullptr) {
+        return;  // not listed
+    }
+    (session.previous_ != nullptr ? session.previous_->next_ : sessions_) = session.next_;
+    if (session.next_ != nullptr) {
+        session.next_->previous_ = session.previous_;
+    }
+    session.previous_ = session.next_ = nullptr;
 }
 
 std::string server::metrics_text() const {

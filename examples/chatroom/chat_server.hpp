@@ -21,7 +21,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace chat {
@@ -76,6 +75,14 @@ class live_session {
     virtual void close_going_away() = 0;
     // Pings a client silent for half the idle timeout; drops one silent for all of it.
     virtual void check_idle() = 0;
+    // The session, shared; null once it is being destroyed.
+    virtual std::shared_ptr<live_session> share() = 0;
+
+  private:
+    friend class server;
+    // The server's list of live sessions runs through them: no allocation per client.
+    live_session* previous_ = nullptr;
+    live_session* next_ = nullptr;
 };
 
 class server {
@@ -102,8 +109,9 @@ class server {
 
     // Live WebSocket sessions register themselves: to be closed on shutdown, and checked
     // for idleness (one sweep for all of them, not a timer each).
-    std::uint64_t add_session(std::weak_ptr<live_session> session);
-    void remove_session(std::uint64_t id);
+    void add_session(live_session& session);
+    // Idempotent; a session must be removed before it is destroyed.
+    void remove_session(live_session& session);
 
     std::string metrics_text() const;
     std::string health_json(bool& healthy) const;
@@ -131,8 +139,7 @@ class server {
     std::atomic<bool> stopping_{false};
 
     mutable std::mutex sessions_mutex_;
-    std::uint64_t next_session_ = 0;
-    std::unordered_map<std::uint64_t, std::weak_ptr<live_session>> sessions_;
+    live_session* sessions_ = nullptr;  // the first of the list
 };
 
 // Serves one TCP connection: HTTP requests until it upgrades to a WebSocket.

@@ -104,17 +104,18 @@ bool utf8_checker::feed(const unsigned char* data, std::size_t size) noexcept {
 }
 
 std::string_view frame_reader::reason() const noexcept {
-    if (why_ != nullptr) {
-        return why_;
+    if (failed_) {
+        return control_payload();
     }
-    return control_.size() > 2 ? std::string_view(control_).substr(2) : std::string_view();
+    const auto payload = control_payload();
+    return payload.size() > 2 ? payload.substr(2) : std::string_view();
 }
 
-frame_reader::result frame_reader::fail(close_code code, const char* why,
-                                        std::size_t consumed) noexcept {
+frame_reader::result frame_reader::fail(close_code code, const char* why, std::size_t consumed) {
     done_ = true;
     code_ = static_cast<std::uint16_t>(code);
-    why_ = why;
+    failed_ = true;
+    control_ = std::make_unique<std::string>(why);
     return {event::error, consumed};
 }
 
@@ -177,7 +178,7 @@ frame_reader::result frame_reader::feed(const unsigned char* data, std::size_t s
         const auto take =
             static_cast<std::size_t>(std::min<std::uint64_t>(payload_left_, size - i));
         const bool control = (opcode_ & 0x8) != 0;
-        auto& target = control ? control_ : message;
+        auto& target = control ? *control_ : message;
         const auto old_size = target.size();
         target.append(reinterpret_cast<const char*>(data + i), take);
         auto* payload = reinterpret_cast<unsigned char*>(target.data()) + old_size;
@@ -197,7 +198,7 @@ frame_reader::result frame_reader::feed(const unsigned char* data, std::size_t s
     return {event::need_more, size};
 }
 
-bool frame_reader::start_frame(std::string& message) noexcept {
+bool frame_reader::start_frame(std::string& message) {
     const auto len7 = header_[1] & 0x7f;
     std::uint64_t length = len7;
     if (len7 == 126) {
@@ -228,7 +229,7 @@ bool frame_reader::start_frame(std::string& message) noexcept {
     payload_left_ = length;
     in_payload_ = length > 0;
     if ((opcode_ & 0x8) != 0) {
-        control_.clear();
+        control_ = length > 0 ? std::make_unique<std::string>() : nullptr;
         return true;
     }
     if (length > max_message_bytes_ || message.size() + length > max_message_bytes_) {
@@ -253,20 +254,21 @@ frame_reader::result frame_reader::end_frame(std::size_t consumed) {
         case op_pong:
             return {event::pong, consumed};
         case op_close: {
-            if (control_.empty()) {
+            const auto payload = control_payload();
+            if (payload.empty()) {
                 code_ = static_cast<std::uint16_t>(close_code::no_status);
                 done_ = true;
                 return {event::close, consumed};
             }
             const auto code =
-                static_cast<std::uint16_t>((static_cast<unsigned char>(control_[0]) << 8) |
-                                           static_cast<unsigned char>(control_[1]));
+                static_cast<std::uint16_t>((static_cast<unsigned char>(payload[0]) << 8) |
+                                           static_cast<unsigned char>(payload[1]));
             if (!is_valid_close_code(code)) {
                 return fail(close_code::protocol_error, "invalid close code", consumed);
             }
             utf8_checker reason;
-            if (!reason.feed(reinterpret_cast<const unsigned char*>(control_.data()) + 2,
-                             control_.size() - 2) ||
+            if (!reason.feed(reinterpret_cast<const unsigned char*>(payload.data()) + 2,
+                             payload.size() - 2) ||
                 !reason.complete()) {
                 return fail(close_code::bad_payload, "close reason not UTF-8", consumed);
             }

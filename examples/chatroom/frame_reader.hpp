@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -62,7 +63,8 @@ class frame_reader {
         std::size_t consumed;  // bytes of the input taken, up to and including the event's
     };
 
-    explicit frame_reader(std::size_t max_message_bytes) noexcept
+    // `max_message_bytes` below 4 GiB.
+    explicit frame_reader(std::uint32_t max_message_bytes) noexcept
         : max_message_bytes_(max_message_bytes) {}
 
     // Reads `size` bytes at `data` up to the first event. A text message's payload is
@@ -71,7 +73,9 @@ class frame_reader {
     result feed(const unsigned char* data, std::size_t size, std::string& message);
 
     // A ping's payload, after event::ping.
-    std::string_view control_payload() const noexcept { return control_; }
+    std::string_view control_payload() const noexcept {
+        return control_ ? std::string_view(*control_) : std::string_view();
+    }
     // After event::close, the client's code; after event::error, the one to close with.
     std::uint16_t code() const noexcept { return code_; }
     // After event::close, the client's reason; after event::error, why.
@@ -81,30 +85,33 @@ class frame_reader {
     // In the middle of a message or a frame.
     bool busy() const noexcept { return in_message_ || header_size_ > 0 || in_payload_; }
     // Frees the room a long control payload took, once it has been used.
-    void release_control() noexcept { std::string().swap(control_); }
+    void release_control() noexcept { control_.reset(); }
 
   private:
-    result fail(close_code code, const char* why, std::size_t consumed) noexcept;
+    result fail(close_code code, const char* why, std::size_t consumed);
     // Checks a complete header; returns false after fail().
-    bool start_frame(std::string& message) noexcept;
+    bool start_frame(std::string& message);
     result end_frame(std::size_t consumed);
 
     static constexpr std::size_t max_header_bytes = 14;
 
-    std::size_t max_message_bytes_;
+    // Packed: every idle client holds one.
     std::uint64_t payload_left_ = 0;  // of the current frame
-    std::string control_;             // a control frame's payload as it arrives
-    const char* why_ = nullptr;       // after an error
-    unsigned char header_[max_header_bytes] = {};
+    // A control frame's payload as it arrives, or after an error why; only while
+    // there is one.
+    std::unique_ptr<std::string> control_;
+    std::uint32_t max_message_bytes_;
+    std::uint16_t code_ = 0;
     std::uint8_t header_size_ = 0;  // bytes of header_ received; 0 inside a payload
-    unsigned char mask_[4] = {};
     std::uint8_t mask_offset_ = 0;  // where in the key the next payload byte is
-    std::uint8_t opcode_ = 0;       // of the current frame
+    unsigned char header_[max_header_bytes] = {};
+    unsigned char mask_[4] = {};
+    std::uint8_t opcode_ = 0;  // of the current frame
     bool fin_ = false;
     bool in_payload_ = false;
     bool in_message_ = false;  // a fragmented text message has begun
     bool done_ = false;
-    std::uint16_t code_ = 0;
+    bool failed_ = false;
     utf8_checker utf8_;  // of the message being read
 };
 

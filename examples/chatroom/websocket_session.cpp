@@ -121,7 +121,7 @@ class websocket_session : public live_session,
     websocket_session(server& srv, asio::ip::tcp::socket socket)
         : server_(srv),
           stream_(std::move(socket), max_backlog_bytes, srv.settings().slow_client_timeout),
-          reader_(srv.settings().max_message_bytes) {}
+          reader_(static_cast<std::uint32_t>(srv.settings().max_message_bytes)) {}
 
     void start(beast::http::request<beast::http::string_body> request, join_request join) {
         asio::co_spawn(stream_.get_executor(), open(std::move(request), std::move(join)),
@@ -137,6 +137,10 @@ class websocket_session : public live_session,
             self->request_close(close_code::going_away, "server shutting down");
         });
     }
+
+    std::shared_ptr<live_session> share() override { return weak_from_this().lock(); }
+
+    ~websocket_session() override { server_.remove_session(*this); }
 
     void check_idle() override {
         asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
@@ -172,7 +176,10 @@ class websocket_session : public live_session,
         }
         // The 101 goes out like any frame; a client whose socket takes nothing is
         // dropped by the stall watch.
+        // Handed to the socket at once, so that the writer finds the buffer free to release.
+        stream_.cork();
         stream_.write(asio::buffer(switching_protocols(request, json_frames_)), ec);
+        stream_.uncork();
         if (ec) {
             co_return;
         }
@@ -181,7 +188,7 @@ class websocket_session : public live_session,
         stats.clients.fetch_add(1, std::memory_order_relaxed);
         stats.connections_total.fetch_add(1, std::memory_order_relaxed);
         last_read_ = clock::now();
-        session_id_ = server_.add_session(weak_from_this());
+        server_.add_session(*this);
 
         guarded_reader([&] { read_next(); });
         guarded_writer([&] { start_writer(); });
@@ -229,7 +236,7 @@ class websocket_session : public live_session,
     // pending wait. While the client's backlog is over its bound the stream does not
     // complete the wait.
     void read_next() {
-        if (close_code_ || stream_.close_started()) {
+        if (close_ || stream_.close_started()) {
             end_reader();
             return;
         }
@@ -247,7 +254,7 @@ class websocket_session : public live_session,
         if (reader_ended_) {
             return;
         }
-        if (close_code_ || stream_.close_started()) {
+        if (close_ || stream_.close_started()) {
             end_reader();  // the closing handshake reads from here on
             return;
         }
@@ -292,8 +299,8 @@ class websocket_session : public live_session,
                         if (reader_ended_) {
                             return false;
                         }
-                        held_input_.assign(reinterpret_cast<const char*>(data) + offset,
-                                           size - offset);
+                        held_input_ = std::make_unique<std::string>(
+                            reinterpret_cast<const char*>(data) + offset, size - offset);
                         return false;
                     }
                     break;
@@ -343,9 +350,8 @@ class websocket_session : public live_session,
         if (!publish_when_room()) {
             return;
         }
-        auto input = std::move(held_input_);
-        held_input_ = {};
-        if (consume(reinterpret_cast<const unsigned char*>(input.data()), input.size())) {
+        const auto input = std::move(held_input_);
+        if (consume(reinterpret_cast<const unsigned char*>(input->data()), input->size())) {
             read_next();
         }
     }
@@ -419,16 +425,16 @@ class websocket_session : public live_session,
             return;
         }
         std::string().swap(message_);
-        std::string().swap(held_input_);
+        held_input_.reset();
         count_if_stalled();
-        server_.remove_session(session_id_);
+        server_.remove_session(*this);
         server_.stats().clients.fetch_sub(1, std::memory_order_relaxed);
     }
 
     void publish(std::string text) {
         const auto size = text.size();
         ++publishing_messages_;
-        publishing_bytes_ += size;
+        publishing_bytes_ += static_cast<std::uint32_t>(size);
         server_.broadcast().async_publish(
             room_channel, std::move(text),
             asio::bind_executor(stream_.get_executor(),
@@ -439,7 +445,7 @@ class websocket_session : public live_session,
 
     void on_published(error_code ec, std::size_t size) {
         --publishing_messages_;
-        publishing_bytes_ -= size;
+        publishing_bytes_ -= static_cast<std::uint32_t>(size);
         if (publish_done_) {
             publish_done_->cancel();
         }
@@ -455,7 +461,7 @@ class websocket_session : public live_session,
             stats.publish_failures.fetch_add(1, std::memory_order_relaxed);
             const bool too_big = ec == broadcaster::error::payload_too_large;
             if (!close_frame_sent_) {
-                close_code_.reset();
+                close_.reset();
             }
             request_close(too_big ? close_code::too_big : close_code::internal_error,
                           "message refused: " + ec.message());
@@ -467,7 +473,7 @@ class websocket_session : public live_session,
     template <typename Then>
     void when_published(Then then) {
         if (!publish_done_) {
-            publish_done_.emplace(stream_.get_executor());
+            publish_done_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
             // Never expires: waiting on it ends when cancel() wakes every waiter.
             publish_done_->expires_at(asio::steady_timer::time_point::max());
         }
@@ -514,14 +520,14 @@ class websocket_session : public live_session,
     };
 
     void on_received(error_code ec, broadcaster::event ev) {
-        if (ec == broadcaster::error::subscriber_overflow && !close_code_) {
+        if (ec == broadcaster::error::subscriber_overflow && !close_) {
             count_slow_client();
             set_close(close_code::policy_error, "too slow: send queue overflowed");
         }
-        if (ec == broadcaster::error::end_of_stream && !close_code_) {
+        if (ec == broadcaster::error::end_of_stream && !close_) {
             set_close(close_code::going_away, "chat backend disconnected");
         }
-        if (ec && !close_code_) {
+        if (ec && !close_) {
             // The room's subscription ended (history lost while the backend was away, a
             // channel refused): the client reconnects, and with JSON frames learns what
             // it missed.
@@ -604,7 +610,7 @@ class websocket_session : public live_session,
     // The writer's last words: the close frame, once the client's messages read so far
     // are published (a refusal can still change it).
     void finish_writer() {
-        if (!close_code_ || !can_close()) {
+        if (!close_ || !can_close()) {
             count_if_stalled();
             return;
         }
@@ -615,7 +621,7 @@ class websocket_session : public live_session,
             return;
         }
         close_frame_sent_ = true;
-        stream_.write_close(static_cast<std::uint16_t>(*close_code_), close_text_);
+        stream_.write_close(static_cast<std::uint16_t>(close_->code), close_->reason);
         // A client that takes nothing does not take the close frame either.
         stream_.async_wait_flushed(
             [self = shared_from_this()](error_code) { self->count_if_stalled(); });
@@ -674,14 +680,13 @@ class websocket_session : public live_session,
     }
 
     void set_close(close_code code, std::string text) {
-        close_code_ = code;
-        close_text_ = std::move(text);
-        close_text_.resize(std::min<std::size_t>(close_text_.size(), 120));  // frame limit 123
+        text.resize(std::min<std::size_t>(text.size(), 120));  // frame limit 123
+        close_ = std::make_unique<close_decision>(close_decision{code, std::move(text)});
     }
 
     // Asks the writer to send a close frame: ending the subscription wakes it.
     void request_close(close_code code, std::string text) {
-        if (!close_code_) {
+        if (!close_) {
             set_close(code, std::move(text));
         }
         subscriber_.unsubscribe();
@@ -711,18 +716,22 @@ class websocket_session : public live_session,
     write_behind_stream stream_;
     broadcaster::subscriber subscriber_;
     frame_reader reader_;
-    std::string message_;     // the client's message being read
-    std::string held_input_;  // read after a message that waits for room in the window
+    std::string message_;  // the client's message being read
+    // Read after a message that waits for room in the window.
+    std::unique_ptr<std::string> held_input_;
     // Wakes the reader (waiting for room in the window) and the writer (waiting to
     // close) when a publish completes; exists only while one waits.
-    std::optional<asio::steady_timer> publish_done_;
-    std::uint64_t session_id_ = 0;  // server::add_session's
+    std::unique_ptr<asio::steady_timer> publish_done_;
     std::uint32_t publishing_messages_ = 0;
-    std::size_t publishing_bytes_ = 0;
-    clock::time_point last_message_at_;  // when the previous message came
-    clock::time_point last_read_;        // when the client last sent something
-    std::string close_text_;
-    std::optional<close_code> close_code_;
+    std::uint32_t publishing_bytes_ = 0;  // below max_publishing_bytes + a message
+    clock::time_point last_message_at_;   // when the previous message came
+    clock::time_point last_read_;         // when the client last sent something
+    // The close frame the server decided on; the reader stops once there is one.
+    struct close_decision {
+        close_code code;
+        std::string reason;
+    };
+    std::unique_ptr<close_decision> close_;
     bool reader_ended_ = false;
     bool peer_gone_ = false;  // the connection ended without a closing handshake
     bool pinged_ = false;     // a keep-alive ping went out since the client last sent

@@ -43,7 +43,6 @@
 #include <array>
 #include <chrono>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -106,7 +105,10 @@ class write_behind_stream {
                                       boost::asio::append(std::move(handler), s.error));
                     return;
                 }
-                s.flushed_waiters.emplace_back(std::move(handler));
+                if (!s.flushed_waiters) {
+                    s.flushed_waiters = std::make_unique<std::vector<waiter_type>>();
+                }
+                s.flushed_waiters->emplace_back(std::move(handler));
             },
             token);
     }
@@ -120,7 +122,7 @@ class write_behind_stream {
     bool uncork() {
         auto& s = *state_;
         s.corked = false;
-        if (!s.flush_scheduled && !s.pending.empty()) {
+        if (!s.flush_scheduled && !s.idle()) {
             s.flush_scheduled = true;
             s.last_progress = clock::now();
             flush(state_);
@@ -133,8 +135,7 @@ class write_behind_stream {
     void release_buffers() {
         auto& s = *state_;
         if (s.idle()) {
-            std::string().swap(s.pending);
-            std::string().swap(s.on_the_wire);
+            s.out.reset();
         }
     }
 
@@ -184,7 +185,7 @@ class write_behind_stream {
     void async_wait_readable(Handler&& handler) {
         auto& s = *state_;
         if (s.backlog() > s.read_pause_bytes && !s.error) {
-            s.paused_read.emplace(std::forward<Handler>(handler));
+            s.paused_read = std::make_unique<waiter_type>(std::forward<Handler>(handler));
             return;
         }
         s.socket.async_wait(socket_type::wait_read, std::forward<Handler>(handler));
@@ -206,25 +207,36 @@ class write_behind_stream {
             boost::system::error_code ignored;
             socket.non_blocking(true, ignored);
         }
-        bool idle() const noexcept { return pending.empty() && !flush_scheduled; }
+        bool idle() const noexcept { return !flush_scheduled && (!out || out->pending.empty()); }
         std::size_t backlog() const noexcept {
-            return pending.size() + (on_the_wire.size() - wire_offset);
+            return out ? out->pending.size() + (out->on_the_wire.size() - out->wire_offset) : 0;
+        }
+        struct buffers {
+            std::string pending;      // written, not yet handed to the socket
+            std::string on_the_wire;  // handed to the socket from `wire_offset` on
+            std::size_t wire_offset = 0;
+        };
+        buffers& output() {
+            if (!out) {
+                out = std::make_unique<buffers>();
+            }
+            return *out;
         }
 
         socket_type socket;
-        std::string pending;      // written, not yet handed to the socket
-        std::string on_the_wire;  // handed to the socket from `wire_offset` on
-        std::size_t wire_offset = 0;
+        // Exist while there is something to write, and for a busy client (see
+        // release_buffers()).
+        std::unique_ptr<buffers> out;
         boost::system::error_code error;
-        std::vector<waiter_type> flushed_waiters;
+        std::unique_ptr<std::vector<waiter_type>> flushed_waiters;  // while any wait
         clock::time_point last_progress = clock::now();
         // Exists only while bytes wait for a full socket.
         std::unique_ptr<boost::asio::steady_timer> stall_timer;
         const clock::duration stall_timeout;
         const std::size_t read_pause_bytes;
-        // A reader waiting for the backlog to shrink. (An optional: Boost 1.81's move
-        // assignment of any_completion_handler recurses without end.)
-        std::optional<waiter_type> paused_read;
+        // A reader waiting for the backlog to shrink. (Not a bare handler: Boost 1.81's
+        // move assignment of any_completion_handler recurses without end.)
+        std::unique_ptr<waiter_type> paused_read;
         bool flush_scheduled = false;  // a flush is posted or in flight
         bool corked = false;           // writes wait for uncork()
         bool stalled = false;
@@ -234,13 +246,14 @@ class write_behind_stream {
     template <typename ConstBuffers>
     void append(const ConstBuffers& buffers) {
         auto& s = *state_;
-        const auto before = s.pending.size();
+        auto& out = s.output();
+        const auto before = out.pending.size();
         for (auto it = boost::asio::buffer_sequence_begin(buffers);
              it != boost::asio::buffer_sequence_end(buffers); ++it) {
             const boost::asio::const_buffer piece = *it;
-            s.pending.append(static_cast<const char*>(piece.data()), piece.size());
+            out.pending.append(static_cast<const char*>(piece.data()), piece.size());
         }
-        if (s.pending.size() > before && !s.flush_scheduled && !s.corked) {
+        if (out.pending.size() > before && !s.flush_scheduled && !s.corked) {
             // Posted, not started: what the caller writes next joins this flush.
             s.flush_scheduled = true;
             s.last_progress = clock::now();
@@ -286,30 +299,32 @@ class write_behind_stream {
     }
 
     static void flush(const std::shared_ptr<state>& s) {
+        auto& out = s->output();
         for (;;) {
-            if (s->wire_offset == s->on_the_wire.size()) {
-                s->wire_offset = 0;
-                if (s->pending.empty() || s->error) {
+            if (out.wire_offset == out.on_the_wire.size()) {
+                out.wire_offset = 0;
+                if (out.pending.empty() || s->error) {
                     s->flush_scheduled = false;
-                    release(s->on_the_wire);
-                    release(s->pending);
+                    release(out.on_the_wire);
+                    release(out.pending);
                     // Posted: a writer resumed at once would write its next batch
                     // before others have written theirs, with fewer frames in it.
-                    auto waiters = std::exchange(s->flushed_waiters, {});
-                    for (auto& waiter : waiters) {
-                        boost::asio::post(s->socket.get_executor(),
-                                          boost::asio::append(std::move(waiter), s->error));
+                    if (const auto waiters = std::move(s->flushed_waiters)) {
+                        for (auto& waiter : *waiters) {
+                            boost::asio::post(s->socket.get_executor(),
+                                              boost::asio::append(std::move(waiter), s->error));
+                        }
                     }
                     return;
                 }
-                release(s->on_the_wire);
-                s->on_the_wire.swap(s->pending);
+                release(out.on_the_wire);
+                out.on_the_wire.swap(out.pending);
             }
             // Most of the time the socket takes it all at once: no asynchronous
             // operation, and no stall watch.
             boost::system::error_code ec;
             const auto n =
-                s->socket.write_some(boost::asio::buffer(s->on_the_wire) + s->wire_offset, ec);
+                s->socket.write_some(boost::asio::buffer(out.on_the_wire) + out.wire_offset, ec);
             if (ec == boost::asio::error::would_block || ec == boost::asio::error::interrupted) {
                 break;
             }
@@ -330,7 +345,8 @@ class write_behind_stream {
     // Accounts for `n` bytes the socket took, or for the error that stopped it.
     static void wrote(const std::shared_ptr<state>& s, boost::system::error_code ec,
                       std::size_t n) {
-        s->wire_offset += n;
+        auto& out = s->output();
+        out.wire_offset += n;
         if (n > 0) {
             s->last_progress = clock::now();
         }
@@ -338,7 +354,7 @@ class write_behind_stream {
             s->error = ec;
         }
         if (s->error) {
-            s->wire_offset = s->on_the_wire.size();
+            out.wire_offset = out.on_the_wire.size();
         }
         if (s->paused_read && (s->backlog() <= s->read_pause_bytes || s->error)) {
             // Posted: the reader may write (a pong) and must find the flush settled.

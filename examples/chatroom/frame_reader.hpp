@@ -107,11 +107,11 @@ class frame_reader {
     unsigned char header_[max_header_bytes] = {};
     unsigned char mask_[4] = {};
     std::uint8_t opcode_ = 0;  // of the current frame
-    bool fin_ = false;
-    bool in_payload_ = false;
-    bool in_message_ = false;  // a fragmented text message has begun
-    bool done_ = false;
-    bool failed_ = false;
+    bool fin_ : 1 = false;
+    bool in_payload_ : 1 = false;
+    bool in_message_ : 1 = false;  // a fragmented text message has begun
+    bool done_ : 1 = false;
+    bool failed_ : 1 = false;
     utf8_checker utf8_;  // of the message being read
 };
 

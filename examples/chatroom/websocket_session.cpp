@@ -421,9 +421,10 @@ class websocket_session : public live_session,
     }
 
     void leave_room() {
-        if (std::exchange(reader_ended_, true)) {
+        if (reader_ended_) {
             return;
         }
+        reader_ended_ = true;
         std::string().swap(message_);
         held_input_.reset();
         count_if_stalled();
@@ -722,24 +723,25 @@ class websocket_session : public live_session,
     // Wakes the reader (waiting for room in the window) and the writer (waiting to
     // close) when a publish completes; exists only while one waits.
     std::unique_ptr<asio::steady_timer> publish_done_;
-    std::uint32_t publishing_messages_ = 0;
-    std::uint32_t publishing_bytes_ = 0;  // below max_publishing_bytes + a message
-    clock::time_point last_message_at_;   // when the previous message came
-    clock::time_point last_read_;         // when the client last sent something
+    std::uint32_t publishing_bytes_ = 0;     // below max_publishing_bytes + a message
+    std::uint16_t publishing_messages_ = 0;  // at most max_publishing_messages
+    // Bits: every idle client holds them.
+    bool reader_ended_ : 1 = false;
+    bool peer_gone_ : 1 = false;  // the connection ended without a closing handshake
+    bool pinged_ : 1 = false;     // a keep-alive ping went out since the client last sent
+    bool publish_failed_ : 1 = false;
+    bool close_frame_sent_ : 1 = false;
+    bool counted_slow_ : 1 = false;
+    bool json_frames_ : 1 = false;       // broadcaster.v1: JSON frames with positions
+    bool gap_ : 1 = false;               // the client's `since` could not be served
+    clock::time_point last_message_at_;  // when the previous message came
+    clock::time_point last_read_;        // when the client last sent something
     // The close frame the server decided on; the reader stops once there is one.
     struct close_decision {
         close_code code;
         std::string reason;
     };
     std::unique_ptr<close_decision> close_;
-    bool reader_ended_ = false;
-    bool peer_gone_ = false;  // the connection ended without a closing handshake
-    bool pinged_ = false;     // a keep-alive ping went out since the client last sent
-    bool publish_failed_ = false;
-    bool close_frame_sent_ = false;
-    bool counted_slow_ = false;
-    bool json_frames_ = false;  // broadcaster.v1: JSON frames with positions
-    bool gap_ = false;          // the client's `since` could not be served
 };
 
 }  // namespace

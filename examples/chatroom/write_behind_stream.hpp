@@ -113,15 +113,27 @@ class write_behind_stream {
             token);
     }
 
-    // Between cork() and uncork(), writes wait in the buffer; uncork() hands them to the
-    // socket at once, in one system call, instead of posting a flush. True if the socket
-    // took everything; if not, the rest goes out in the background (async_wait_flushed
-    // tells when, or what stopped it). A writer that sends a batch this way and finds
-    // it gone needs no asynchronous operation at all.
-    void cork() noexcept { state_->corked = true; }
+    // Between cork() and uncork(), writes wait; uncork() hands them to the socket at
+    // once, in one system call, instead of posting a flush. True if the socket took
+    // everything; if not, the rest goes out in the background (async_wait_flushed tells
+    // when, or what stopped it). A writer that sends a batch this way and finds it gone
+    // needs no asynchronous operation at all. When nothing else waits to go out, the
+    // batch is gathered in a buffer of the thread, not of the client: a client whose
+    // socket takes its batches whole never holds a write buffer.
+    void cork() noexcept {
+        auto& s = *state_;
+        s.staged = s.idle() && !s.error && !s.close_started;
+        s.corked = true;
+        if (s.staged) {
+            staging().clear();
+        }
+    }
     bool uncork() {
         auto& s = *state_;
         s.corked = false;
+        if (std::exchange(s.staged, false)) {
+            send_staged(state_);
+        }
         if (!s.flush_scheduled && !s.idle()) {
             s.flush_scheduled = true;
             s.last_progress = clock::now();
@@ -207,7 +219,9 @@ class write_behind_stream {
             boost::system::error_code ignored;
             socket.non_blocking(true, ignored);
         }
-        bool idle() const noexcept { return !flush_scheduled && (!out || out->pending.empty()); }
+        bool idle() const noexcept {
+            return !flush_scheduled && !staged && (!out || out->pending.empty());
+        }
         std::size_t backlog() const noexcept {
             return out ? out->pending.size() + (out->on_the_wire.size() - out->wire_offset) : 0;
         }
@@ -239,6 +253,7 @@ class write_behind_stream {
         std::unique_ptr<waiter_type> paused_read;
         bool flush_scheduled = false;  // a flush is posted or in flight
         bool corked = false;           // writes wait for uncork()
+        bool staged = false;           // ... in staging()
         bool stalled = false;
         bool close_started = false;
     };
@@ -246,18 +261,63 @@ class write_behind_stream {
     template <typename ConstBuffers>
     void append(const ConstBuffers& buffers) {
         auto& s = *state_;
-        auto& out = s.output();
-        const auto before = out.pending.size();
+        auto& target = s.staged ? staging() : s.output().pending;
+        const auto before = target.size();
         for (auto it = boost::asio::buffer_sequence_begin(buffers);
              it != boost::asio::buffer_sequence_end(buffers); ++it) {
             const boost::asio::const_buffer piece = *it;
-            out.pending.append(static_cast<const char*>(piece.data()), piece.size());
+            target.append(static_cast<const char*>(piece.data()), piece.size());
         }
-        if (out.pending.size() > before && !s.flush_scheduled && !s.corked) {
+        if (target.size() > before && !s.flush_scheduled && !s.corked) {
             // Posted, not started: what the caller writes next joins this flush.
             s.flush_scheduled = true;
             s.last_progress = clock::now();
             boost::asio::post(get_executor(), [state = state_] { flush(state); });
+        }
+    }
+
+    static constexpr std::size_t max_staging_capacity = 1024 * 1024;
+
+    static std::string& staging() {
+        thread_local std::string batch;
+        return batch;
+    }
+
+    // Sends what cork() staged; what the socket does not take goes into the client's
+    // buffer, for flush().
+    static void send_staged(const std::shared_ptr<state>& s) {
+        auto& batch = staging();
+        std::size_t sent = 0;
+        while (sent < batch.size()) {
+            boost::system::error_code ec;
+            const auto n = s->socket.write_some(boost::asio::buffer(batch) + sent, ec);
+            if (ec == boost::asio::error::interrupted) {
+                continue;
+            }
+            if (ec == boost::asio::error::would_block) {
+                break;
+            }
+            if (ec) {
+                s->error = ec;
+                break;
+            }
+            sent += n;
+        }
+        if (sent < batch.size() && !s->error) {
+            s->output().pending.assign(batch, sent);
+        }
+        // One per thread: it may keep what a batch of big messages needed.
+        if (batch.capacity() > max_staging_capacity) {
+            std::string().swap(batch);
+        } else {
+            batch.clear();
+        }
+        if (s->flushed_waiters && s->idle()) {
+            const auto waiters = std::exchange(s->flushed_waiters, nullptr);
+            for (auto& waiter : *waiters) {
+                boost::asio::post(s->socket.get_executor(),
+                                  boost::asio::append(std::move(waiter), s->error));
+            }
         }
     }
 

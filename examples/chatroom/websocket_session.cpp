@@ -174,9 +174,8 @@ class websocket_session : public live_session,
             co_await stream_.async_wait_flushed(asio::as_tuple(use_awaitable));
             co_return;
         }
-        // The 101 goes out like any frame; a client whose socket takes nothing is
-        // dropped by the stall watch.
-        // Handed to the socket at once, so that the writer finds the buffer free to release.
+        // The 101 goes out like a batch of frames, at once (a client whose socket takes
+        // nothing is dropped by the stall watch).
         stream_.cork();
         stream_.write(asio::buffer(switching_protocols(request, json_frames_)), ec);
         stream_.uncork();

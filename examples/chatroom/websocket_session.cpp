@@ -111,7 +111,7 @@ std::string switching_protocols(const beast::http::request<beast::http::string_b
 // Input is read into a buffer of the thread, not of the client: an idle client holds
 // none. Big enough for many messages per system call.
 std::span<unsigned char> read_scratch() {
-    thread_local std::array<unsigned char, 64 * 1024> scratch;
+    thread_local std::array<unsigned char, 16 * 1024> scratch;
     return scratch;
 }
 
@@ -120,7 +120,7 @@ class websocket_session : public live_session,
   public:
     websocket_session(server& srv, asio::ip::tcp::socket socket)
         : server_(srv),
-          stream_(std::move(socket), max_backlog_bytes, srv.settings().slow_client_timeout),
+          stream_(std::move(socket), srv.settings().slow_client_timeout),
           reader_(static_cast<std::uint32_t>(srv.settings().max_message_bytes)) {}
 
     void start(beast::http::request<beast::http::string_body> request, join_request join) {
@@ -705,9 +705,6 @@ class websocket_session : public live_session,
     // Messages for a client closer together than this are a burst (a room of over
     // 1,000 a second); slower, each goes out at once.
     static constexpr std::chrono::microseconds burst_gap{1000};
-    // Bytes written for the client and not yet taken by its socket beyond which it is
-    // not read (it could make the server write more: pongs).
-    static constexpr std::size_t max_backlog_bytes = 256 * 1024;
 
     // Publishes in flight per client, at most.
     static constexpr std::size_t max_publishing_messages = 64;

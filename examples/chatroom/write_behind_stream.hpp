@@ -10,7 +10,7 @@
 // - Nothing after the close frame (RFC 6455 §5.5.1): once write_close() has written it,
 //   writes are dropped, and `close_started()` tells the writer to stop.
 // - A bound on what a client makes the server write: while more than
-//   `read_pause_bytes` wait to go out (pongs, messages, a close frame), the client is
+//   `read_pause_bytes` (256 KiB) wait to go out (pongs, messages, a close frame), the client is
 //   not read (async_wait_readable waits), so it cannot make the server write more; and
 //   a client whose socket takes nothing for `stall_timeout` while bytes wait for it is
 //   dropped (`stalled()`).
@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -59,9 +60,13 @@ class write_behind_stream {
     // How long the closing handshake waits for the client to close its side.
     static constexpr std::chrono::seconds linger_timeout{2};
 
-    write_behind_stream(socket_type socket, std::size_t read_pause_bytes,
-                        clock::duration stall_timeout)
-        : state_(std::make_shared<state>(std::move(socket), read_pause_bytes, stall_timeout)) {}
+    // Bytes written for the client and not yet taken by its socket beyond which it is
+    // not read (it could make the server write more: pongs).
+    static constexpr std::size_t read_pause_bytes = 256 * 1024;
+
+    // `stall_timeout` below 49 days.
+    write_behind_stream(socket_type socket, std::chrono::milliseconds stall_timeout)
+        : state_(std::make_shared<state>(std::move(socket), stall_timeout)) {}
     write_behind_stream(write_behind_stream&&) = delete;
     ~write_behind_stream() {
         if (!state_->close_started) {
@@ -196,7 +201,7 @@ class write_behind_stream {
     template <typename Handler>
     void async_wait_readable(Handler&& handler) {
         auto& s = *state_;
-        if (s.backlog() > s.read_pause_bytes && !s.error) {
+        if (s.backlog() > read_pause_bytes && !s.error) {
             s.paused_read = std::make_unique<waiter_type>(std::forward<Handler>(handler));
             return;
         }
@@ -212,8 +217,8 @@ class write_behind_stream {
     using waiter_type = boost::asio::any_completion_handler<void(boost::system::error_code)>;
 
     struct state {
-        state(socket_type s, std::size_t pause, clock::duration stall)
-            : socket(std::move(s)), stall_timeout(stall), read_pause_bytes(pause) {
+        state(socket_type s, std::chrono::milliseconds stall)
+            : socket(std::move(s)), stall_timeout(stall) {
             // Read and written without blocking; only a bad descriptor can refuse this,
             // and reading then fails at once.
             boost::system::error_code ignored;
@@ -246,11 +251,12 @@ class write_behind_stream {
         clock::time_point last_progress = clock::now();
         // Exists only while bytes wait for a full socket.
         std::unique_ptr<boost::asio::steady_timer> stall_timer;
-        const clock::duration stall_timeout;
-        const std::size_t read_pause_bytes;
+
         // A reader waiting for the backlog to shrink. (Not a bare handler: Boost 1.81's
         // move assignment of any_completion_handler recurses without end.)
         std::unique_ptr<waiter_type> paused_read;
+        // Packed with the flags below: every idle client holds them.
+        const std::chrono::duration<std::uint32_t, std::milli> stall_timeout;
         bool flush_scheduled = false;  // a flush is posted or in flight
         bool corked = false;           // writes wait for uncork()
         bool staged = false;           // ... in staging()
@@ -331,7 +337,7 @@ class write_behind_stream {
             s->stall_timer = std::make_unique<boost::asio::steady_timer>(s->socket.get_executor());
         }
         s->stall_timer->expires_after(
-            std::clamp<clock::duration>(s->stall_timeout / 4, 10ms, 250ms));
+            std::clamp<clock::duration>(clock::duration(s->stall_timeout) / 4, 10ms, 250ms));
         s->stall_timer->async_wait([s](boost::system::error_code ec) {
             if (ec || s->error || s->backlog() == 0) {
                 s->stall_timer.reset();
@@ -416,7 +422,7 @@ class write_behind_stream {
         if (s->error) {
             out.wire_offset = out.on_the_wire.size();
         }
-        if (s->paused_read && (s->backlog() <= s->read_pause_bytes || s->error)) {
+        if (s->paused_read && (s->backlog() <= read_pause_bytes || s->error)) {
             // Posted: the reader may write (a pong) and must find the flush settled.
             boost::asio::post(
                 s->socket.get_executor(),

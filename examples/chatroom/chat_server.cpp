@@ -32,7 +32,8 @@ server::server(asio::io_context& io, config cfg)
       broadcast_(io, config_.broadcast_url),
       accept_strand_(asio::make_strand(io)),
       acceptor_(accept_strand_),
-      accept_backoff_(accept_strand_) {}
+      accept_backoff_(accept_strand_),
+      idle_sweep_(io) {}
 
 asio::awaitable<void> server::start() {
     broadcast_.on_state_change([url = broadcast_.url()](broadcaster::connection_state state,
@@ -87,6 +88,35 @@ asio::awaitable<void> server::listen() {
     acceptor_.listen();
     bound_port_ = acceptor_.local_endpoint().port();
     asio::co_spawn(accept_strand_, accept_loop(), asio::detached);
+    asio::co_spawn(idle_sweep_.get_executor(), sweep_idle_sessions(), asio::detached);
+}
+
+// Checks every session a few times per idle timeout: a silent client is pinged within
+// a tenth of the timeout after half of it, and dropped within a tenth after all of it.
+asio::awaitable<void> server::sweep_idle_sessions() {
+    const auto period = std::max<std::chrono::steady_clock::duration>(
+        config_.idle_timeout / 10, std::chrono::milliseconds(100));
+    while (!stopping_) {
+        idle_sweep_.expires_after(period);
+        auto [ec] = co_await idle_sweep_.async_wait(asio::as_tuple(use_awaitable));
+        if (ec || stopping_) {
+            co_return;
+        }
+        for (const auto& session : live_sessions()) {
+            session->check_idle();
+        }
+    }
+}
+
+std::vector<std::shared_ptr<live_session>> server::live_sessions() const {
+    std::vector<std::shared_ptr<live_session>> live;
+    std::lock_guard lock(sessions_mutex_);
+    for (auto* session = sessions_; session != nullptr; session = session->next_) {
+        if (auto shared = session->share()) {
+            live.push_back(std::move(shared));
+        }
+    }
+    return live;
 }
 
 void server::stop_accepting() {
@@ -152,22 +182,16 @@ asio::awaitable<void> server::accept_loop() {
 asio::awaitable<void> server::shutdown() {
     stopping_ = true;
     asio::dispatch(accept_strand_, [this] { stop_accepting(); });
-    std::vector<std::function<void()>> closers;
-    {
-        std::lock_guard lock(sessions_mutex_);
-        for (auto& [id, close] : sessions_) {
-            closers.push_back(close);
-        }
-    }
-    for (auto& close : closers) {
-        close();
+    asio::post(idle_sweep_.get_executor(), [this] { idle_sweep_.cancel(); });
+    for (const auto& session : live_sessions()) {
+        session->close_going_away();
     }
     // Give the clients a moment to complete the closing handshake.
     asio::steady_timer timer(io_);
     for (int i = 0; i < 200; ++i) {
         {
             std::lock_guard lock(sessions_mutex_);
-            if (sessions_.empty()) {
+            if (sessions_ == nullptr) {
                 break;
             }
         }
@@ -177,16 +201,25 @@ asio::awaitable<void> server::shutdown() {
     co_await broadcast_.async_disconnect(asio::as_tuple(use_awaitable));
 }
 
-std::uint64_t server::add_session(std::function<void()> close_going_away) {
+void server::add_session(live_session& session) {
     std::lock_guard lock(sessions_mutex_);
-    const auto id = ++next_session_;
-    sessions_.emplace(id, std::move(close_going_away));
-    return id;
+    session.next_ = sessions_;
+    if (sessions_ != nullptr) {
+        sessions_->previous_ = &session;
+    }
+    sessions_ = &session;
 }
 
-void server::remove_session(std::uint64_t id) {
+void server::remove_session(live_session& session) {
     std::lock_guard lock(sessions_mutex_);
-    sessions_.erase(id);
+    if (sessions_ != &session && session.previous_ == nullptr) {
+        return;  // not listed
+    }
+    (session.previous_ != nullptr ? session.previous_->next_ : sessions_) = session.next_;
+    if (session.next_ != nullptr) {
+        session.next_->previous_ = session.previous_;
+    }
+    session.previous_ = session.next_ = nullptr;
 }
 
 std::string server::metrics_text() const {

@@ -21,7 +21,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace chat {
@@ -39,6 +38,9 @@ struct config {
     std::size_t client_queue_bytes = 4 * 1024 * 1024;     // and bytes
     std::chrono::milliseconds slow_client_timeout{5000};  // socket taking nothing: dropped
     std::chrono::seconds handshake_timeout{10};           // HTTP request and WebSocket upgrade
+    // A WebSocket client that sends nothing for half of this is pinged; for all of it,
+    // dropped (Beast's suggested server timeouts, which the chat used before).
+    std::chrono::seconds idle_timeout{300};
     // Origins (normalized, see normalize_origin) whose pages may open a WebSocket besides
     // the server's own; "*" for any.
     std::vector<std::string> allowed_origins;
@@ -64,6 +66,25 @@ struct metrics {
     std::atomic<std::uint64_t> accept_failures{0};  // each followed by a pause
 };
 
+// What the server asks of a live WebSocket session. Either may be called from any
+// thread: the session moves to its own executor.
+class live_session {
+  public:
+    virtual ~live_session() = default;
+    // Closes with 1001 (going away): the server shuts down.
+    virtual void close_going_away() = 0;
+    // Pings a client silent for half the idle timeout; drops one silent for all of it.
+    virtual void check_idle() = 0;
+    // The session, shared; null once it is being destroyed.
+    virtual std::shared_ptr<live_session> share() = 0;
+
+  private:
+    friend class server;
+    // The server's list of live sessions runs through them: no allocation per client.
+    live_session* previous_ = nullptr;
+    live_session* next_ = nullptr;
+};
+
 class server {
   public:
     server(boost::asio::io_context& io, config cfg);
@@ -86,9 +107,11 @@ class server {
     // gets a gap frame and the recent history (so a request reads at most this many).
     std::size_t resume_limit() const noexcept { return resume_limit_; }
 
-    // Live WebSocket sessions register a function that closes them.
-    std::uint64_t add_session(std::function<void()> close_going_away);
-    void remove_session(std::uint64_t id);
+    // Live WebSocket sessions register themselves: to be closed on shutdown, and checked
+    // for idleness (one sweep for all of them, not a timer each).
+    void add_session(live_session& session);
+    // Idempotent; a session must be removed before it is destroyed.
+    void remove_session(live_session& session);
 
     std::string metrics_text() const;
     std::string health_json(bool& healthy) const;
@@ -97,6 +120,8 @@ class server {
     boost::asio::awaitable<void> resolve_history();
     boost::asio::awaitable<void> listen();
     boost::asio::awaitable<void> accept_loop();
+    boost::asio::awaitable<void> sweep_idle_sessions();
+    std::vector<std::shared_ptr<live_session>> live_sessions() const;
     void stop_accepting();
 
     boost::asio::io_context& io_;
@@ -106,6 +131,7 @@ class server {
     boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer accept_backoff_;
+    boost::asio::steady_timer idle_sweep_;
     metrics metrics_;
     unsigned short bound_port_ = 0;
     std::size_t join_history_ = 0;
@@ -113,8 +139,7 @@ class server {
     std::atomic<bool> stopping_{false};
 
     mutable std::mutex sessions_mutex_;
-    std::uint64_t next_session_ = 0;
-    std::unordered_map<std::uint64_t, std::function<void()>> sessions_;
+    live_session* sessions_ = nullptr;  // the first of the list
 };
 
 // Serves one TCP connection: HTTP requests until it upgrades to a WebSocket.

@@ -84,9 +84,16 @@ std::optional<std::string> header_problem(const http::request_header<>& request)
     return std::nullopt;
 }
 
-// Why a WebSocket upgrade cannot proceed (RFC 6455 §4.2.1): nullopt when it can;
-// Beast checks the rest (method, version, Connection, Upgrade, Sec-WebSocket-Version).
+// Why a WebSocket upgrade cannot proceed (RFC 6455 §4.2.1): nullopt when it can.
+// is_upgrade() has checked the method, Connection and Upgrade; the version of the
+// WebSocket protocol is checked apart (it has its own answer, 426).
 std::optional<std::string> upgrade_problem(const http::request_header<>& request) {
+    if (request.version() != 11) {
+        return "a WebSocket upgrade needs HTTP/1.1";
+    }
+    if (request.count(http::field::sec_websocket_version) == 0) {
+        return "no Sec-WebSocket-Version";
+    }
     if (request.count(http::field::sec_websocket_key) != 1 ||
         !is_valid_websocket_key(request[http::field::sec_websocket_key])) {
         return "Sec-WebSocket-Key must be the base64 of 16 bytes";
@@ -121,6 +128,9 @@ asio::awaitable<void> refuse(beast::tcp_stream& stream, http::status status, uns
                              std::string text) {
     http::response<http::string_body> response(status, version == 10 ? 10 : 11);
     response.set(http::field::server, "broadcaster-chat");
+    if (status == http::status::upgrade_required) {
+        response.set(http::field::sec_websocket_version, "13");  // the one we speak
+    }
     response.set(http::field::content_type, "text/plain");
     response.set(http::field::connection, "close");
     response.body() = std::move(text) + "\n";
@@ -177,6 +187,11 @@ asio::awaitable<void> serve_connection(server& srv, asio::ip::tcp::socket socket
                 srv.stats().bad_requests.fetch_add(1, std::memory_order_relaxed);
                 co_await refuse(stream, http::status::bad_request, request.version(),
                                 "bad request: " + join.problem);
+                break;
+            }
+            if (request[http::field::sec_websocket_version] != "13") {
+                co_await refuse(stream, http::status::upgrade_required, request.version(),
+                                "WebSocket version 13 only");
                 break;
             }
             if (!upgrade_origin_allowed(srv, request)) {

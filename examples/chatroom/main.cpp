@@ -89,6 +89,12 @@ int main(int argc, char** argv) {
                    "Seconds a client may take to send its HTTP request or WebSocket upgrade")
         ->capture_default_str()
         ->check(CLI::Range(1, 3600));
+    int idle_seconds = static_cast<int>(config.idle_timeout.count());
+    app.add_option("--idle-timeout", idle_seconds,
+                   "Seconds a WebSocket client may send nothing: after half of them it is "
+                   "pinged, after all of them dropped (a pong counts as something)")
+        ->capture_default_str()
+        ->check(CLI::Range(2, 86400));
     std::vector<std::string> allowed_origins;
     app.add_option("--allow-origin", allowed_origins,
                    "Also accept WebSockets from pages of this origin (repeatable; * for any). "
@@ -124,6 +130,7 @@ int main(int argc, char** argv) {
         config.history = history;
     }
     config.handshake_timeout = std::chrono::seconds(handshake_seconds);
+    config.idle_timeout = std::chrono::seconds(idle_seconds);
     config.slow_client_timeout =
         std::chrono::milliseconds(static_cast<long long>(slow_client_seconds * 1000));
     for (const auto& origin : allowed_origins) {

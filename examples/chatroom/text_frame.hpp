@@ -1,10 +1,9 @@
 #pragma once
 
-// The header of a WebSocket text frame as the server sends it (RFC 6455 §5.2): one
-// whole message, unmasked. The chat writer frames room messages itself: building them
-// through Beast's write was 28% of the server's instructions per delivery at a steady
-// rate, for these few bytes. Beast still does everything else: the handshake, reading,
-// control frames and the close.
+// The header of a WebSocket frame as the server sends it (RFC 6455 §5.2): one whole
+// message or control frame, unmasked, its length in the fewest bytes. The chat frames
+// everything it sends itself: building room messages through Beast's write was 28% of
+// the server's instructions per delivery at a steady rate, for these few bytes.
 
 #include <array>
 #include <cstddef>
@@ -12,9 +11,14 @@
 
 namespace chat {
 
-struct text_frame_header {
-    explicit text_frame_header(std::uint64_t payload_size) noexcept {
-        bytes[0] = 0x81;  // FIN, text
+inline constexpr unsigned char text_opcode = 0x1;
+inline constexpr unsigned char close_opcode = 0x8;
+inline constexpr unsigned char ping_opcode = 0x9;
+inline constexpr unsigned char pong_opcode = 0xa;
+
+struct frame_header {
+    frame_header(unsigned char opcode, std::uint64_t payload_size) noexcept {
+        bytes[0] = static_cast<unsigned char>(0x80 | opcode);  // FIN
         if (payload_size < 126) {
             bytes[1] = static_cast<unsigned char>(payload_size);
             size = 2;
@@ -30,6 +34,11 @@ struct text_frame_header {
 
     std::array<unsigned char, 10> bytes{};
     std::size_t size = 0;
+};
+
+struct text_frame_header : frame_header {
+    explicit text_frame_header(std::uint64_t payload_size) noexcept
+        : frame_header(text_opcode, payload_size) {}
 };
 
 }  // namespace chat

@@ -1,25 +1,34 @@
 // One chat client: a reader that publishes what the client sends, and a writer that
-// sends what the room receives. The handshake runs before them, in a coroutine of its
-// own that ends with it: what only the handshake needs (the HTTP request) is not kept
-// for the client's lifetime. The reader and the writer run on callbacks: an idle
-// client holds a pending read and a pending receive, no coroutine frames (1.3 KiB each).
+// sends what the room receives, over a WebSocket layer of the chat's own (Beast only
+// parses the HTTP request). The handshake runs before them, in a coroutine of its own
+// that ends with it: what only the handshake needs (the HTTP request) is not kept for
+// the client's lifetime. The reader and the writer run on callbacks: an idle client
+// holds a pending wait for readability and a pending receive, no coroutine frames and
+// no read buffer.
 //
-// Only the writer writes data frames and the close it decides on; Beast writes pongs
-// and its own close frames (answering the client's, or failing the connection). All of
-// them go through one write-behind buffer (write_behind_stream.hpp), which keeps
-// anything from following a close frame and stops reading from a client whose backlog
-// is over its bound. The writer writes every message queued for the client into that
-// buffer at once: the frames go out in one system call.
+// The reader waits until the socket is readable, reads without blocking into a buffer
+// of its thread, and feeds the frame parser (frame_reader.hpp), which unmasks payloads
+// straight into the message being assembled. It answers pings and the client's close,
+// and fails the connection on a protocol error. The writer writes data frames and the
+// close it decides on. All frames go through one write-behind buffer
+// (write_behind_stream.hpp), which keeps anything from following a close frame and
+// stops reading from a client whose backlog is over its bound. The writer writes every
+// message queued for the client into that buffer at once: the frames go out in one
+// system call.
 //
 // Slow clients: the send queue is the subscriber's, bounded in bytes
 // (--client-queue-bytes); a client whose queue overflows is closed with 1008. A burst
 // is not slowness: a client is dropped only when its socket has taken nothing for
 // --slow-client-timeout while the server had something to send (the write-behind
 // stream watches that).
+//
+// Idle clients: one sweep of the server's checks them all (server::check_idle); a
+// client silent for half of --idle-timeout is pinged, one silent for all of it dropped.
 
 #include "websocket_session.hpp"
 
 #include "burst_detector.hpp"
+#include "frame_reader.hpp"
 #include "json_frames.hpp"
 #include "text_frame.hpp"
 #include "write_behind_stream.hpp"
@@ -32,13 +41,15 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/detail/hybi13.hpp>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <sstream>
 #include <tuple>
 #include <utility>
 
@@ -46,7 +57,6 @@ namespace chat {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace websocket = beast::websocket;
 using asio::use_awaitable;
 using boost::system::error_code;
 
@@ -77,20 +87,45 @@ bool is_valid_utf8_once(const broadcaster::event& ev) {
     return slot.valid;
 }
 
-class websocket_session : public std::enable_shared_from_this<websocket_session> {
+// The 101 that accepts `request`'s upgrade (RFC 6455 §4.2.2).
+std::string switching_protocols(const beast::http::request<beast::http::string_body>& request,
+                                bool json_frames) {
+    beast::websocket::detail::sec_ws_accept_type accept;
+    beast::websocket::detail::make_sec_ws_accept(accept,
+                                                 request[beast::http::field::sec_websocket_key]);
+    std::string response =
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: upgrade\r\n"
+        "Sec-WebSocket-Accept: ";
+    response.append(accept.data(), accept.size());
+    response += "\r\nServer: broadcaster-chat\r\n";
+    if (json_frames) {
+        response += "Sec-WebSocket-Protocol: ";
+        response += json_subprotocol;
+        response += "\r\n";
+    }
+    response += "\r\n";
+    return response;
+}
+
+// Input is read into a buffer of the thread, not of the client: an idle client holds
+// none. Big enough for many messages per system call.
+std::span<unsigned char> read_scratch() {
+    thread_local std::array<unsigned char, 16 * 1024> scratch;
+    return scratch;
+}
+
+class websocket_session : public live_session,
+                          public std::enable_shared_from_this<websocket_session> {
   public:
-    // The WebSocket layer has its own timeouts, so it runs on the bare socket: the
-    // HTTP stream's timer would only cost time on every write.
     websocket_session(server& srv, asio::ip::tcp::socket socket)
         : server_(srv),
-          ws_(std::move(socket), max_backlog_bytes, srv.settings().slow_client_timeout),
-          publish_done_(ws_.get_executor()) {
-        // Never expires: waiting on it ends when cancel() wakes every waiter.
-        publish_done_.expires_at(asio::steady_timer::time_point::max());
-    }
+          stream_(std::move(socket), srv.settings().slow_client_timeout),
+          reader_(static_cast<std::uint32_t>(srv.settings().max_message_bytes)) {}
 
     void start(beast::http::request<beast::http::string_body> request, join_request join) {
-        asio::co_spawn(ws_.get_executor(), open(std::move(request), std::move(join)),
+        asio::co_spawn(stream_.get_executor(), open(std::move(request), std::move(join)),
                        [self = shared_from_this()](std::exception_ptr e) {
                            if (e) {
                                log_connection_failure(e);
@@ -98,60 +133,62 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                        });
     }
 
+    void close_going_away() override {
+        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+            self->request_close(close_code::going_away, "server shutting down");
+        });
+    }
+
+    std::shared_ptr<live_session> share() override { return weak_from_this().lock(); }
+
+    ~websocket_session() override { server_.remove_session(*this); }
+
+    void check_idle() override {
+        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+            self->guarded_reader([&] { self->on_idle_check(); });
+        });
+    }
+
   private:
     // Joins the room and accepts the WebSocket, then starts the reader and the writer.
     asio::awaitable<void> open(beast::http::request<beast::http::string_body> request,
                                join_request join) {
         const auto self = shared_from_this();
-        const auto& settings = server_.settings();
-        // The WebSocket layer times out from here on (handshake, idle with pings).
-        websocket::stream_base::timeout timeouts =
-            websocket::stream_base::timeout::suggested(beast::role_type::server);
-        timeouts.handshake_timeout = settings.handshake_timeout;
-        ws_.set_option(timeouts);
-        ws_.read_message_max(settings.max_message_bytes);
         json_frames_ = join.json_frames;
-        ws_.set_option(websocket::stream_base::decorator(
-            [json = json_frames_](websocket::response_type& response) {
-                response.set(beast::http::field::server, "broadcaster-chat");
-                if (json) {
-                    response.set(beast::http::field::sec_websocket_protocol, json_subprotocol);
-                }
-            }));
 
         // Each client is a subscriber of the room: the broadcast keeps one broker
         // subscription for all of them. Its queue, bounded in bytes, is the client's
         // send queue. Subscribing before accepting means a client whose socket is open
         // is in the room: nothing published after that is missed.
         auto [subscribe_ec, sub] = co_await join_room(join.since);
+        error_code ec;
         if (subscribe_ec) {
             beast::http::response<beast::http::string_body> unavailable(
                 beast::http::status::service_unavailable, request.version());
+            unavailable.set(beast::http::field::server, "broadcaster-chat");
             unavailable.set(beast::http::field::content_type, "text/plain");
             unavailable.body() = "chat backend unavailable: " + subscribe_ec.message() + "\n";
             unavailable.prepare_payload();
-            co_await beast::http::async_write(ws_.next_layer(), unavailable,
-                                              asio::as_tuple(use_awaitable));
-            co_await ws_.next_layer().async_wait_flushed(asio::as_tuple(use_awaitable));
+            std::ostringstream text;
+            text << unavailable;
+            stream_.write(asio::buffer(text.str()), ec);
+            co_await stream_.async_wait_flushed(asio::as_tuple(use_awaitable));
             co_return;
         }
-        auto [accept_ec] = co_await ws_.async_accept(request, asio::as_tuple(use_awaitable));
-        if (accept_ec) {
+        // The 101 goes out like a batch of frames, at once (a client whose socket takes
+        // nothing is dropped by the stall watch).
+        stream_.cork();
+        stream_.write(asio::buffer(switching_protocols(request, json_frames_)), ec);
+        stream_.uncork();
+        if (ec) {
             co_return;
         }
-        ws_.next_layer().begin_frames();
         subscriber_ = std::move(sub);
         auto& stats = server_.stats();
         stats.clients.fetch_add(1, std::memory_order_relaxed);
         stats.connections_total.fetch_add(1, std::memory_order_relaxed);
-        session_id_ = server_.add_session([weak = weak_from_this()] {
-            if (auto session = weak.lock()) {
-                asio::dispatch(session->ws_.get_executor(), [session] {
-                    session->request_close(websocket::close_code::going_away,
-                                           "server shutting down");
-                });
-            }
-        });
+        last_read_ = clock::now();
+        server_.add_session(*this);
 
         guarded_reader([&] { read_next(); });
         guarded_writer([&] { start_writer(); });
@@ -161,10 +198,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // connection is dropped, and the log says why.
     void fail(const std::exception_ptr& e) {
         log_connection_failure(e);
-        error_code ignored;
-        beast::get_lowest_layer(ws_).close(ignored);
+        stream_.close();
         subscriber_.unsubscribe();  // ends the writer's wait
     }
+
     // Subscribes to the room: after `since` if the client asked, else with the last
     // join_history() messages first. When the room cannot give everything after `since`
     // (trimmed, more than resume_limit(), a position it never gave, a backend without
@@ -195,49 +232,93 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                                                 asio::as_tuple(use_awaitable));
     }
 
-    // The reader, on callbacks like the writer: an idle client's reader is only Beast's
-    // pending read.
+    // The reader waits for input with no buffer: an idle client's reader is only its
+    // pending wait. While the client's backlog is over its bound the stream does not
+    // complete the wait.
     void read_next() {
-        if (close_code_) {
+        if (close_ || stream_.close_started()) {
             end_reader();
             return;
         }
-        // Beast makes room in the buffer before the frame arrives, so an idle client
-        // holds what its next read may take: a message's first read takes at most
-        // first_read_bytes (a flat_buffer would hold 1.5 KiB).
-        const auto limit =
-            message_.empty() ? first_read_bytes : server_.settings().max_message_bytes;
-        ws_.async_read_some(
-            read_buffer_.emplace(message_), limit,
-            asio::bind_executor(ws_.get_executor(),
-                                [self = shared_from_this()](error_code ec, std::size_t) {
-                                    self->guarded_reader([&] { self->on_read(ec); });
-                                }));
+        stream_.async_wait_readable([self = shared_from_this()](error_code ec) {
+            self->guarded_reader([&] { self->on_readable(ec); });
+        });
     }
 
-    void on_read(error_code ec) {
-        auto& stats = server_.stats();
-        if (ec == websocket::error::message_too_big) {
-            // Beast has already sent the close frame with 1009.
-            stats.oversized_frames.fetch_add(1, std::memory_order_relaxed);
-            end_reader();
-            return;
-        }
+    void on_readable(error_code ec) {
         if (ec) {
-            end_reader();  // closed by the client, timed out, or torn down
-            return;
-        }
-        if (!ws_.is_message_done()) {
-            read_next();
-            return;
-        }
-        if (!ws_.got_text()) {
-            stats.binary_frames.fetch_add(1, std::memory_order_relaxed);
-            request_close(websocket::close_code::unknown_data, "text messages only");
+            peer_gone_ = true;  // torn down (a stall, an idle timeout, a failure)
             end_reader();
             return;
         }
-        publish_when_room();
+        if (reader_ended_) {
+            return;
+        }
+        if (close_ || stream_.close_started()) {
+            end_reader();  // the closing handshake reads from here on
+            return;
+        }
+        const auto scratch = read_scratch();
+        // A client sending a lot gets a few reads in a row, then waits its turn.
+        for (int reads = 0; reads < 4; ++reads) {
+            const auto n = stream_.read_some(asio::buffer(scratch.data(), scratch.size()), ec);
+            if (ec == asio::error::would_block || ec == asio::error::interrupted) {
+                break;
+            }
+            if (ec) {
+                peer_gone_ = true;  // gone without a close frame (end of input, reset)
+                end_reader();
+                return;
+            }
+            last_read_ = clock::now();
+            pinged_ = false;
+            if (!consume(scratch.data(), n)) {
+                return;
+            }
+            if (n < scratch.size()) {
+                break;  // taken all there was
+            }
+        }
+        read_next();
+    }
+
+    // Feeds `size` received bytes to the parser and acts on what it finds. False when
+    // the reader stops here: it ended, or waits for room in the publish window (then
+    // the rest of the input waits in held_input_).
+    bool consume(const unsigned char* data, std::size_t size) {
+        std::size_t offset = 0;
+        while (offset < size) {
+            const auto [what, consumed] = reader_.feed(data + offset, size - offset, message_);
+            offset += consumed;
+            switch (what) {
+                case frame_reader::event::need_more:
+                case frame_reader::event::pong:
+                    break;
+                case frame_reader::event::message:
+                    if (!publish_when_room()) {
+                        if (reader_ended_) {
+                            return false;
+                        }
+                        held_input_ = std::make_unique<std::string>(
+                            reinterpret_cast<const char*>(data) + offset, size - offset);
+                        return false;
+                    }
+                    break;
+                case frame_reader::event::ping: {
+                    error_code ignored;  // a failed write shows in the writer's next one
+                    stream_.write_frame(pong_opcode, reader_.control_payload(), ignored);
+                    reader_.release_control();
+                    break;
+                }
+                case frame_reader::event::close:
+                    answer_close();
+                    return false;
+                case frame_reader::event::error:
+                    fail_connection();
+                    return false;
+            }
+        }
+        return true;
     }
 
     // Publishes are pipelined: the next message is read while earlier ones are still
@@ -246,42 +327,118 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // stops reading and TCP holds the client back.
     // Every message read is published: once the server has decided to close, the
     // reader stops, so that the close frame can wait for the outcome of each.
-    void publish_when_room() {
+    // False when the reader stops: the window is full (it resumes by itself) or a
+    // publish failed.
+    bool publish_when_room() {
         if (publishing_messages_ >= max_publishing_messages ||
             publishing_bytes_ >= max_publishing_bytes) {
-            publish_done_.async_wait([self = shared_from_this()](error_code) {
-                self->guarded_reader([&] { self->publish_when_room(); });
+            when_published([self = shared_from_this()] {
+                self->guarded_reader([&] { self->resume_reading(); });
             });
-            return;
+            return false;
         }
         if (publish_failed_) {
             end_reader();  // the close frame says a message was refused
-            return;
+            return false;
         }
-        message_.shrink_to_fit();  // the first read's room does not stay with it
         publish(std::exchange(message_, {}));
-        read_next();
+        return true;
     }
 
-    // The client is done: it closed, timed out, broke the protocol, or the server
-    // decided to close.
-    void end_reader() {
-        if (std::exchange(reader_ended_, true)) {
+    // The window has room again: the message read last, then what was read after it.
+    void resume_reading() {
+        if (!publish_when_room()) {
             return;
         }
-        request_close(websocket::close_code::normal, "");
+        const auto input = std::move(held_input_);
+        if (consume(reinterpret_cast<const unsigned char*>(input->data()), input->size())) {
+            read_next();
+        }
+    }
+
+    // The client closes: the close frame echoes its code (RFC 6455 §5.5.1), at once.
+    void answer_close() {
+        if (can_close()) {
+            const auto code = reader_.code();
+            stream_.write_close(
+                code == static_cast<std::uint16_t>(close_code::no_status) ? 0 : code, "");
+        }
+        end_reader();
+    }
+
+    // The client broke the protocol, sent binary or too big a message: the close frame
+    // says so once the messages read before are published (a refusal can still change
+    // it) and their echoes queued ahead of it.
+    void fail_connection() {
+        auto& stats = server_.stats();
+        const auto code = static_cast<close_code>(reader_.code());
+        if (code == close_code::too_big) {
+            stats.oversized_frames.fetch_add(1, std::memory_order_relaxed);
+        } else if (code == close_code::unknown_data) {
+            stats.binary_frames.fetch_add(1, std::memory_order_relaxed);
+        }
+        leave_room();
+        close_after_publishes(code, std::string(reader_.reason()));
+    }
+
+    void close_after_publishes(close_code code, std::string reason) {
+        if (publishing_messages_ > 0) {
+            when_published([self = shared_from_this(), code, reason = std::move(reason)]() mutable {
+                self->close_after_publishes(code, std::move(reason));
+            });
+            return;
+        }
+        // Posted: the writer's wake-up for an echo just delivered comes first.
+        asio::post(stream_.get_executor(),
+                   [self = shared_from_this(), code, reason = std::move(reason)]() mutable {
+                       self->request_close(code, std::move(reason));
+                   });
+    }
+
+    // Keep-alive (Beast's suggested server timeouts): a client silent for half the idle
+    // timeout is pinged; silent for all of it, dropped.
+    void on_idle_check() {
+        if (reader_ended_ || stream_.close_started()) {
+            return;
+        }
+        const auto silence = clock::now() - last_read_;
+        const auto timeout = server_.settings().idle_timeout;
+        if (pinged_ && silence >= timeout) {
+            stream_.close();  // wakes the reader, which ends everything
+            return;
+        }
+        if (!pinged_ && silence >= timeout / 2) {
+            pinged_ = true;
+            error_code ignored;
+            stream_.write_frame(ping_opcode, {}, ignored);
+        }
+    }
+
+    // The client is done: it closed, timed out, or the server decided to close.
+    void end_reader() {
+        leave_room();
+        request_close(close_code::normal, "");
+    }
+
+    void leave_room() {
+        if (reader_ended_) {
+            return;
+        }
+        reader_ended_ = true;
+        std::string().swap(message_);
+        held_input_.reset();
         count_if_stalled();
-        server_.remove_session(session_id_);
+        server_.remove_session(*this);
         server_.stats().clients.fetch_sub(1, std::memory_order_relaxed);
     }
 
     void publish(std::string text) {
         const auto size = text.size();
         ++publishing_messages_;
-        publishing_bytes_ += size;
+        publishing_bytes_ += static_cast<std::uint32_t>(size);
         server_.broadcast().async_publish(
             room_channel, std::move(text),
-            asio::bind_executor(ws_.get_executor(),
+            asio::bind_executor(stream_.get_executor(),
                                 [self = shared_from_this(), size](error_code ec) {
                                     self->on_published(ec, size);
                                 }));
@@ -289,8 +446,10 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
 
     void on_published(error_code ec, std::size_t size) {
         --publishing_messages_;
-        publishing_bytes_ -= size;
-        publish_done_.cancel();
+        publishing_bytes_ -= static_cast<std::uint32_t>(size);
+        if (publish_done_) {
+            publish_done_->cancel();
+        }
         auto& stats = server_.stats();
         if (!ec) {
             stats.messages_in.fetch_add(1, std::memory_order_relaxed);
@@ -303,12 +462,29 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             stats.publish_failures.fetch_add(1, std::memory_order_relaxed);
             const bool too_big = ec == broadcaster::error::payload_too_large;
             if (!close_frame_sent_) {
-                close_code_.reset();
+                close_.reset();
             }
-            request_close(
-                too_big ? websocket::close_code::too_big : websocket::close_code::internal_error,
-                "message refused: " + ec.message());
+            request_close(too_big ? close_code::too_big : close_code::internal_error,
+                          "message refused: " + ec.message());
         }
+    }
+
+    // Runs `then` once a publish completes. The timer exists only while someone waits
+    // (the reader for room in the window, the writer or a failing reader to close).
+    template <typename Then>
+    void when_published(Then then) {
+        if (!publish_done_) {
+            publish_done_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
+            // Never expires: waiting on it ends when cancel() wakes every waiter.
+            publish_done_->expires_at(asio::steady_timer::time_point::max());
+        }
+        publish_done_->async_wait(
+            [self = shared_from_this(), then = std::move(then)](error_code) mutable {
+                if (self->publish_done_ && self->publishing_messages_ == 0) {
+                    self->publish_done_.reset();  // no other waiter: cancel() woke them all
+                }
+                then();
+            });
     }
 
     // The writer sends what the room receives. It runs on callbacks, not in a
@@ -317,7 +493,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     void start_writer() {
         if (gap_ && json_frames_) {
             error_code ignored;  // a failed write shows in the next one
-            write_text(gap_frame(), ignored);
+            stream_.write_frame(text_opcode, gap_frame(), ignored);
         }
         receive_next();
     }
@@ -326,7 +502,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         if (subscriber_.queued() == 0) {
             // Probably idle for a while: it holds no write buffer meanwhile (a busy
             // client keeps it from batch to batch).
-            ws_.next_layer().release_buffers();
+            stream_.release_buffers();
         }
         subscriber_.async_receive(received_handler{shared_from_this()});
     }
@@ -337,7 +513,7 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         std::shared_ptr<websocket_session> self;
 
         using executor_type = asio::any_io_executor;
-        executor_type get_executor() const noexcept { return self->ws_.get_executor(); }
+        executor_type get_executor() const noexcept { return self->stream_.get_executor(); }
 
         void operator()(error_code ec, broadcaster::event ev) const {
             self->guarded_writer([&] { self->on_received(ec, std::move(ev)); });
@@ -345,21 +521,18 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     };
 
     void on_received(error_code ec, broadcaster::event ev) {
-        if (ec == broadcaster::error::subscriber_overflow && !close_code_) {
+        if (ec == broadcaster::error::subscriber_overflow && !close_) {
             count_slow_client();
-            close_code_ = websocket::close_code::policy_error;
-            close_text_ = "too slow: send queue overflowed";
+            set_close(close_code::policy_error, "too slow: send queue overflowed");
         }
-        if (ec == broadcaster::error::end_of_stream && !close_code_) {
-            close_code_ = websocket::close_code::going_away;
-            close_text_ = "chat backend disconnected";
+        if (ec == broadcaster::error::end_of_stream && !close_) {
+            set_close(close_code::going_away, "chat backend disconnected");
         }
-        if (ec && !close_code_) {
+        if (ec && !close_) {
             // The room's subscription ended (history lost while the backend was away, a
             // channel refused): the client reconnects, and with JSON frames learns what
             // it missed.
-            close_code_ = websocket::close_code::going_away;
-            close_text_ = ("chat backend: " + ec.message()).substr(0, 120);
+            set_close(close_code::going_away, "chat backend: " + ec.message());
         }
         if (ec) {
             finish_writer();
@@ -380,24 +553,24 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
             send_batch(std::move(ev));
             return;
         }
-        asio::post(
-            ws_.get_executor(), [self = shared_from_this(), ev = std::move(ev), turns]() mutable {
-                self->guarded_writer([&] { self->send_after_turns(std::move(ev), turns - 1); });
-            });
+        asio::post(stream_.get_executor(), [self = shared_from_this(), ev = std::move(ev),
+                                            turns]() mutable {
+            self->guarded_writer([&] { self->send_after_turns(std::move(ev), turns - 1); });
+        });
     }
 
     // Writes `ev` and whatever else is queued, up to a batch, as frames into the
     // stream's buffer, which then goes out in one system call, at once. Most of the time
     // the socket takes it all and the writer goes straight back to its queue; otherwise
-    // it waits until the batch has left. Once a close frame is written (by Beast,
-    // answering the client or failing the connection), no data frame may follow.
+    // it waits until the batch has left. Once a close frame is written (the reader's
+    // answer to the client's close), no data frame may follow.
     void send_batch(broadcaster::event ev) {
-        ws_.next_layer().cork();
+        stream_.cork();
         std::size_t frames = 0;
         std::size_t bytes = 0;
         error_code write_ec;
         for (std::optional<broadcaster::event> next = std::move(ev);
-             next && !ws_.next_layer().close_started();) {
+             next && !stream_.close_started();) {
             write_frame(*next, write_ec);
             if (write_ec) {
                 break;
@@ -409,13 +582,13 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
                 next = subscriber_.try_receive();
             }
         }
-        const bool sent = ws_.next_layer().uncork();
-        if (write_ec || ws_.next_layer().close_started()) {
+        const bool sent = stream_.uncork();
+        if (write_ec || stream_.close_started()) {
             finish_writer();
             return;
         }
         if (!sent) {
-            ws_.next_layer().async_wait_flushed([self = shared_from_this(), frames](error_code ec) {
+            stream_.async_wait_flushed([self = shared_from_this(), frames](error_code ec) {
                 self->guarded_writer([&] { self->on_sent(ec, frames); });
             });
             return;
@@ -434,18 +607,24 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
         receive_next();
     }
 
+    // The writer's last words: the close frame, once the client's messages read so far
+    // are published (a refusal can still change it).
     void finish_writer() {
-        if (!close_code_ || !can_close()) {
+        if (!close_ || !can_close()) {
             count_if_stalled();
             return;
         }
-        asio::co_spawn(ws_.get_executor(), send_close(),
-                       [self = shared_from_this()](std::exception_ptr e) {
-                           if (e) {
-                               self->fail(e);
-                           }
-                           self->count_if_stalled();
-                       });
+        if (publishing_messages_ > 0) {
+            when_published([self = shared_from_this()] {
+                self->guarded_writer([&] { self->finish_writer(); });
+            });
+            return;
+        }
+        close_frame_sent_ = true;
+        stream_.write_close(static_cast<std::uint16_t>(close_->code), close_->reason);
+        // A client that takes nothing does not take the close frame either.
+        stream_.async_wait_flushed(
+            [self = shared_from_this()](error_code) { self->count_if_stalled(); });
     }
 
     // Run one step of the reader or the writer. An exception (std::bad_alloc, say)
@@ -473,38 +652,18 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     // Appends a room message to the stream's buffer as one text frame.
     void write_frame(const broadcaster::event& message, error_code& ec) {
         if (json_frames_) {
-            write_text(message_frame(message.position(), message.message()), ec);
+            stream_.write_frame(text_opcode, message_frame(message.position(), message.message()),
+                                ec);
         } else if (is_valid_utf8_once(message)) {
-            write_text(message.message(), ec);
+            stream_.write_frame(text_opcode, message.message(), ec);
         } else {
             // A text frame holds UTF-8 (a browser drops the connection otherwise), and
             // another publisher may have sent any bytes.
-            write_text(broadcaster::to_valid_utf8(message.message()), ec);
+            stream_.write_frame(text_opcode, broadcaster::to_valid_utf8(message.message()), ec);
         }
     }
 
-    void write_text(std::string_view text, error_code& ec) {
-        const text_frame_header header(text.size());
-        const std::array<asio::const_buffer, 2> frame{
-            asio::buffer(header.bytes.data(), header.size), asio::buffer(text)};
-        ws_.next_layer().write_some(frame, ec);
-    }
-
-    // The writer's last words, in a coroutine started only then.
-    asio::awaitable<void> send_close() {
-        // The client's messages read so far are published first, so that a refusal can
-        // still change the close frame.
-        while (publishing_messages_ > 0) {
-            co_await publish_done_.async_wait(asio::as_tuple(use_awaitable));
-        }
-        if (can_close()) {
-            close_frame_sent_ = true;
-            co_await ws_.async_close(websocket::close_reason(*close_code_, close_text_),
-                                     asio::as_tuple(use_awaitable));
-        }
-    }
-
-    bool can_close() { return ws_.is_open() && !ws_.next_layer().close_started(); }
+    bool can_close() const { return !peer_gone_ && !stream_.failed() && !stream_.close_started(); }
 
     void count_slow_client() {
         if (!counted_slow_) {
@@ -515,20 +674,25 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
 
     // The stream dropped the client, which ends the reader or the writer, or both.
     void count_if_stalled() {
-        if (ws_.next_layer().stalled()) {
+        if (stream_.stalled()) {
             count_slow_client();
         }
     }
 
+    void set_close(close_code code, std::string text) {
+        text.resize(std::min<std::size_t>(text.size(), 120));  // frame limit 123
+        close_ = std::make_unique<close_decision>(close_decision{code, std::move(text)});
+    }
+
     // Asks the writer to send a close frame: ending the subscription wakes it.
-    void request_close(websocket::close_code code, std::string text) {
-        if (!close_code_) {
-            close_code_ = code;
-            close_text_ = std::move(text);
-            close_text_.resize(std::min<std::size_t>(close_text_.size(), 120));  // frame limit 123
+    void request_close(close_code code, std::string text) {
+        if (!close_) {
+            set_close(code, std::move(text));
         }
         subscriber_.unsubscribe();
     }
+
+    using clock = std::chrono::steady_clock;
 
     server& server_;
     // Frames sent together: at most this many, and about this many bytes, per system call.
@@ -545,41 +709,39 @@ class websocket_session : public std::enable_shared_from_this<websocket_session>
     static constexpr std::chrono::microseconds burst_gap{1000};
     static constexpr std::uint8_t burst_run = 3;
     static constexpr std::size_t burst_backlog = 2;
-    // Bytes written for the client and not yet taken by its socket beyond which it is
-    // not read (it could make the server write more: pongs).
-    static constexpr std::size_t max_backlog_bytes = 256 * 1024;
-
-    // Room for a message's first read. Most chat messages are shorter and take one
-    // read; reading every message in two (first into the string's own inline room, so
-    // that an idle client would hold nothing) made the reader lag behind the writers:
-    // fewer messages per batch, 1.3 times the CPU per delivery in the flood.
-    static constexpr std::size_t first_read_bytes = 128;
 
     // Publishes in flight per client, at most.
     static constexpr std::size_t max_publishing_messages = 64;
     static constexpr std::size_t max_publishing_bytes = 256 * 1024;
 
-    websocket::stream<write_behind_stream> ws_;
+    write_behind_stream stream_;
     broadcaster::subscriber subscriber_;
-    // Wakes the reader (waiting for room in the window) and the writer (waiting to
-    // close) when a publish completes.
-    asio::steady_timer publish_done_;
-    std::uint64_t session_id_ = 0;  // server::add_session's
-    std::size_t publishing_messages_ = 0;
-    std::size_t publishing_bytes_ = 0;
-    burst_detector bursts_{burst_gap, burst_run};
+    frame_reader reader_;
     std::string message_;  // the client's message being read
-    // Beast reads into it by reference; made anew for each read, to see message_ as it is.
-    std::optional<asio::dynamic_string_buffer<char, std::char_traits<char>, std::allocator<char>>>
-        read_buffer_;
-    bool reader_ended_ = false;
-    bool publish_failed_ = false;
-    bool close_frame_sent_ = false;
-    bool counted_slow_ = false;
-    bool json_frames_ = false;  // broadcaster.v1: JSON frames with positions
-    bool gap_ = false;          // the client's `since` could not be served
-    std::optional<websocket::close_code> close_code_;
-    std::string close_text_;
+    // Read after a message that waits for room in the window.
+    std::unique_ptr<std::string> held_input_;
+    // Wakes the reader (waiting for room in the window) and the writer (waiting to
+    // close) when a publish completes; exists only while one waits.
+    std::unique_ptr<asio::steady_timer> publish_done_;
+    std::uint32_t publishing_bytes_ = 0;     // below max_publishing_bytes + a message
+    std::uint16_t publishing_messages_ = 0;  // at most max_publishing_messages
+    // Bits: every idle client holds them.
+    bool reader_ended_ : 1 = false;
+    bool peer_gone_ : 1 = false;  // the connection ended without a closing handshake
+    bool pinged_ : 1 = false;     // a keep-alive ping went out since the client last sent
+    bool publish_failed_ : 1 = false;
+    bool close_frame_sent_ : 1 = false;
+    bool counted_slow_ : 1 = false;
+    bool json_frames_ : 1 = false;  // broadcaster.v1: JSON frames with positions
+    bool gap_ : 1 = false;          // the client's `since` could not be served
+    burst_detector<burst_gap.count(), burst_run> bursts_;
+    clock::time_point last_read_;  // when the client last sent something
+    // The close frame the server decided on; the reader stops once there is one.
+    struct close_decision {
+        close_code code;
+        std::string reason;
+    };
+    std::unique_ptr<close_decision> close_;
 };
 
 }  // namespace

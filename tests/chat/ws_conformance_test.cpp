@@ -539,6 +539,36 @@ TEST(conformance_close, the_close_frame_reaches_a_client_with_unread_input) {
     }
 }
 
+// --- Keep-alive ----------------------------------------------------------------------
+
+// A client silent for half the idle timeout is pinged; one that answers stays, one
+// that stays silent is dropped after the whole timeout.
+TEST(conformance_idle, silent_clients_are_pinged_then_dropped_and_pongs_keep_them) {
+    chat_process chat({.args = {"--idle-timeout", "2"}});
+    auto answering = open_websocket(chat.port());
+    auto silent = open_websocket(chat.port());
+    const auto start = clock::now();
+    const auto answer_ping = [&] {
+        const auto f = answering->read_frame(5000ms);
+        ASSERT_TRUE(f);
+        ASSERT_EQ(f->opcode, op_ping);
+        answering->send_frame(op_pong, f->payload);
+    };
+    answer_ping();
+    EXPECT_GE(clock::now() - start, 900ms);  // half the timeout, less a sweep's slack
+    const auto ping = silent->read_frame(5000ms);
+    ASSERT_TRUE(ping);
+    EXPECT_EQ(ping->opcode, op_ping);
+    EXPECT_EQ(silent->read_to_end(5000ms), ending::eof);
+    EXPECT_GE(clock::now() - start, 1900ms);
+    // The other one answered its ping: it is pinged again, not dropped.
+    answer_ping();
+    answering->send_frame(op_text, "still here");
+    const auto frames = until_text(*answering);
+    ASSERT_FALSE(frames.empty());
+    EXPECT_EQ(frames.back().payload, "still here");
+}
+
 // --- Size limits (RFC 6455 §5.2, §7.4.1) -------------------------------------------
 
 TEST_F(conformance, messages_up_to_the_limit_pass_and_larger_ones_close_with_1009) {

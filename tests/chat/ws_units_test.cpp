@@ -194,8 +194,8 @@ TEST(chat_log, lines_stay_whole_when_threads_log_at_once) {
 // A run of short gaps is a burst; one short gap, as a steady rate has at random, is not.
 TEST(chat_burst_detector, a_run_of_short_gaps_is_a_burst_and_one_is_not) {
     using namespace std::chrono_literals;
-    burst_detector bursts(1ms, 3);
-    auto now = burst_detector::clock::now();
+    burst_detector<1000, 3> bursts;
+    auto now = std::chrono::steady_clock::now();
     EXPECT_FALSE(bursts.message_at(now));
     EXPECT_FALSE(bursts.message_at(now += 200us));  // one short gap
     EXPECT_FALSE(bursts.message_at(now += 5ms));
@@ -205,7 +205,7 @@ TEST(chat_burst_detector, a_run_of_short_gaps_is_a_burst_and_one_is_not) {
     for (int i = 0; i < 1000; ++i) {
         EXPECT_TRUE(bursts.message_at(now += 10us));  // it lasts, however long
     }
-    EXPECT_FALSE(bursts.message_at(now += 1ms));  // a gap of `gap` ends it
+    EXPECT_FALSE(bursts.message_at(now += 1ms));  // a gap as long as the bound ends it
     EXPECT_FALSE(bursts.message_at(now += 999us));
 }
 
@@ -214,14 +214,14 @@ TEST(chat_burst_detector, a_run_of_short_gaps_is_a_burst_and_one_is_not) {
 // makes few.
 TEST(chat_burst_detector, a_steady_rate_is_rarely_a_burst) {
     using namespace std::chrono_literals;
-    burst_detector bursts(1ms, 3);
+    burst_detector<1000, 3> bursts;
     std::mt19937 random(17);
     std::exponential_distribution<double> gap_ms(0.5);  // 500 a second
-    auto now = burst_detector::clock::now();
+    auto now = std::chrono::steady_clock::now();
     int burst = 0;
     constexpr int messages = 100000;
     for (int i = 0; i < messages; ++i) {
-        now += std::chrono::duration_cast<burst_detector::clock::duration>(
+        now += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
             std::chrono::duration<double, std::milli>(gap_ms(random)));
         burst += bursts.message_at(now) ? 1 : 0;
     }

@@ -3,10 +3,9 @@
 namespace broadcaster {
 
 event::event(std::string channel, std::string message)
-    : data_(std::make_shared<const data>(data{std::move(channel), std::move(message), {}})) {}
+    : data_(new data{std::move(channel), std::move(message), {}}) {}
 
 event::event(std::string channel, std::string message, std::string position)
-    : data_(std::make_shared<const data>(
-          data{std::move(channel), std::move(message), std::move(position)})) {}
+    : data_(new data{std::move(channel), std::move(message), std::move(position)}) {}
 
 }  // namespace broadcaster

@@ -5,9 +5,11 @@
 
 #include <broadcaster/export.hpp>
 
-#include <memory>
+#include <atomic>
+#include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace broadcaster {
 
@@ -19,10 +21,24 @@ namespace broadcaster {
 /// bytes (NUL bytes included) unless a backend documents otherwise.
 ///
 /// Thread safety: events are immutable; copies may be used from any thread.
+///
+/// An event is one pointer: a subscriber's queue holds each waiting event in 8 bytes.
 class BROADCASTER_EXPORT event {
   public:
     /// An empty event (no channel, no message).
     event() = default;
+
+    event(const event& other) noexcept : data_(other.data_) { retain(); }
+    event(event&& other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+    event& operator=(const event& other) noexcept {
+        event(other).swap(*this);
+        return *this;
+    }
+    event& operator=(event&& other) noexcept {
+        event(std::move(other)).swap(*this);
+        return *this;
+    }
+    ~event() { release(); }
 
     /// Stores `channel` and `message` once, to be shared by every copy of the event.
     event(std::string channel, std::string message);
@@ -53,12 +69,27 @@ class BROADCASTER_EXPORT event {
     explicit operator bool() const noexcept { return data_ != nullptr; }
 
   private:
+    // Shared by every copy; freed by the last.
     struct data {
         std::string channel;
         std::string message;
         std::string position;
+        mutable std::atomic<std::size_t> copies{1};
     };
-    std::shared_ptr<const data> data_;
+
+    void swap(event& other) noexcept { std::swap(data_, other.data_); }
+    void retain() const noexcept {
+        if (data_) {
+            data_->copies.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+    void release() noexcept {
+        if (data_ && data_->copies.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            delete data_;
+        }
+    }
+
+    const data* data_ = nullptr;
 };
 
 }  // namespace broadcaster

@@ -45,6 +45,29 @@ void* operator new(std::size_t size) {
 void* operator new[](std::size_t size) {
     return counted_new(size);
 }
+// The nothrow forms too (Asio's type-erased executors use them): libstdc++'s call the
+// forms above, but a sanitizer's runtime allocates them itself, and this delete would
+// then read a header that is not there.
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+        return counted_new(size);
+    } catch (const std::bad_alloc&) {
+        return nullptr;
+    }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+    try {
+        return counted_new(size);
+    } catch (const std::bad_alloc&) {
+        return nullptr;
+    }
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+    counted_delete(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+    counted_delete(p);
+}
 void operator delete(void* p) noexcept {
     counted_delete(p);
 }

@@ -9,11 +9,12 @@ namespace broadcaster::detail {
 
 namespace asio = boost::asio;
 
-std::shared_ptr<asio::ssl::context> make_tls_context(const redis_config& config) {
+std::shared_ptr<asio::ssl::context> make_tls_context(const redis_config& config,
+                                                     const char* scheme) {
     if (!config.tls) {
         return nullptr;
     }
-    openssl();  // loads OpenSSL (or throws error::backend_unavailable) before any use
+    openssl(scheme);  // loads OpenSSL (or throws error::backend_unavailable) before any use
     auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
     try {
         if (config.tls_verify) {
@@ -39,7 +40,7 @@ namespace {
 class redis_backend final : public client_backend<redis_client> {
   public:
     explicit redis_backend(redis_config config)
-        : config_(std::move(config)), tls_(make_tls_context(config_)) {}
+        : config_(std::move(config)), tls_(make_tls_context(config_, "rediss")) {}
 
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {

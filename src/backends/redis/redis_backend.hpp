@@ -15,6 +15,8 @@ std::unique_ptr<backend> make_redis_backend(const backend_config& config);
 // The TLS context of a `rediss://` configuration (null without TLS): peer and host name
 // verification unless tls_verify=false, with tls_ca_file or the system's CAs. Throws
 // system_error(error::invalid_url) if the CA file cannot be loaded.
-std::shared_ptr<boost::asio::ssl::context> make_tls_context(const redis_config& config);
+// `scheme` (e.g. "rediss-cluster") names the backend if OpenSSL cannot be loaded.
+std::shared_ptr<boost::asio::ssl::context> make_tls_context(const redis_config& config,
+                                                            const char* scheme);
 
 }  // namespace broadcaster::detail

@@ -12,7 +12,7 @@ namespace {
 class cluster_backend final : public client_backend<cluster_client> {
   public:
     explicit cluster_backend(cluster_config config)
-        : config_(std::move(config)), tls_(make_tls_context(config_.node)) {}
+        : config_(std::move(config)), tls_(make_tls_context(config_.node, "rediss-cluster")) {}
 
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {

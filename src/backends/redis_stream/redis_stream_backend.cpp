@@ -14,7 +14,7 @@ namespace asio = boost::asio;
 class redis_stream_backend final : public client_backend<redis_stream_client> {
   public:
     explicit redis_stream_backend(redis_stream_config config)
-        : config_(std::move(config)), tls_(make_tls_context(config_.redis)) {}
+        : config_(std::move(config)), tls_(make_tls_context(config_.redis, "rediss-stream")) {}
 
     void async_publish(std::string channel, std::string message,
                        completion_handler handler) override {

@@ -69,8 +69,9 @@ struct openssl_api {
 #undef BROADCASTER_OPENSSL_MEMBER
 };
 
-// Opens libssl as `soname` (libcrypto comes with it) and resolves every function above.
-// Throws system_error with error::backend_unavailable naming the library, the backend
+// The program's own OpenSSL when it has one linked (every function above), else opens
+// libssl as `soname` (libcrypto comes with it) and resolves them there. Throws
+// system_error with error::backend_unavailable naming the library, the backend
 // (`scheme`) and the loader's reason.
 openssl_api load_openssl(const char* soname, const char* scheme);
 

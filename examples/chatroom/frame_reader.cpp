@@ -14,6 +14,9 @@ constexpr std::uint8_t op_close = 0x8;
 constexpr std::uint8_t op_ping = 0x9;
 constexpr std::uint8_t op_pong = 0xa;
 
+// Room a message takes when its header arrives, at most (see start_frame).
+constexpr std::uint64_t max_reserve_ahead = 1024;
+
 // The header's size once its first two bytes are known (a client's frames are masked).
 std::size_t header_bytes(unsigned char second) noexcept {
     const auto len7 = second & 0x7f;
@@ -240,7 +243,10 @@ bool frame_reader::start_frame(std::string& message) {
         in_message_ = true;
         utf8_ = {};
         if (fin_) {
-            message.reserve(length);  // one frame: the message takes exactly its room
+            // One frame: most messages take exactly their room. Not more than a small
+            // message's ahead of the payload: a header alone must not make the server
+            // hold max_message_bytes for a client that then sends nothing.
+            message.reserve(std::min<std::uint64_t>(length, max_reserve_ahead));
         }
     }
     return true;

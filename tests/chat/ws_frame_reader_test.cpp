@@ -402,5 +402,19 @@ TEST(chat_frame_reader, seeded_random_streams) {
     }
 }
 
+// A header announcing a large message, then nothing: the parser holds no more than a
+// small message's room for it (it reserved all 60,000 bytes at once before).
+TEST(chat_frame_reader, a_header_alone_does_not_reserve_the_whole_message) {
+    frame_reader reader(64 * 1024);
+    std::string message;
+    const auto header = frame(op_text, "", {.declared = 60000});
+    const auto r =
+        reader.feed(reinterpret_cast<const unsigned char*>(header.data()), header.size(), message);
+    EXPECT_EQ(r.what, event::need_more);
+    EXPECT_EQ(r.consumed, header.size());
+    EXPECT_LE(message.capacity(), 1024u);
+    EXPECT_TRUE(reader.busy());
+}
+
 }  // namespace
 }  // namespace chat

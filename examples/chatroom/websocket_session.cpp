@@ -521,21 +521,8 @@ class websocket_session : public live_session,
     };
 
     void on_received(error_code ec, broadcaster::event ev) {
-        if (ec == broadcaster::error::subscriber_overflow && !close_) {
-            count_slow_client();
-            set_close(close_code::policy_error, "too slow: send queue overflowed");
-        }
-        if (ec == broadcaster::error::end_of_stream && !close_) {
-            set_close(close_code::going_away, "chat backend disconnected");
-        }
-        if (ec && !close_) {
-            // The room's subscription ended (history lost while the backend was away, a
-            // channel refused): the client reconnects, and with JSON frames learns what
-            // it missed.
-            set_close(close_code::going_away, "chat backend: " + ec.message());
-        }
         if (ec) {
-            finish_writer();
+            on_receive_ended(ec);
             return;
         }
         // In a burst (a backlog queued already, or a run of messages each less than
@@ -546,6 +533,24 @@ class websocket_session : public live_session,
         const bool burst = bursts_.message_at(std::chrono::steady_clock::now()) ||
                            subscriber_.queued() >= burst_backlog;
         send_after_turns(std::move(ev), burst ? burst_turns : 0);
+    }
+
+    // The subscription ended: the writer closes, saying why.
+    void on_receive_ended(error_code ec) {
+        if (!close_) {
+            if (ec == broadcaster::error::subscriber_overflow) {
+                count_slow_client();
+                set_close(close_code::policy_error, "too slow: send queue overflowed");
+            } else if (ec == broadcaster::error::end_of_stream) {
+                set_close(close_code::going_away, "chat backend disconnected");
+            } else {
+                // The room's subscription ended (history lost while the backend was away,
+                // a channel refused): the client reconnects, and with JSON frames learns
+                // what it missed.
+                set_close(close_code::going_away, "chat backend: " + ec.message());
+            }
+        }
+        finish_writer();
     }
 
     void send_after_turns(broadcaster::event ev, int turns) {

@@ -521,6 +521,33 @@ TEST_F(conformance, no_data_frames_after_the_servers_close) {
     }
 }
 
+// A client that breaks the protocol gets the close frame after the echoes of every
+// message it sent before (docs/chat.md, Closing), however many were in the same write
+// as the bad frame, whichever the error.
+TEST_F(conformance, a_protocol_error_closes_after_the_echoes_of_every_earlier_message) {
+    const std::pair<const char*, std::string> bad_frames[] = {
+        {"binary", encode_frame(op_binary, "b")},
+        {"reserved bit", encode_frame(op_text, "x", {.rsv = 4})},
+        {"invalid UTF-8", encode_frame(op_text, "\xff")},
+    };
+    for (const auto& [name, bad] : bad_frames) {
+        for (const int count : {2, 5, 50, 200}) {
+            auto c = open_websocket(port());
+            std::string bytes;
+            std::vector<std::string> sent;
+            for (int i = 0; i < count; ++i) {
+                sent.push_back("message " + std::to_string(i));
+                bytes += encode_frame(op_text, sent.back());
+            }
+            c->send(bytes + bad);
+            const auto result = finish(*c);
+            ASSERT_TRUE(result.close) << name << ", " << count << " messages before it";
+            EXPECT_EQ(result.messages, sent) << name << ": " << result.messages.size()
+                                             << " echoes of " << count << " before the close frame";
+        }
+    }
+}
+
 // RFC 6455 §7.1.1: the close frame must reach the client, and the TCP connection end
 // cleanly (FIN, not a reset that discards it), even with input still unread.
 TEST(conformance_close, the_close_frame_reaches_a_client_with_unread_input) {

@@ -499,6 +499,13 @@ class websocket_session : public live_session,
     }
 
     void receive_next() {
+        if (close_ && close_->drain == 0) {
+            subscriber_.unsubscribe();  // what came after the close decision is not sent
+            finish_writer();
+            return;
+        }
+        // Asked for while closing: the message it brings is one of those to drain.
+        receive_drains_ = close_ != nullptr;
         if (subscriber_.queued() == 0) {
             // Probably idle for a while: it holds no write buffer meanwhile (a busy
             // client keeps it from batch to batch).
@@ -524,6 +531,12 @@ class websocket_session : public live_session,
         if (ec) {
             on_receive_ended(ec);
             return;
+        }
+        if (receive_drains_) {
+            receive_drains_ = false;
+            if (close_ && close_->drain > 0) {
+                --close_->drain;  // the message is one of those queued before the close
+            }
         }
         // In a burst (a backlog queued already, or a run of messages each less than
         // burst_gap after the one before) more is on its way: letting the others run
@@ -583,7 +596,8 @@ class websocket_session : public live_session,
             ++frames;
             bytes += next->message().size();
             next.reset();
-            if (frames < max_batch && bytes < max_batch_bytes) {
+            if (frames < max_batch && bytes < max_batch_bytes && subscriber_.queued() > 0 &&
+                writer_may_take()) {
                 next = subscriber_.try_receive();
             }
         }
@@ -689,12 +703,31 @@ class websocket_session : public live_session,
         close_ = std::make_unique<close_decision>(close_decision{code, std::move(text)});
     }
 
-    // Asks the writer to send a close frame: ending the subscription wakes it.
+    // Asks the writer to send a close frame after the messages queued for the client
+    // now (the echoes of what it sent before among them). With none queued, ending the
+    // subscription wakes a waiting writer; a writer with some queued is busy, and
+    // closes once it has sent them (writer_may_take, receive_next).
     void request_close(close_code code, std::string text) {
         if (!close_) {
             set_close(code, std::move(text));
+            close_->drain = subscriber_.queued();
         }
-        subscriber_.unsubscribe();
+        if (close_->drain == 0) {
+            subscriber_.unsubscribe();
+        }
+    }
+
+    // Whether the writer may take another queued message: always, unless a close is
+    // decided and the messages queued before it are sent. Counts the one it takes.
+    bool writer_may_take() {
+        if (!close_) {
+            return true;
+        }
+        if (close_->drain == 0) {
+            return false;
+        }
+        --close_->drain;
+        return true;
     }
 
     using clock = std::chrono::steady_clock;
@@ -732,8 +765,9 @@ class websocket_session : public live_session,
     std::uint16_t publishing_messages_ = 0;  // at most max_publishing_messages
     // Bits: every idle client holds them.
     bool reader_ended_ : 1 = false;
-    bool peer_gone_ : 1 = false;  // the connection ended without a closing handshake
-    bool pinged_ : 1 = false;     // a keep-alive ping went out since the client last sent
+    bool receive_drains_ : 1 = false;  // see receive_next
+    bool peer_gone_ : 1 = false;       // the connection ended without a closing handshake
+    bool pinged_ : 1 = false;          // a keep-alive ping went out since the client last sent
     bool publish_failed_ : 1 = false;
     bool close_frame_sent_ : 1 = false;
     bool counted_slow_ : 1 = false;
@@ -745,6 +779,7 @@ class websocket_session : public live_session,
     struct close_decision {
         close_code code;
         std::string reason;
+        std::size_t drain = 0;  // queued messages still to send before the close frame
     };
     std::unique_ptr<close_decision> close_;
 };

@@ -202,8 +202,12 @@ asio::awaitable<void> serve_connection(server& srv, asio::ip::tcp::socket socket
                 break;
             }
             // The WebSocket runs on its own: this coroutine, its HTTP buffer and parser,
-            // and the HTTP stream's timers are freed (an idle client costs less).
-            start_websocket(srv, stream.release_socket(), std::move(request), std::move(join));
+            // and the HTTP stream's timers are freed (an idle client costs less). Bytes
+            // read past the request (frames a client sent without waiting for the 101)
+            // go with it.
+            std::string early_input(static_cast<const char*>(buffer.data().data()), buffer.size());
+            start_websocket(srv, stream.release_socket(), std::move(request), std::move(join),
+                            std::move(early_input));
             co_return;
         }
         auto response = route(srv, request);

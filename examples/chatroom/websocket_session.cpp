@@ -124,8 +124,10 @@ class websocket_session : public live_session,
           stream_(std::move(socket), srv.settings().slow_client_timeout),
           reader_(static_cast<std::uint32_t>(srv.settings().max_message_bytes)) {}
 
-    void start(beast::http::request<beast::http::string_body> request, join_request join) {
-        asio::co_spawn(stream_.get_executor(), open(std::move(request), std::move(join)),
+    void start(beast::http::request<beast::http::string_body> request, join_request join,
+               std::string early_input) {
+        asio::co_spawn(stream_.get_executor(),
+                       open(std::move(request), std::move(join), std::move(early_input)),
                        [self = shared_from_this()](std::exception_ptr e) {
                            if (e) {
                                log_connection_failure(e);
@@ -152,7 +154,7 @@ class websocket_session : public live_session,
   private:
     // Joins the room and accepts the WebSocket, then starts the reader and the writer.
     asio::awaitable<void> open(beast::http::request<beast::http::string_body> request,
-                               join_request join) {
+                               join_request join, std::string early_input) {
         const auto self = shared_from_this();
         json_frames_ = join.json_frames;
 
@@ -190,7 +192,15 @@ class websocket_session : public live_session,
         last_read_ = clock::now();
         server_.add_session(*this);
 
-        guarded_reader([&] { read_next(); });
+        guarded_reader([&] {
+            // Frames sent with the request, before the 101 (RFC 6455 §4.1 says to wait;
+            // what was sent is read all the same), come first.
+            if (early_input.empty() ||
+                consume(reinterpret_cast<const unsigned char*>(early_input.data()),
+                        early_input.size())) {
+                read_next();
+            }
+        });
         guarded_writer([&] { start_writer(); });
     }
 
@@ -787,9 +797,10 @@ class websocket_session : public live_session,
 }  // namespace
 
 void start_websocket(server& srv, asio::ip::tcp::socket socket,
-                     beast::http::request<beast::http::string_body> request, join_request join) {
+                     beast::http::request<beast::http::string_body> request, join_request join,
+                     std::string early_input) {
     std::make_shared<websocket_session>(srv, std::move(socket))
-        ->start(std::move(request), std::move(join));
+        ->start(std::move(request), std::move(join), std::move(early_input));
 }
 
 }  // namespace chat

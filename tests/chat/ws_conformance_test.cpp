@@ -121,6 +121,24 @@ TEST_F(conformance, handshake_accepts_a_valid_upgrade) {
     EXPECT_TRUE(head->has("Upgrade: websocket")) << head->text;
 }
 
+// RFC 6455 §4.1 tells a client to wait for the 101 before sending frames; one that does
+// not loses nothing: what it sent with the request is read like the rest (it was
+// dropped with the HTTP reader's buffer).
+TEST_F(conformance, frames_sent_with_the_upgrade_request_are_read) {
+    raw_client c(port());
+    c.send(upgrade_request("127.0.0.1:" + std::to_string(port())) + encode_frame(op_text, "early") +
+           encode_frame(op_text, "bird"));
+    const auto head = c.read_http();
+    ASSERT_TRUE(head);
+    EXPECT_EQ(head->status, 101) << head->text;
+    for (const std::string expected : {"early", "bird"}) {
+        const auto echo = c.read_frame();
+        ASSERT_TRUE(echo) << "no echo of " << expected;
+        EXPECT_EQ(echo->opcode, op_text);
+        EXPECT_EQ(echo->payload, expected);
+    }
+}
+
 TEST_F(conformance, handshake_refuses_keys_that_are_not_base64_of_16_bytes) {
     const std::vector<std::string> keys = {
         "dGhl",                      // base64 of 3 bytes

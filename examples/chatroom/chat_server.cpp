@@ -201,8 +201,20 @@ asio::awaitable<void> server::shutdown() {
     co_await broadcast_.async_disconnect(asio::as_tuple(use_awaitable));
 }
 
+server::~server() {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto* session = sessions_; session != nullptr;) {
+        auto* next = session->next_;
+        session->previous_ = session->next_ = nullptr;
+        session->listed_.store(false, std::memory_order_release);
+        session = next;
+    }
+    sessions_ = nullptr;
+}
+
 void server::add_session(live_session& session) {
     std::lock_guard lock(sessions_mutex_);
+    session.listed_.store(true, std::memory_order_release);
     session.next_ = sessions_;
     if (sessions_ != nullptr) {
         sessions_->previous_ = &session;
@@ -212,9 +224,10 @@ void server::add_session(live_session& session) {
 
 void server::remove_session(live_session& session) {
     std::lock_guard lock(sessions_mutex_);
-    if (sessions_ != &session && session.previous_ == nullptr) {
-        return;  // not listed
+    if (!session.listed_.load(std::memory_order_relaxed)) {
+        return;
     }
+    session.listed_.store(false, std::memory_order_release);
     (session.previous_ != nullptr ? session.previous_->next_ : sessions_) = session.next_;
     if (session.next_ != nullptr) {
         session.next_->previous_ = session.previous_;

@@ -78,16 +78,23 @@ class live_session {
     // The session, shared; null once it is being destroyed.
     virtual std::shared_ptr<live_session> share() = 0;
 
+  protected:
+    // In the server's list. A session that outlives its server (destroyed with the
+    // io_context, after the server) is not: the server's destructor unlists them all.
+    bool listed() const noexcept { return listed_.load(std::memory_order_acquire); }
+
   private:
     friend class server;
     // The server's list of live sessions runs through them: no allocation per client.
     live_session* previous_ = nullptr;
     live_session* next_ = nullptr;
+    std::atomic<bool> listed_{false};
 };
 
 class server {
   public:
     server(boost::asio::io_context& io, config cfg);
+    ~server();
 
     // Connects the broadcast and starts listening. Throws on failure.
     boost::asio::awaitable<void> start();

@@ -143,7 +143,11 @@ class websocket_session : public live_session,
 
     std::shared_ptr<live_session> share() override { return weak_from_this().lock(); }
 
-    ~websocket_session() override { server_.remove_session(*this); }
+    ~websocket_session() override {
+        if (listed()) {  // not once the server is gone (see live_session::listed)
+            server_.remove_session(*this);
+        }
+    }
 
     void check_idle() override {
         asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {

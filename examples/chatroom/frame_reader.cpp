@@ -1,5 +1,7 @@
 #include "frame_reader.hpp"
 
+#include <broadcaster/utf8.hpp>
+
 #include <algorithm>
 #include <cstring>
 
@@ -272,10 +274,7 @@ frame_reader::result frame_reader::end_frame(std::size_t consumed) {
             if (!is_valid_close_code(code)) {
                 return fail(close_code::protocol_error, "invalid close code", consumed);
             }
-            utf8_checker reason;
-            if (!reason.feed(reinterpret_cast<const unsigned char*>(payload.data()) + 2,
-                             payload.size() - 2) ||
-                !reason.complete()) {
+            if (!broadcaster::is_valid_utf8(payload.substr(2))) {
                 return fail(close_code::bad_payload, "close reason not UTF-8", consumed);
             }
             code_ = code;

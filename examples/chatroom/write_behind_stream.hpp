@@ -313,13 +313,16 @@ class write_behind_stream {
             s->output().pending.assign(batch, sent);
         }
         // One per thread: it may keep what a batch of big messages needed.
-        if (batch.capacity() > max_staging_capacity) {
-            std::string().swap(batch);
-        } else {
-            batch.clear();
+        release(batch, max_staging_capacity);
+        if (s->idle()) {
+            wake_flushed_waiters(s);
         }
-        if (s->flushed_waiters && s->idle()) {
-            const auto waiters = std::exchange(s->flushed_waiters, nullptr);
+    }
+
+    // Posted: a writer resumed at once would write its next batch before others have
+    // written theirs, with fewer frames in it.
+    static void wake_flushed_waiters(const std::shared_ptr<state>& s) {
+        if (const auto waiters = std::exchange(s->flushed_waiters, nullptr)) {
             for (auto& waiter : *waiters) {
                 boost::asio::post(s->socket.get_executor(),
                                   boost::asio::append(std::move(waiter), s->error));
@@ -354,9 +357,9 @@ class write_behind_stream {
         });
     }
 
-    // Empties a buffer; one that a burst of big messages grew does not keep its memory.
-    static void release(std::string& buffer) {
-        constexpr std::size_t kept_capacity = 64 * 1024;
+    // Empties a buffer; one that a burst of big messages grew past `kept_capacity` does
+    // not keep its memory.
+    static void release(std::string& buffer, std::size_t kept_capacity = 64 * 1024) {
         if (buffer.capacity() > kept_capacity) {
             std::string().swap(buffer);
         } else {
@@ -373,14 +376,7 @@ class write_behind_stream {
                     s->flush_scheduled = false;
                     release(out.on_the_wire);
                     release(out.pending);
-                    // Posted: a writer resumed at once would write its next batch
-                    // before others have written theirs, with fewer frames in it.
-                    if (const auto waiters = std::move(s->flushed_waiters)) {
-                        for (auto& waiter : *waiters) {
-                            boost::asio::post(s->socket.get_executor(),
-                                              boost::asio::append(std::move(waiter), s->error));
-                        }
-                    }
+                    wake_flushed_waiters(s);
                     return;
                 }
                 release(out.on_the_wire);

@@ -1,5 +1,7 @@
 #include "chat_server.hpp"
 
+#include "room.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,6 +18,13 @@ namespace asio = boost::asio;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 
+namespace {
+// The room's fan-out takes in one turn of the server what its clients published in the
+// turn before: each client's reader takes at most 64 KiB of input per turn.
+constexpr std::size_t room_queue_messages = std::size_t{1} << 20;
+constexpr std::size_t room_queue_bytes = std::size_t{256} << 20;
+}  // namespace
+
 void log_connection_failure(const std::exception_ptr& e) {
     try {
         std::rethrow_exception(e);
@@ -30,6 +39,9 @@ server::server(asio::io_context& io, config cfg)
     : io_(io),
       config_(std::move(cfg)),
       broadcast_(io, config_.broadcast_url),
+      room_(config_.threads == 1
+                ? std::make_shared<chat::room>(broadcast_, room_queue_messages, room_queue_bytes)
+                : nullptr),
       accept_strand_(asio::make_strand(io)),
       acceptor_(accept_strand_),
       accept_backoff_(accept_strand_),
@@ -202,6 +214,9 @@ asio::awaitable<void> server::shutdown() {
 }
 
 server::~server() {
+    if (room_) {
+        room_->close();
+    }
     std::lock_guard lock(sessions_mutex_);
     for (auto* session = sessions_; session != nullptr;) {
         auto* next = session->next_;

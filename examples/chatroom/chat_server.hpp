@@ -25,6 +25,8 @@
 
 namespace chat {
 
+class room;
+
 // The channel every client publishes to and receives from.
 inline constexpr const char* room_channel = "chatroom";
 
@@ -113,6 +115,8 @@ class server {
     // The most messages a client resuming with ?since= is given; further behind, it
     // gets a gap frame and the recent history (so a request reads at most this many).
     std::size_t resume_limit() const noexcept { return resume_limit_; }
+    // The room's fan-out (room.hpp), with one thread; null with several.
+    chat::room* fan_out() const noexcept { return room_.get(); }
 
     // Live WebSocket sessions register themselves: to be closed on shutdown, and checked
     // for idleness (one sweep for all of them, not a timer each).
@@ -134,6 +138,7 @@ class server {
     boost::asio::io_context& io_;
     const config config_;
     broadcaster::broadcast broadcast_;
+    std::shared_ptr<chat::room> room_;
     // The acceptor, its backoff timer and shutdown meet on this strand.
     boost::asio::strand<boost::asio::io_context::executor_type> accept_strand_;
     boost::asio::ip::tcp::acceptor acceptor_;

@@ -30,6 +30,7 @@
 #include "burst_detector.hpp"
 #include "frame_reader.hpp"
 #include "json_frames.hpp"
+#include "room.hpp"
 #include "text_frame.hpp"
 #include "write_behind_stream.hpp"
 
@@ -117,11 +118,13 @@ std::span<unsigned char> read_scratch() {
 }
 
 class websocket_session : public live_session,
+                          public room_seat::listener,
                           public std::enable_shared_from_this<websocket_session> {
   public:
     websocket_session(server& srv, asio::ip::tcp::socket socket)
         : server_(srv),
           stream_(std::move(socket), srv.settings().slow_client_timeout),
+          seat_(srv.settings().client_queue_messages, srv.settings().client_queue_bytes),
           reader_(static_cast<std::uint32_t>(srv.settings().max_message_bytes)) {}
 
     void start(beast::http::request<beast::http::string_body> request, join_request join,
@@ -162,11 +165,12 @@ class websocket_session : public live_session,
         const auto self = shared_from_this();
         json_frames_ = join.json_frames;
 
-        // Each client is a subscriber of the room: the broadcast keeps one broker
-        // subscription for all of them. Its queue, bounded in bytes, is the client's
-        // send queue. Subscribing before accepting means a client whose socket is open
-        // is in the room: nothing published after that is missed.
-        auto [subscribe_ec, sub] = co_await join_room(join.since);
+        // The client takes a seat in the room's fan-out (room.hpp), or, for history, or
+        // with several threads, subscribes on its own (the broadcast keeps one broker
+        // subscription for all). The seat's or the subscriber's queue, bounded in bytes,
+        // is the client's send queue. Joining before accepting means a client whose
+        // socket is open is in the room: nothing published after that is missed.
+        const auto subscribe_ec = co_await join_room(join.since);
         error_code ec;
         if (subscribe_ec) {
             beast::http::response<beast::http::string_body> unavailable(
@@ -189,7 +193,6 @@ class websocket_session : public live_session,
         if (ec) {
             co_return;
         }
-        subscriber_ = std::move(sub);
         auto& stats = server_.stats();
         stats.clients.fetch_add(1, std::memory_order_relaxed);
         stats.connections_total.fetch_add(1, std::memory_order_relaxed);
@@ -213,37 +216,43 @@ class websocket_session : public live_session,
     void fail(const std::exception_ptr& e) {
         log_connection_failure(e);
         stream_.close();
-        subscriber_.unsubscribe();  // ends the writer's wait
+        end_queue();  // ends the writer's wait
     }
 
-    // Subscribes to the room: after `since` if the client asked, else with the last
+    // Joins the room: after `since` if the client asked, else with the last
     // join_history() messages first. When the room cannot give everything after `since`
     // (trimmed, more than resume_limit(), a position it never gave, a backend without
     // history), the client joins as a new one would and, with JSON frames, is told so
     // first (a gap frame).
-    asio::awaitable<std::tuple<error_code, broadcaster::subscriber>> join_room(
-        const std::optional<std::string>& since) {
+    asio::awaitable<error_code> join_room(const std::optional<std::string>& since) {
         const auto& settings = server_.settings();
         broadcaster::subscribe_options options(settings.client_queue_messages,
                                                broadcaster::overflow_policy::close,
                                                settings.client_queue_bytes);
-        auto& room = server_.broadcast();
+        auto& broadcast = server_.broadcast();
         if (since) {
             options.since = *since;
             options.last = server_.resume_limit();  // more than that after `since`: a gap
-            auto [ec, sub] =
-                co_await room.async_subscribe(room_channel, options, asio::as_tuple(use_awaitable));
+            auto [ec, sub] = co_await broadcast.async_subscribe(room_channel, options,
+                                                                asio::as_tuple(use_awaitable));
             if (ec != broadcaster::error::history_gap &&
                 ec != broadcaster::error::invalid_position &&
                 ec != broadcaster::error::history_not_supported) {
-                co_return std::tuple{ec, std::move(sub)};
+                subscriber_ = std::move(sub);
+                co_return ec;
             }
             gap_ = true;
             options.since.reset();
         }
+        if (server_.join_history() == 0 && server_.fan_out()) {
+            in_room_ = true;
+            co_return co_await server_.fan_out()->join(seat_);
+        }
         options.last = server_.join_history();
-        co_return co_await room.async_subscribe(room_channel, options,
-                                                asio::as_tuple(use_awaitable));
+        auto [ec, sub] = co_await broadcast.async_subscribe(room_channel, options,
+                                                            asio::as_tuple(use_awaitable));
+        subscriber_ = std::move(sub);
+        co_return ec;
     }
 
     // The reader waits for input with no buffer: an idle client's reader is only its
@@ -514,18 +523,55 @@ class websocket_session : public live_session,
 
     void receive_next() {
         if (close_ && close_->drain == 0) {
-            subscriber_.unsubscribe();  // what came after the close decision is not sent
+            end_queue();  // what came after the close decision is not sent
             finish_writer();
             return;
         }
         // Asked for while closing: the message it brings is one of those to drain.
         receive_drains_ = close_ != nullptr;
-        if (subscriber_.queued() == 0) {
+        if (queued() == 0) {
             // Probably idle for a while: it holds no write buffer meanwhile (a busy
             // client keeps it from batch to batch).
             stream_.release_buffers();
+            seat_.release_memory();
         }
-        subscriber_.async_receive(received_handler{shared_from_this()});
+        if (!in_room_) {
+            subscriber_.async_receive(received_handler{shared_from_this()});
+            return;
+        }
+        if (queued() > 0 || seat_.error()) {
+            // Posted, as a subscriber's receive would be: the others get their turn.
+            auto ev = seat_.try_receive();
+            asio::post(stream_.get_executor(),
+                       [self = shared_from_this(), ec = seat_.error(),
+                        ev = ev ? std::move(*ev) : broadcaster::event()]() mutable {
+                           self->on_room_message(ec, std::move(ev));
+                       });
+            return;
+        }
+        seat_.wait(shared_from_this());  // the fan-out calls on_room_message
+    }
+
+    void on_room_message(error_code ec, broadcaster::event ev) override {
+        guarded_writer([&] { on_received(ec, std::move(ev)); });
+    }
+
+    // The writer's queue: the seat's in the room's fan-out, or the subscriber's.
+    std::size_t queued() const noexcept { return in_room_ ? seat_.queued() : subscriber_.queued(); }
+    std::optional<broadcaster::event> try_take() {
+        return in_room_ ? seat_.try_receive() : subscriber_.try_receive();
+    }
+    // Ends the queue: a waiting writer wakes with operation_aborted.
+    void end_queue() {
+        if (!in_room_) {
+            subscriber_.unsubscribe();
+            return;
+        }
+        if (seat_.leave()) {
+            asio::post(stream_.get_executor(), [self = shared_from_this()] {
+                self->on_room_message(asio::error::operation_aborted, {});
+            });
+        }
     }
 
     // The writer's wake-up. It names its executor itself: through bind_executor, Asio's
@@ -557,8 +603,8 @@ class websocket_session : public live_session,
         // first (the client's reader among them, when it is the one sending the burst)
         // makes this batch bigger, and the system calls per message fewer. At a steady
         // rate a message goes out at once, with whatever else is queued.
-        const bool burst = bursts_.message_at(std::chrono::steady_clock::now()) ||
-                           subscriber_.queued() >= burst_backlog;
+        const bool burst =
+            bursts_.message_at(std::chrono::steady_clock::now()) || queued() >= burst_backlog;
         send_after_turns(std::move(ev), burst ? burst_turns : 0);
     }
 
@@ -610,9 +656,9 @@ class websocket_session : public live_session,
             ++frames;
             bytes += next->message().size();
             next.reset();
-            if (frames < max_batch && bytes < max_batch_bytes && subscriber_.queued() > 0 &&
+            if (frames < max_batch && bytes < max_batch_bytes && queued() > 0 &&
                 writer_may_take()) {
-                next = subscriber_.try_receive();
+                next = try_take();
             }
         }
         const bool sent = stream_.uncork();
@@ -724,10 +770,10 @@ class websocket_session : public live_session,
     void request_close(close_code code, std::string text) {
         if (!close_) {
             set_close(code, std::move(text));
-            close_->drain = subscriber_.queued();
+            close_->drain = queued();
         }
         if (close_->drain == 0) {
-            subscriber_.unsubscribe();
+            end_queue();
         }
     }
 
@@ -767,7 +813,8 @@ class websocket_session : public live_session,
     static constexpr std::size_t max_publishing_bytes = 256 * 1024;
 
     write_behind_stream stream_;
-    broadcaster::subscriber subscriber_;
+    room_seat seat_;                      // the client's queue in the room's fan-out
+    broadcaster::subscriber subscriber_;  // or its own subscription
     frame_reader reader_;
     std::string message_;  // the client's message being read
     // Read after a message that waits for room in the window.
@@ -787,6 +834,7 @@ class websocket_session : public live_session,
     bool counted_slow_ : 1 = false;
     bool json_frames_ : 1 = false;  // broadcaster.v1: JSON frames with positions
     bool gap_ : 1 = false;          // the client's `since` could not be served
+    bool in_room_ : 1 = false;      // seated in the room's fan-out
     burst_detector<burst_gap.count(), burst_run> bursts_;
     clock::time_point last_read_;  // when the client last sent something
     // The close frame the server decided on; the reader stops once there is one.

@@ -86,6 +86,25 @@ TEST(chat, a_burst_arrives_complete_and_in_order) {
         ASSERT_EQ(sender.receive(), expected);
     }
     EXPECT_EQ(metric(chat.port, "chat_messages_out_total"), 2u * count);
+    // One subscription of the room's fan-out for both clients.
+    EXPECT_EQ(metric(chat.port, "broadcast_active_subscribers"), 1u);
+}
+
+// With several threads each client subscribes on its own (no room fan-out): the same
+// messages, in the same order.
+TEST(chat, with_several_threads_every_client_receives_a_burst_in_order) {
+    chat_instance chat("memory://", {"--threads", "2"});
+    client sender(chat.port);
+    client reader(chat.port);
+    constexpr int count = 500;
+    for (int i = 0; i < count; ++i) {
+        sender.send("burst " + std::to_string(i));
+    }
+    for (int i = 0; i < count; ++i) {
+        ASSERT_EQ(reader.receive(), "burst " + std::to_string(i));
+        ASSERT_EQ(sender.receive(), "burst " + std::to_string(i));
+    }
+    EXPECT_EQ(metric(chat.port, "broadcast_active_subscribers"), 2u);
 }
 
 // Two instances on one broker URL: a message sent to one reaches clients of both.

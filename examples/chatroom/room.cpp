@@ -152,10 +152,13 @@ void room::receive_next() {
 void room::on_received(error_code ec, broadcaster::event ev) {
     if (ec) {
         // Ended (the broadcast disconnected, the room fell behind): the seats end with
-        // it, and the next join subscribes again.
+        // it, and the next join subscribes again. Falling behind is the server's doing,
+        // not its clients': they are not told they were too slow.
         live_ = false;
         subscriber_ = broadcaster::subscriber();
-        end_seats(ec);
+        end_seats(ec == broadcaster::error::subscriber_overflow
+                      ? make_error_code(boost::system::errc::no_buffer_space)
+                      : ec);
         return;
     }
     fan_out(ev);

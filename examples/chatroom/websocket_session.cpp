@@ -424,6 +424,10 @@ class websocket_session : public live_session,
         if (reader_ended_ || stream_.close_started()) {
             return;
         }
+        if (seat_.queued() == 0) {
+            // Not when the writer is done with a batch: a flood would regrow it each time.
+            seat_.release_memory();
+        }
         const auto silence = clock::now() - last_read_;
         const auto timeout = server_.settings().idle_timeout;
         if (pinged_ && silence >= timeout) {
@@ -533,7 +537,6 @@ class websocket_session : public live_session,
             // Probably idle for a while: it holds no write buffer meanwhile (a busy
             // client keeps it from batch to batch).
             stream_.release_buffers();
-            seat_.release_memory();
         }
         if (!in_room_) {
             subscriber_.async_receive(received_handler{shared_from_this()});

@@ -259,6 +259,23 @@ TEST_F(chat_room, the_rooms_subscription_ending_ends_every_seat_and_a_later_join
     EXPECT_EQ(take_all(busy).size(), 0u);
 }
 
+// The room's own queue holds what is published between two turns of its fan-out;
+// past its bound the seats end, with an error that does not blame the clients.
+TEST_F(chat_room, the_room_falling_behind_ends_every_seat_as_the_servers_fault) {
+    const auto r = make_room(2);
+    room_seat seat(100, 1 << 20);
+    join(*r, seat);
+    run([&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 8; ++i) {  // in one turn: the fan-out cannot run between them
+            broadcast_.async_publish(room_channel, "m" + std::to_string(i), asio::detached);
+        }
+        co_return;
+    });
+    take_all(seat);
+    EXPECT_EQ(seat.error(), boost::system::errc::no_buffer_space);
+    EXPECT_NE(seat.error(), broadcaster::error::subscriber_overflow);
+}
+
 TEST_F(chat_room, a_join_fails_with_the_subscribes_error_and_the_next_one_retries) {
     const auto r = make_room();
     run([&]() -> asio::awaitable<void> {

@@ -3,8 +3,11 @@
 #include "chat_server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <utility>
 
 namespace chat {
@@ -31,6 +34,9 @@ std::optional<broadcaster::event> room_seat::try_receive() {
 }
 
 std::shared_ptr<room_seat::listener> room_seat::leave() noexcept {
+    if (offered_to_ != nullptr) {
+        offered_to_->withdraw(*this);
+    }
     if (room_ != nullptr) {
         room_->unlink(*this);
     }
@@ -96,6 +102,16 @@ room::~room() {
 
 asio::awaitable<error_code> room::join(room_seat& seat) {
     const auto self = shared_from_this();
+    if (const auto ec = co_await subscribe()) {
+        co_return ec;
+    }
+    link(seat);
+    co_return error_code();
+}
+
+// Until the room has a live subscription: one subscribe at a time, the others wait.
+asio::awaitable<error_code> room::subscribe() {
+    const auto self = shared_from_this();
     while (!live_) {
         if (closed_) {
             co_return asio::error::operation_aborted;
@@ -119,22 +135,71 @@ asio::awaitable<error_code> room::join(room_seat& seat) {
             co_return asio::error::operation_aborted;
         }
         subscriber_ = std::move(sub);
+        last_fanned_out_ = broadcaster::event();
         live_ = true;
         receive_next();
     }
+    co_return error_code();
+}
+
+void room::link(room_seat& seat) noexcept {
     seat.room_ = this;
+    seat.previous_ = nullptr;
     seat.next_ = seats_;
     if (seats_ != nullptr) {
         seats_->previous_ = &seat;
     }
     seats_ = &seat;
-    co_return error_code();
+}
+
+void room::offer(room_seat& seat, room_seat::listener& by, broadcaster::event last_sent) {
+    if (seat.offered_to_ == nullptr) {
+        offers_.push_back(&seat);
+        seat.offered_to_ = this;
+    }
+    seat.offered_by_ = &by;
+    seat.offered_after_ = std::move(last_sent);
+    if (!live_ && !subscribing_ && !closed_) {
+        // Failing, it is tried again at the client's next offer.
+        asio::co_spawn(subscribed_.get_executor(), subscribe(), asio::detached);
+    }
+}
+
+void room::withdraw(room_seat& seat) noexcept {
+    if (seat.offered_to_ != this) {
+        return;
+    }
+    std::erase(offers_, &seat);
+    seat.offered_to_ = nullptr;
+    seat.offered_by_ = nullptr;
+    seat.offered_after_ = broadcaster::event();
+}
+
+// Seats the offers made after the message at `position`: the fan-out is there too.
+void room::seat_offers_after(std::string_view position) {
+    if (position.empty()) {
+        return;  // a backend without positions: the two cannot be matched
+    }
+    for (std::size_t i = 0; i < offers_.size();) {
+        auto& seat = *offers_[i];
+        if (seat.offered_after_.position() != position) {
+            ++i;
+            continue;
+        }
+        auto& by = *seat.offered_by_;
+        withdraw(seat);
+        link(seat);
+        by.on_room_seated();
+    }
 }
 
 void room::close() noexcept {
     closed_ = true;
     subscribed_.cancel();
     subscriber_.unsubscribe();
+    while (!offers_.empty()) {
+        withdraw(*offers_.back());
+    }
     while (seats_ != nullptr) {
         auto& seat = *seats_;
         unlink(seat);
@@ -177,12 +242,22 @@ void room::on_received(error_code ec, broadcaster::event ev) {
 }
 
 void room::fan_out(const broadcaster::event& ev) {
+    // An offer after the message before this one: the client has not sent this one yet
+    // (its subscriber's wake-up comes after the room's), so its seat gets it.
+    if (!offers_.empty() && last_fanned_out_) {
+        seat_offers_after(last_fanned_out_.position());
+    }
     // A seat's listener may make that seat leave, never another.
     for (auto* seat = seats_; seat != nullptr;) {
         auto* next = seat->next_;
         seat->push(ev);
         seat = next;
     }
+    // An offer after this very message: the client sent it on its own already.
+    if (!offers_.empty()) {
+        seat_offers_after(ev.position());
+    }
+    last_fanned_out_ = ev;
 }
 
 void room::end_seats(error_code ec) {

@@ -8,8 +8,15 @@
 // room's one subscriber receives each message once, and hands it to every seat in one
 // pass: a seat queues it, or, when the client's writer waits, gives it to the writer at
 // once, which writes it to the socket there and then. The seats and the room run on one
-// thread: the server's only one (with --threads above 1, and for clients asking for
-// history, each client subscribes on its own, as before).
+// thread: the server's only one (with --threads above 1 each client subscribes on its
+// own, as before).
+//
+// A client that asks for history subscribes on its own, which gives it the history
+// first, then live messages. Once it has sent everything its subscriber had, it offers
+// to move to the room; the room seats it when its fan-out is at the same message (the
+// same position), so that the client's next message is the room's next: no gap, no
+// duplicate. On a backend without positions, or while the two never meet, the client
+// stays on its own subscriber.
 
 #include <broadcaster/broadcaster.hpp>
 
@@ -38,6 +45,9 @@ class room_seat {
         // that ended the seat: its queue overflowed (broadcaster::error::
         // subscriber_overflow) or the room's subscription ended.
         virtual void on_room_message(boost::system::error_code ec, broadcaster::event ev) = 0;
+        // Called by the room's fan-out: the seat offered (room::offer) is in the room
+        // now; its next message is the one after the offer's.
+        virtual void on_room_seated() = 0;
     };
 
     room_seat(std::size_t max_messages, std::size_t max_bytes) noexcept
@@ -69,6 +79,10 @@ class room_seat {
     void end(boost::system::error_code ec);
 
     room* room_ = nullptr;  // null once it left (or the room is gone)
+    // Offered to a room (room::offer), not in it yet: by whom, after which message.
+    room* offered_to_ = nullptr;
+    listener* offered_by_ = nullptr;
+    broadcaster::event offered_after_;
     room_seat* previous_ = nullptr;
     room_seat* next_ = nullptr;
     // The queue: queue_[head_] onwards (a vector: an idle client's holds no memory).
@@ -95,13 +109,23 @@ class room : public std::enable_shared_from_this<room> {
     // it has none): everything published after that reaches the seat. Runs on the
     // broadcast's executor, which must be the one thread running the server.
     boost::asio::awaitable<boost::system::error_code> join(room_seat& seat);
+    // A client on its own subscriber has sent everything up to `last_sent` and waits:
+    // `seat` is seated, and `by.on_room_seated()` called, when the fan-out reaches
+    // that message (subscribing first if the room has no subscription). Until then,
+    // or withdraw(), the room keeps a pointer to `by`.
+    void offer(room_seat& seat, room_seat::listener& by, broadcaster::event last_sent);
+    // The client is about to send more on its own: the offer no longer holds.
+    void withdraw(room_seat& seat) noexcept;
     // Ends the subscription; the seats leave without a word (the server is going away,
     // and its clients with it).
     void close() noexcept;
 
   private:
     friend class room_seat;
+    boost::asio::awaitable<boost::system::error_code> subscribe();
     void receive_next();
+    void seat_offers_after(std::string_view position);
+    void link(room_seat& seat) noexcept;
     void on_received(boost::system::error_code ec, broadcaster::event ev);
     void fan_out(const broadcaster::event& ev);
     void end_seats(boost::system::error_code ec);
@@ -120,6 +144,8 @@ class room : public std::enable_shared_from_this<room> {
     // Joins that wait for another's subscribe wait on it; it never expires.
     boost::asio::steady_timer subscribed_;
     room_seat* seats_ = nullptr;  // the first of the list
+    std::vector<room_seat*> offers_;
+    broadcaster::event last_fanned_out_;  // of this subscription
     std::vector<broadcaster::event> batch_;
 };
 

@@ -16,7 +16,7 @@
 // message queued for the client into that buffer at once: the frames go out in one
 // system call.
 //
-// Slow clients: the send queue is the subscriber's, bounded in bytes
+// Slow clients: the send queue is the room seat's (or the subscriber's), bounded in bytes
 // (--client-queue-bytes); a client whose queue overflows is closed with 1008. A burst
 // is not slowness: a client is dropped only when its socket has taken nothing for
 // --slow-client-timeout while the server had something to send (the write-behind
@@ -167,9 +167,10 @@ class websocket_session : public live_session,
 
         // The client takes a seat in the room's fan-out (room.hpp), or, for history, or
         // with several threads, subscribes on its own (the broadcast keeps one broker
-        // subscription for all). The seat's or the subscriber's queue, bounded in bytes,
-        // is the client's send queue. Joining before accepting means a client whose
-        // socket is open is in the room: nothing published after that is missed.
+        // subscription for all); with history, it moves to the room once it has caught
+        // up. The seat's or the subscriber's queue, bounded in bytes, is the client's
+        // send queue. Joining before accepting means a client whose socket is open is in
+        // the room: nothing published after that is missed.
         const auto subscribe_ec = co_await join_room(join.since);
         error_code ec;
         if (subscribe_ec) {
@@ -239,6 +240,7 @@ class websocket_session : public live_session,
                 ec != broadcaster::error::invalid_position &&
                 ec != broadcaster::error::history_not_supported) {
                 subscriber_ = std::move(sub);
+                wants_room_ = server_.fan_out() != nullptr;
                 co_return ec;
             }
             gap_ = true;
@@ -252,6 +254,7 @@ class websocket_session : public live_session,
         auto [ec, sub] = co_await broadcast.async_subscribe(room_channel, options,
                                                             asio::as_tuple(use_awaitable));
         subscriber_ = std::move(sub);
+        wants_room_ = server_.fan_out() != nullptr;
         co_return ec;
     }
 
@@ -539,6 +542,10 @@ class websocket_session : public live_session,
             stream_.release_buffers();
         }
         if (!in_room_) {
+            if (wants_room_ && last_sent_ && subscriber_.queued() == 0) {
+                // Everything its subscriber had is sent: the room may take it over.
+                server_.fan_out()->offer(seat_, *this, last_sent_);
+            }
             subscriber_.async_receive(received_handler{shared_from_this()});
             return;
         }
@@ -586,9 +593,32 @@ class websocket_session : public live_session,
         executor_type get_executor() const noexcept { return self->stream_.get_executor(); }
 
         void operator()(error_code ec, broadcaster::event ev) const {
-            self->guarded_writer([&] { self->on_received(ec, std::move(ev)); });
+            self->guarded_writer([&] { self->on_own_message(ec, std::move(ev)); });
         }
     };
+
+    // From the client's own subscriber.
+    void on_own_message(error_code ec, broadcaster::event ev) {
+        if (in_room_) {
+            // Seated meanwhile (the subscriber was dropped): the room sends this message
+            // and the rest.
+            receive_next();
+            return;
+        }
+        if (wants_room_) {
+            server_.fan_out()->withdraw(seat_);  // about to send more on its own
+        }
+        on_received(ec, std::move(ev));
+    }
+
+    // The offer made in receive_next was taken: from the next message on, the client
+    // is served by the room. Its subscriber's pending receive completes (aborted), and
+    // the writer goes on with the seat.
+    void on_room_seated() override {
+        in_room_ = true;
+        last_sent_ = broadcaster::event();
+        subscriber_ = broadcaster::subscriber();
+    }
 
     void on_received(error_code ec, broadcaster::event ev) {
         if (ec) {
@@ -658,6 +688,9 @@ class websocket_session : public live_session,
             }
             ++frames;
             bytes += next->message().size();
+            if (wants_room_ && !in_room_) {
+                last_sent_ = *next;  // where the room can take over (receive_next)
+            }
             next.reset();
             if (frames < max_batch && bytes < max_batch_bytes && queued() > 0 &&
                 writer_may_take()) {
@@ -818,6 +851,7 @@ class websocket_session : public live_session,
     write_behind_stream stream_;
     room_seat seat_;                      // the client's queue in the room's fan-out
     broadcaster::subscriber subscriber_;  // or its own subscription
+    broadcaster::event last_sent_;        // on its own subscriber: the last message sent
     frame_reader reader_;
     std::string message_;  // the client's message being read
     // Read after a message that waits for room in the window.
@@ -838,6 +872,7 @@ class websocket_session : public live_session,
     bool json_frames_ : 1 = false;  // broadcaster.v1: JSON frames with positions
     bool gap_ : 1 = false;          // the client's `since` could not be served
     bool in_room_ : 1 = false;      // seated in the room's fan-out
+    bool wants_room_ : 1 = false;   // on its own subscriber (history) until the room takes over
     burst_detector<burst_gap.count(), burst_run> bursts_;
     clock::time_point last_read_;  // when the client last sent something
     // The close frame the server decided on; the reader stops once there is one.

@@ -83,6 +83,38 @@ TEST(chat_history, a_joining_client_gets_the_last_messages_then_live_ones) {
     EXPECT_EQ(bob.receive(), "live");
 }
 
+// A client joins with history on its own subscriber, then moves to the room's fan-out
+// (one subscription for all) at a message both have reached: nothing lost or doubled
+// across the move, in a burst too.
+TEST(chat_history, clients_that_joined_with_history_move_to_the_room_without_a_gap) {
+    chat_instance chat("memory://?history=100", {"--history", "3"});
+    client alice(chat.port);
+    say(alice, numbered("m", 1, 5));
+    client bob(chat.port);
+    for (const auto& expected : numbered("m", 3, 5)) {
+        ASSERT_EQ(bob.receive(), expected);
+    }
+    const auto burst = numbered("b", 1, 300);
+    for (const auto& m : burst) {
+        alice.send(m);
+    }
+    for (const auto& expected : burst) {
+        ASSERT_EQ(alice.receive(), expected);
+        ASSERT_EQ(bob.receive(), expected);
+    }
+    say(alice, {"last"});
+    EXPECT_EQ(bob.receive(), "last");
+    EXPECT_EQ(metric(chat.port, "broadcast_active_subscribers"), 1u);  // the room's
+    client carol(chat.port);  // history, then live, as before
+    for (const auto& expected : {"b299", "b300", "last"}) {
+        ASSERT_EQ(carol.receive(), expected);
+    }
+    alice.send("after");
+    for (auto* c : {&alice, &bob, &carol}) {
+        EXPECT_EQ(c->receive(), "after");
+    }
+}
+
 TEST(chat_history, a_backend_with_history_gives_the_last_50_by_default) {
     chat_instance chat("memory://?history=1000");
     client alice(chat.port);
@@ -275,12 +307,16 @@ TEST(chat_history, clients_lose_nothing_when_the_broker_restarts) {
     chat_instance chat(stream_url(redis.port));
     json_client reader(chat.port);
     client writer(chat.port);
-    say(writer, {"before"});
-    EXPECT_EQ(reader.next().message, "before");
+    say(writer, {"before1", "before2", "before3"});
+    for (const auto& m : {"before1", "before2", "before3"}) {
+        EXPECT_EQ(reader.next().message, m);
+    }
+    // Both moved from their own subscribers to the room's by now.
+    EXPECT_EQ(metric(chat.port, "broadcast_active_subscribers"), 1u);
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     // Its acknowledgement may trail its delivery: a kill between the two would leave
     // it in doubt.
-    while (metric(chat.port, "chat_messages_in_total") < 1) {
+    while (metric(chat.port, "chat_messages_in_total") < 3) {
         ASSERT_LT(std::chrono::steady_clock::now(), until) << "never acknowledged";
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }

@@ -29,7 +29,10 @@ using boost::system::error_code;
 struct recording_listener : room_seat::listener {
     std::vector<std::string> messages;
     std::vector<error_code> errors;
+    int seated = 0;
     std::function<void()> then;
+
+    void on_room_seated() override { ++seated; }
 
     void on_room_message(error_code ec, broadcaster::event ev) override {
         if (ec) {
@@ -45,7 +48,7 @@ struct recording_listener : room_seat::listener {
 
 class chat_room : public ::testing::Test {
   protected:
-    chat_room() : broadcast_(io_, "memory://") {
+    explicit chat_room(const std::string& url = "memory://") : broadcast_(io_, url) {
         run([&]() -> asio::awaitable<void> {
             co_await broadcast_.async_connect(asio::use_awaitable);
         });
@@ -75,6 +78,7 @@ class chat_room : public ::testing::Test {
     }
 
     void settle() {
+        io_.restart();  // out of work, the io_context stopped
         while (io_.poll() > 0) {
         }
     }
@@ -308,6 +312,165 @@ TEST_F(chat_room, closing_the_room_lets_seats_go_silently) {
     settle();  // the room's last receive completes
     EXPECT_EQ(broadcast_.stats().active_subscribers, 0u);
     seat.reset();
+}
+
+}  // namespace
+}  // namespace chat
+
+namespace chat {
+namespace {
+
+// A client that joined with history, on its own subscriber, moves to the room.
+class chat_room_handover : public chat_room {
+  protected:
+    chat_room_handover() : chat_room("memory://?history=100") {}
+
+    broadcaster::subscriber subscribe_with_history(std::size_t last) {
+        broadcaster::subscriber sub;
+        run([&]() -> asio::awaitable<void> {
+            broadcaster::subscribe_options options(1000, broadcaster::overflow_policy::close);
+            options.last = last;
+            sub = co_await broadcast_.async_subscribe(room_channel, options, asio::use_awaitable);
+        });
+        return sub;
+    }
+
+    // Everything queued on `sub`; the last of it in `last`.
+    static std::vector<std::string> take_all_own(broadcaster::subscriber& sub,
+                                                 broadcaster::event& last) {
+        std::vector<std::string> taken;
+        while (auto ev = sub.try_receive()) {
+            taken.emplace_back(ev->message());
+            last = std::move(*ev);
+        }
+        return taken;
+    }
+};
+
+// The room's subscriber hears of a message after the client's did (it subscribed
+// later): the client has not sent it when the room fans it out, so the seat gets it.
+TEST_F(chat_room_handover, an_offer_after_the_rooms_last_message_is_seated_with_the_next) {
+    publish("old");
+    auto own = subscribe_with_history(10);
+    const auto r = make_room();
+    room_seat live_seat(100, 1 << 20);
+    join(*r, live_seat);  // the room subscribes
+    broadcaster::event last;
+    EXPECT_EQ(take_all_own(own, last), (std::vector<std::string>{"old"}));
+
+    room_seat seat(100, 1 << 20);
+    const auto client = std::make_shared<recording_listener>();
+    r->offer(seat, *client, last);  // history only: the room never saw "old"
+    publish("first");
+    EXPECT_EQ(client->seated, 0);
+    EXPECT_EQ(take_all_own(own, last), (std::vector<std::string>{"first"}));  // sent on its own
+    r->offer(seat, *client, last);
+    publish("second");
+    EXPECT_EQ(client->seated, 1);
+    EXPECT_EQ(take_all(seat), (std::vector<std::string>{"second"}));
+    publish("third");
+    EXPECT_EQ(take_all(seat), (std::vector<std::string>{"third"}));
+    EXPECT_EQ(take_all(live_seat), (std::vector<std::string>{"first", "second", "third"}));
+}
+
+// The client sent a message before the room fanned it out: seated after it, the seat
+// does not get it again.
+TEST_F(chat_room_handover, an_offer_after_the_message_being_fanned_out_is_seated_after_it) {
+    const auto r = make_room();
+    room_seat live_seat(100, 1 << 20);
+    join(*r, live_seat);
+    auto own = subscribe_with_history(10);
+    broadcaster::event last;
+    bool published = false;
+    asio::co_spawn(
+        io_,
+        [&]() -> asio::awaitable<void> {
+            co_await broadcast_.async_publish(room_channel, "first", asio::use_awaitable);
+            published = true;
+        },
+        asio::detached);
+    io_.restart();
+    while (own.queued() == 0 && io_.run_one() > 0) {  // stop before the room's fan-out
+    }
+    ASSERT_EQ(take_all_own(own, last), (std::vector<std::string>{"first"}));
+    ASSERT_EQ(live_seat.queued(), 0u);  // the room has not fanned it out yet
+
+    room_seat seat(100, 1 << 20);
+    const auto client = std::make_shared<recording_listener>();
+    r->offer(seat, *client, last);
+    while (!published && io_.run_one() > 0) {
+    }
+    settle();
+    EXPECT_EQ(client->seated, 1);
+    EXPECT_EQ(seat.queued(), 0u);
+    publish("second");
+    EXPECT_EQ(take_all(seat), (std::vector<std::string>{"second"}));
+    EXPECT_EQ(take_all(live_seat), (std::vector<std::string>{"first", "second"}));
+}
+
+// An offer the client withdrew (it is sending more on its own), or made by a seat that
+// left, is never taken.
+TEST_F(chat_room_handover, a_withdrawn_offer_or_a_seat_gone_is_not_seated) {
+    const auto r = make_room();
+    room_seat live_seat(100, 1 << 20);
+    join(*r, live_seat);
+    auto own = subscribe_with_history(10);
+    publish("first");
+    broadcaster::event last;
+    take_all_own(own, last);
+    const auto client = std::make_shared<recording_listener>();
+    room_seat withdrawn(100, 1 << 20);
+    r->offer(withdrawn, *client, last);
+    r->withdraw(withdrawn);
+    {
+        room_seat gone(100, 1 << 20);
+        r->offer(gone, *client, last);
+    }
+    publish("second");
+    EXPECT_EQ(client->seated, 0);
+    EXPECT_EQ(withdrawn.queued(), 0u);
+}
+
+// The offer starts the room's subscription when it has none; seated at a later match.
+TEST_F(chat_room_handover, an_offer_subscribes_the_room) {
+    const auto r = make_room();
+    auto own = subscribe_with_history(10);
+    publish("first");
+    broadcaster::event last;
+    take_all_own(own, last);
+    room_seat seat(100, 1 << 20);
+    const auto client = std::make_shared<recording_listener>();
+    EXPECT_EQ(broadcast_.stats().active_subscribers, 1u);
+    r->offer(seat, *client, last);
+    settle();
+    EXPECT_EQ(broadcast_.stats().active_subscribers, 2u);  // the room's
+    publish("second");  // the room's first: nothing before it to match
+    take_all_own(own, last);
+    r->offer(seat, *client, last);
+    publish("third");
+    EXPECT_EQ(client->seated, 1);
+    EXPECT_EQ(take_all(seat), (std::vector<std::string>{"third"}));
+}
+
+// Without positions (a backend without history) the two cannot be matched: no seat.
+TEST_F(chat_room, an_offer_without_positions_is_never_seated) {
+    const auto r = make_room();
+    room_seat live_seat(100, 1 << 20);
+    join(*r, live_seat);
+    broadcaster::subscriber own;
+    run([&]() -> asio::awaitable<void> {
+        own = co_await broadcast_.async_subscribe(room_channel, asio::use_awaitable);
+    });
+    room_seat seat(100, 1 << 20);
+    const auto client = std::make_shared<recording_listener>();
+    for (const auto* m : {"first", "second", "third"}) {
+        publish(m);
+        auto ev = own.try_receive();
+        ASSERT_TRUE(ev);
+        r->offer(seat, *client, *ev);
+    }
+    EXPECT_EQ(client->seated, 0);
+    r->withdraw(seat);
 }
 
 }  // namespace

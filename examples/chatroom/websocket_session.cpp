@@ -575,6 +575,9 @@ class websocket_session : public live_session,
     void end_queue() {
         if (!in_room_) {
             subscriber_.unsubscribe();
+            if (wants_room_) {
+                server_.fan_out()->withdraw(seat_);
+            }
             return;
         }
         if (seat_.leave()) {

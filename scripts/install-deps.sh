@@ -15,6 +15,7 @@ packages=(
   libpq-dev postgresql-15
   librdkafka-dev
   libnats-dev nats-server
+  liburing-dev
   chromium
   clang-format
 )

@@ -1,6 +1,7 @@
 #include "room.hpp"
 
 #include "chat_server.hpp"
+#include "send_batcher.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -242,6 +243,8 @@ void room::on_received(error_code ec, broadcaster::event ev) {
 }
 
 void room::fan_out(const broadcaster::event& ev) {
+    // The sends the writers make for this message go to the kernel together.
+    const send_batcher::round sends;
     // An offer after the message before this one: the client has not sent this one yet
     // (its subscriber's wake-up comes after the room's), so its seat gets it.
     if (!offers_.empty() && last_fanned_out_) {

@@ -27,6 +27,7 @@
 // stream closes the socket, which ends them, unless the closing handshake still runs:
 // then that closes it.
 
+#include "send_batcher.hpp"
 #include "text_frame.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -89,7 +90,13 @@ class write_behind_stream {
     // Drops the connection at once (no closing handshake).
     void close() noexcept {
         boost::system::error_code ignored;
-        state_->socket.close(ignored);
+        if (state_->batched) {
+            // Its descriptor is in the thread's round: closed once the round is done
+            // with it, not reused by another socket meanwhile.
+            state_->close_after_batch = true;
+        } else {
+            state_->socket.close(ignored);
+        }
         if (state_->stall_timer) {
             state_->stall_timer->cancel();
         }
@@ -144,7 +151,9 @@ class write_behind_stream {
             s.last_progress = clock::now();
             flush(state_);
         }
-        return s.idle() && !s.error;
+        // A send in the thread's round counts as made: the round ends before anything
+        // else runs, and what the socket does not take then goes out as any backlog.
+        return (s.idle() || s.only_batched()) && !s.error;
     }
     // Frees the write buffers if nothing waits to go out: for a client that may stay
     // idle a long time. (A busy one keeps them: allocating them for every batch cost
@@ -227,6 +236,11 @@ class write_behind_stream {
         bool idle() const noexcept {
             return !flush_scheduled && !staged && (!out || out->pending.empty());
         }
+        // Only a send in the thread's round is under way (see uncork).
+        bool only_batched() const noexcept {
+            return batched &&
+                   (!out || (out->pending.empty() && out->wire_offset == out->on_the_wire.size()));
+        }
         std::size_t backlog() const noexcept {
             return out ? out->pending.size() + (out->on_the_wire.size() - out->wire_offset) : 0;
         }
@@ -260,6 +274,8 @@ class write_behind_stream {
         bool flush_scheduled = false;  // a flush is posted or in flight
         bool corked = false;           // writes wait for uncork()
         bool staged = false;           // ... in staging()
+        bool batched = false;          // a send in the thread's round (send_batcher)
+        bool close_after_batch = false;
         bool stalled = false;
         bool close_started = false;
     };
@@ -293,6 +309,14 @@ class write_behind_stream {
     // buffer, for flush().
     static void send_staged(const std::shared_ptr<state>& s) {
         auto& batch = staging();
+        if (auto* round = send_batcher::collecting(); round != nullptr && !batch.empty()) {
+            round->add(s->socket.native_handle(), batch, s, &on_batched_send);
+            // Until the round is done, what is written waits (pending) behind it.
+            s->batched = true;
+            s->flush_scheduled = true;
+            release(batch, max_staging_capacity);
+            return;
+        }
         std::size_t sent = 0;
         while (sent < batch.size()) {
             boost::system::error_code ec;
@@ -316,6 +340,40 @@ class write_behind_stream {
         release(batch, max_staging_capacity);
         if (s->idle()) {
             wake_flushed_waiters(s);
+        }
+    }
+
+    // The outcome of a send in the thread's round: what the socket did not take, and
+    // what was written meanwhile, go out as any backlog.
+    static void on_batched_send(const std::shared_ptr<void>& owner, std::string_view unsent,
+                                boost::system::error_code ec) noexcept {
+        const auto s = std::static_pointer_cast<state>(owner);
+        s->batched = false;
+        if (ec && !s->error) {
+            s->error = ec;
+        }
+        try {
+            const bool written_meanwhile = s->out && !s->out->pending.empty();
+            if (!s->error && unsent.empty() && !written_meanwhile) {
+                s->flush_scheduled = false;  // all taken: the common case
+                wake_flushed_waiters(s);
+            } else {
+                if (!s->error && !unsent.empty()) {
+                    auto& out = s->output();
+                    out.on_the_wire.assign(unsent);
+                    out.wire_offset = 0;
+                    s->last_progress = clock::now();
+                }
+                flush(s);  // with nothing left (an error), it ends and wakes the waiters
+            }
+        } catch (...) {
+            s->error = boost::asio::error::no_memory;  // the client is dropped
+            s->flush_scheduled = false;
+            wake_flushed_waiters(s);
+        }
+        if (std::exchange(s->close_after_batch, false)) {
+            boost::system::error_code ignored;
+            s->socket.close(ignored);
         }
     }
 

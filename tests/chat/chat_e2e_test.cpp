@@ -272,6 +272,34 @@ TEST(chat, a_client_that_stops_reading_is_disconnected_and_slows_nobody) {
     EXPECT_EQ(metric(chat.port, "chat_clients"), 2u);
 }
 
+// At a steady rate each message goes out in the room's fan-out, every client's send in
+// one submission: a client that stopped reading fills its socket there, is not waited
+// for, and is dropped by the stall rule; the others get every message.
+TEST(chat, a_client_that_stops_reading_at_a_steady_rate_is_dropped_and_slows_nobody) {
+    chat_instance chat("memory://",
+                       {"--client-queue-bytes", "67108864", "--slow-client-timeout", "1"});
+    client stalled(chat.port);  // never reads
+    client reader(chat.port);
+    client sender(chat.port);
+    const std::string payload(60 * 1024, 's');
+    const auto until = std::chrono::steady_clock::now() + 60s;
+    int sent = 0;
+    // One at a time, each back before the next: no burst, the writers wait in the room.
+    while (metric(chat.port, "chat_slow_client_disconnects_total") == 0) {
+        ASSERT_LT(std::chrono::steady_clock::now(), until) << "the stalled client stayed";
+        sender.send(payload + std::to_string(sent));
+        ASSERT_EQ(sender.receive(), payload + std::to_string(sent));
+        ASSERT_EQ(reader.receive(), payload + std::to_string(sent));
+        ++sent;
+        if (sent % 64 == 0) {
+            std::this_thread::sleep_for(50ms);  // the stall rule's clock runs
+        }
+    }
+    EXPECT_EQ(metric(chat.port, "chat_clients"), 2u);
+    sender.send("after");
+    EXPECT_EQ(reader.receive(), "after");
+}
+
 // The server's resident memory (VmRSS), in KiB.
 std::size_t resident_kib(pid_t pid) {
     std::ifstream status("/proc/" + std::to_string(pid) + "/status");

@@ -26,8 +26,11 @@ struct send_batcher::impl {
 
     // A submission of at most this many sends; a bigger round takes several.
     static constexpr unsigned ring_entries = 256;
+    // A round holding this many bytes is submitted before it takes more: a big message
+    // for many clients does not pile up in one buffer.
+    static constexpr std::size_t max_bytes = 1024 * 1024;
     // What a round of big messages made `bytes` grow to is not kept past this.
-    static constexpr std::size_t kept_capacity = 1024 * 1024;
+    static constexpr std::size_t kept_capacity = 2 * max_bytes;
 
     io_uring ring{};
     std::string bytes;  // every send of the round, back to back
@@ -132,9 +135,19 @@ void send_batcher::submit() noexcept {
 
 void send_batcher::add(int fd, std::string_view bytes, std::shared_ptr<void> owner,
                        completion done) {
+    auto& sends = impl_->sends;
+    // Most clients of a room get the same frame: the same bytes are kept once.
+    if (!sends.empty() && sends.back().size == bytes.size() &&
+        std::string_view(impl_->bytes).substr(sends.back().offset, bytes.size()) == bytes) {
+        sends.push_back({fd, sends.back().offset, bytes.size(), std::move(owner), done});
+        return;
+    }
+    if (!sends.empty() && impl_->bytes.size() + bytes.size() > impl::max_bytes) {
+        submit();
+    }
     const auto offset = impl_->bytes.size();
     impl_->bytes.append(bytes);
-    impl_->sends.push_back({fd, offset, bytes.size(), std::move(owner), done});
+    sends.push_back({fd, offset, bytes.size(), std::move(owner), done});
 }
 
 bool send_batcher::available() noexcept {

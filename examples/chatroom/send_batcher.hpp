@@ -28,8 +28,9 @@ class send_batcher {
     // The thread's batcher while a round is open on the thread, else null.
     static send_batcher* collecting() noexcept;
 
-    // Queues a send of `bytes` (copied) on `fd`, at most one per descriptor and round.
-    // `owner` is kept alive until `done` has been called with the outcome.
+    // Queues a send of `bytes` (copied; once for consecutive sends of the same bytes) on
+    // `fd`, which has no other send queued. `owner` is kept alive until `done` has been
+    // called with the outcome. Past 1 MiB, what was queued is submitted first.
     void add(int fd, std::string_view bytes, std::shared_ptr<void> owner, completion done);
 
     // Opens a round on this thread for its lifetime (nested rounds are one); closing it

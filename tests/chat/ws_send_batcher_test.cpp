@@ -129,6 +129,34 @@ TEST_F(chat_send_batcher, a_round_bigger_than_the_ring_is_sent_whole) {
     }
 }
 
+// The same bytes for many sockets are kept once; a round of big distinct messages is
+// submitted in parts. Every socket gets its own bytes either way.
+TEST_F(chat_send_batcher, same_and_big_messages_reach_every_socket) {
+    auto pairs = connected_pairs(io_, 40);
+    auto counted = std::make_shared<outcome>();
+    const auto big = [](std::size_t i) {
+        return std::string(60 * 1024, static_cast<char>('a' + i % 26));
+    };
+    {
+        const send_batcher::round round;
+        for (std::size_t i = 0; i < 20; ++i) {
+            send_batcher::collecting()->add(pairs[i].server.native_handle(), "same for all",
+                                            counted, &record);
+        }
+        for (std::size_t i = 20; i < pairs.size(); ++i) {  // 1.2 MB: more than one submission
+            send_batcher::collecting()->add(pairs[i].server.native_handle(), big(i), counted,
+                                            &record);
+        }
+    }
+    EXPECT_EQ(counted->calls, 40);
+    for (std::size_t i = 0; i < 20; ++i) {
+        EXPECT_EQ(read_exactly(pairs[i].client, 12), "same for all");
+    }
+    for (std::size_t i = 20; i < pairs.size(); ++i) {
+        EXPECT_EQ(read_exactly(pairs[i].client, 60 * 1024), big(i));
+    }
+}
+
 // A socket that takes nothing does not hold the round up: all of it comes back unsent.
 TEST_F(chat_send_batcher, a_full_socket_gives_its_bytes_back_without_waiting) {
     auto pairs = connected_pairs(io_, 2);

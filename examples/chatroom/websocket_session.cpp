@@ -551,9 +551,12 @@ class websocket_session : public live_session,
         }
         if (queued() > 0 || seat_.error()) {
             // Posted, as a subscriber's receive would be: the others get their turn.
+            // A message, or why the seat ended once none is left (taking the last one
+            // may be what makes error() say so: it is not this message's outcome).
             auto ev = seat_.try_receive();
+            const auto ec = ev ? error_code() : seat_.error();
             asio::post(stream_.get_executor(),
-                       [self = shared_from_this(), ec = seat_.error(),
+                       [self = shared_from_this(), ec,
                         ev = ev ? std::move(*ev) : broadcaster::event()]() mutable {
                            self->on_room_message(ec, std::move(ev));
                        });

@@ -18,7 +18,10 @@
 
 #include <atomic>
 #include <fstream>
+#include <numeric>
+#include <optional>
 #include <thread>
+#include <vector>
 
 namespace broadcaster::test {
 namespace {
@@ -298,6 +301,58 @@ TEST(chat, a_client_that_stops_reading_at_a_steady_rate_is_dropped_and_slows_nob
     EXPECT_EQ(metric(chat.port, "chat_clients"), 2u);
     sender.send("after");
     EXPECT_EQ(reader.receive(), "after");
+}
+
+// A client closed because its send queue overflowed first gets every message queued for
+// it before the overflow: the last one too, when it is the only one left after the
+// writer's last full batch (64 frames). Fillers stall its writer; 65 numbered messages
+// queue behind them; one message over the queue's byte bound overflows it.
+TEST(chat, a_client_closed_for_overflow_first_gets_the_last_message_queued_before) {
+    constexpr std::size_t queue_bytes = 16 << 20;
+    chat_instance chat("memory://",
+                       {"--client-queue-bytes", std::to_string(queue_bytes), "--max-message-bytes",
+                        std::to_string(2 * queue_bytes), "--slow-client-timeout", "60"});
+    raw_websocket slow(chat.port, 4096);  // reads nothing until the end
+    raw_websocket sender(chat.port);
+    // The sender reads its echoes; its own queue overflows on the big message, which
+    // tells that the fan-out has handed that message to every seat.
+    std::atomic<unsigned> sender_close{0};
+    std::thread drain([&] {
+        while (auto frame = sender.read_frame()) {
+            if ((frame->opcode == ws_close)) {
+                sender_close = frame->close_code();
+                return;
+            }
+        }
+    });
+    constexpr int fillers = 12;
+    constexpr int numbered = 65;
+    for (int i = 0; i < fillers; ++i) {
+        sender.send(ws_client_frame(ws_text, "filler " + std::string(1 << 20, 'f')));
+    }
+    for (int i = 0; i < numbered; ++i) {
+        sender.send(ws_client_frame(ws_text, "n" + std::to_string(i)));
+    }
+    sender.send(ws_client_frame(ws_text, std::string(queue_bytes + 1, 'o')));
+    drain.join();
+    EXPECT_EQ(sender_close, 1008u);
+    int fillers_received = 0;
+    std::vector<int> received;
+    std::optional<ws_frame> frame;
+    while ((frame = slow.read_frame()) && !(frame->opcode == ws_close)) {
+        if (frame->payload.rfind("filler ", 0) == 0) {
+            ++fillers_received;
+        } else if (frame->payload.rfind("n", 0) == 0) {
+            received.push_back(std::stoi(frame->payload.substr(1)));
+        }
+    }
+    ASSERT_TRUE(frame);
+    EXPECT_EQ(frame->close_code(), 1008u);
+    EXPECT_EQ(fillers_received, fillers);
+    EXPECT_EQ(received.size(), std::size_t{numbered});
+    std::vector<int> expected(numbered);
+    std::iota(expected.begin(), expected.end(), 0);
+    EXPECT_EQ(received, expected);
 }
 
 // The server's resident memory (VmRSS), in KiB.

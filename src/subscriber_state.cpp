@@ -62,12 +62,15 @@ subscriber_state::push_result subscriber_state::push(const event& ev) {
     const auto full = [&] {
         return queue_.size() >= capacity_ || (max_bytes_ != 0 && queued_bytes_ + size > max_bytes_);
     };
-    if (max_bytes_ != 0 && size > max_bytes_) {
-        ++dropped_;  // could never fit: do not evict others for it
+    // An event that could never fit evicts nothing for it; it is dropped, or, under
+    // the close policy, ends the subscriber like any overflow (never a silent loss).
+    const bool never_fits = max_bytes_ != 0 && size > max_bytes_;
+    if (never_fits && policy_ != overflow_policy::close) {
+        ++dropped_;
         return push_result::dropped;
     }
     auto result = push_result::queued;
-    if (full()) {
+    if (never_fits || full()) {
         switch (policy_) {
             case overflow_policy::drop_oldest:
                 while (full()) {

@@ -112,6 +112,12 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : usage_error;
     }
+    if (config.max_message_bytes > config.client_queue_bytes) {
+        std::cerr << "--max-message-bytes: must not exceed --client-queue-bytes (" +
+                         std::to_string(config.client_queue_bytes) +
+                         "): a message that big could never wait in a client's send queue\n";
+        return usage_error;
+    }
     if (app.count("--history") > 0) {
         if (history >= config.client_queue_messages) {
             std::cerr << "--history: must be below --client-queue-messages (" +

@@ -31,7 +31,9 @@ struct subscribe_options {
     std::size_t capacity = 1024;
     /// Maximum total size of the queued messages, in bytes; 0 (the default) means no
     /// limit besides `capacity`. Message bodies are shared by all subscribers of an
-    /// event, so this bounds what one slow subscriber keeps alive.
+    /// event, so this bounds what one slow subscriber keeps alive. A message larger than
+    /// this never fits: `drop_oldest` and `drop_newest` drop it (counted, the queue
+    /// kept), `close` ends the subscriber as for any overflow.
     std::size_t max_bytes = 0;
     /// What happens to a new event when the queue is full. Default `drop_oldest`.
     overflow_policy policy = overflow_policy::drop_oldest;

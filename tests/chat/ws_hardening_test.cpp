@@ -190,6 +190,7 @@ TEST(chat_hardening, senseless_option_values_are_usage_errors) {
     const std::vector<std::vector<std::string>> cases = {
         {"--max-message-bytes", "0"},
         {"--max-message-bytes", "-5"},
+        {"--max-message-bytes", "2000", "--client-queue-bytes", "1000"},
         {"--handshake-timeout", "-1"},
         {"--handshake-timeout", "0"},
         {"--threads", "0"},

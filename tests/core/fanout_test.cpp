@@ -265,6 +265,24 @@ TEST(fanout, queues_are_bounded_by_bytes_too) {
     });
 }
 
+// Under the close policy nothing is lost silently: a message that could never fit ends
+// the subscriber after what it queued, as a full queue would.
+TEST(fanout, a_message_that_never_fits_ends_a_subscriber_with_the_close_policy) {
+    run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
+        broadcast bc(io, "memory://");
+        co_await bc.async_connect(use_awaitable);
+        auto sub = co_await bc.async_subscribe(
+            "bytes", subscribe_options{100, overflow_policy::close, 10}, use_awaitable);
+        for (const auto* m : {"1111", "far too large", "2222"}) {
+            co_await bc.async_publish("bytes", m, use_awaitable);
+        }
+        EXPECT_EQ(sub.try_receive()->message(), "1111");
+        auto [ec, ev] = co_await sub.async_receive(asio::as_tuple(use_awaitable));
+        EXPECT_EQ(ec, error::subscriber_overflow);
+        EXPECT_EQ(sub.dropped(), 1u);
+    });
+}
+
 TEST(fanout, subscribing_to_no_channel_is_an_error) {
     run_async_test([&](asio::io_context& io) -> asio::awaitable<void> {
         broadcast bc(io, "memory://");

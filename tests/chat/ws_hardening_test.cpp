@@ -158,7 +158,8 @@ long vm_size_kib(pid_t pid) {
 // Out of memory while running is not a failure to start, and the log says what happened.
 // (The address space is limited after start, so only the big message can exhaust it.)
 TEST(chat_hardening, running_out_of_memory_is_not_reported_as_a_start_failure) {
-    chat_process chat({.args = {"--max-message-bytes", "1073741824"}});
+    chat_process chat(
+        {.args = {"--max-message-bytes", "1073741824", "--client-queue-bytes", "1073741824"}});
     auto c = open_websocket(chat.port());
     const auto size = vm_size_kib(chat.pid());
     ASSERT_GT(size, 0);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
 #include <vector>
 
 #ifdef BROADCASTER_CHAT_WITH_LIBURING
@@ -35,6 +36,10 @@ struct send_batcher::impl {
     io_uring ring{};
     std::string bytes;  // every send of the round, back to back
     std::vector<pending_send> sends;
+    // A submission whose outcome was not all collected (the ring failed): the kernel may
+    // still read its bytes, which are kept in `retired` until the thread ends.
+    bool uncertain = false;
+    std::vector<std::string> retired;
 
     ~impl() { io_uring_queue_exit(&ring); }
 
@@ -70,9 +75,18 @@ struct send_batcher::impl {
         }
         bool whole = true;
         for (unsigned i = 0; i < count; ++i) {
-            if (!done[i]) {
-                whole = false;
-                complete(sends[first + i], -EAGAIN);  // as if the socket were full
+            if (done[i]) {
+                continue;
+            }
+            whole = false;
+            if (i < static_cast<unsigned>(submitted)) {
+                // Submitted, outcome unknown: the bytes may have gone, or may still be
+                // read from `bytes` (kept: see `uncertain`). Sending them again could
+                // corrupt the client's stream: it is dropped instead.
+                uncertain = true;
+                complete(sends[first + i], -EIO);
+            } else {
+                complete(sends[first + i], -EAGAIN);  // never submitted: sent as a backlog
             }
         }
         return whole;
@@ -126,7 +140,10 @@ void send_batcher::submit() noexcept {
         }
     }
     sends.clear();
-    if (impl_->bytes.capacity() > impl::kept_capacity) {
+    if (std::exchange(impl_->uncertain, false)) {
+        impl_->retired.push_back(std::move(impl_->bytes));
+        impl_->bytes = std::string();
+    } else if (impl_->bytes.capacity() > impl::kept_capacity) {
         std::string().swap(impl_->bytes);
     } else {
         impl_->bytes.clear();

@@ -3,8 +3,8 @@
 // parses the HTTP request). The handshake runs before them, in a coroutine of its own
 // that ends with it: what only the handshake needs (the HTTP request) is not kept for
 // the client's lifetime. The reader and the writer run on callbacks: an idle client
-// holds a pending wait for readability and a pending receive, no coroutine frames and
-// no read buffer.
+// holds a pending wait for readability and its seat in the room (or a pending
+// receive), no coroutine frames and no read buffer.
 //
 // The reader waits until the socket is readable, reads without blocking into a buffer
 // of its thread, and feeds the frame parser (frame_reader.hpp), which unmasks payloads

@@ -134,7 +134,10 @@ class scripted_backend final : public backend {
                 ec = !current ? error_code(asio::error::operation_aborted)
                      : fail   ? error_code(error::not_connected)
                               : error_code();
-                connected_ = current && !fail;
+                if (current) {
+                    // A connect a disconnect superseded leaves the newer connection be.
+                    connected_ = !fail;
+                }
                 break;
             case kind::disconnect:
                 break;

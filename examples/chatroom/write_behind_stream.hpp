@@ -349,8 +349,12 @@ class write_behind_stream {
                                 boost::system::error_code ec) noexcept {
         const auto s = std::static_pointer_cast<state>(owner);
         s->batched = false;
-        if (ec && !s->error) {
-            s->error = ec;
+        if (ec) {
+            // Nothing more can reach the client: it is dropped (its reader wakes).
+            s->close_after_batch = true;
+            if (!s->error) {
+                s->error = ec;
+            }
         }
         try {
             const bool written_meanwhile = s->out && !s->out->pending.empty();

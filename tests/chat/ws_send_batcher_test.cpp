@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -231,6 +232,25 @@ TEST_F(chat_send_batcher, the_stream_hands_its_batch_to_the_round) {
                                                             "bye"));
     char byte = 0;  // then closed: end of input
     EXPECT_EQ(::recv(pairs[1].client.native_handle(), &byte, 1, 0), 0);
+}
+
+// A send the round reports failed (the client reset the connection) drops the client:
+// the stream fails and closes its socket, which wakes its reader.
+TEST_F(chat_send_batcher, a_failed_send_in_a_round_closes_the_stream) {
+    auto pairs = connected_pairs(io_, 1);
+    const int fd = pairs[0].server.native_handle();
+    write_behind_stream stream(std::move(pairs[0].server), std::chrono::seconds(5));
+    pairs[0].client.set_option(asio::socket_base::linger(true, 0));
+    pairs[0].client.close();  // a reset
+    error_code ec;
+    for (int i = 0; i < 100 && !stream.failed(); ++i) {  // the reset arrives first
+        const send_batcher::round round;
+        stream.cork();
+        stream.write_frame(0x1, "into the void", ec);
+        stream.uncork();
+    }
+    EXPECT_TRUE(stream.failed());
+    EXPECT_EQ(::fcntl(fd, F_GETFD), -1);  // closed
 }
 
 TEST_F(chat_send_batcher, what_a_full_socket_did_not_take_goes_out_later) {

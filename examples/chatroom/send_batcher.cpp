@@ -36,6 +36,7 @@ struct send_batcher::impl {
     io_uring ring{};
     std::string bytes;  // every send of the round, back to back
     std::vector<pending_send> sends;
+    std::vector<bool> done;  // of one submission's sends (kept: no allocation per message)
     // A submission whose outcome was not all collected (the ring failed): the kernel may
     // still read its bytes, which are kept in `retired` until the thread ends.
     bool uncertain = false;
@@ -56,7 +57,7 @@ struct send_batcher::impl {
             io_uring_sqe_set_data64(sqe, first + i);
         }
         const int submitted = std::max(io_uring_submit(&ring), 0);
-        std::vector<bool> done(count);
+        done.assign(count, false);
         for (int completed = 0; completed < submitted;) {
             io_uring_cqe* cqe = nullptr;
             const int ec = io_uring_wait_cqe(&ring, &cqe);
